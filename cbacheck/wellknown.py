@@ -1,0 +1,179 @@
+"""Well-known Microsoft identifiers, national-cloud endpoints and documented texts, kept in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+# --- Resource applications (appId is the same in every tenant; object ids are not) -------------
+EXCHANGE_ONLINE_APP_ID: Final = "00000002-0000-0ff1-ce00-000000000000"
+EXCHANGE_ONLINE_DISPLAY_NAME: Final = "Office 365 Exchange Online"
+MICROSOFT_GRAPH_APP_ID: Final = "00000003-0000-0000-c000-000000000000"
+MICROSOFT_GRAPH_DISPLAY_NAME: Final = "Microsoft Graph"
+# The audience Graph's addKey proof-of-possession token names (Azure AD Graph).
+AAD_GRAPH_APP_ID: Final = "00000002-0000-0000-c000-000000000000"
+
+# --- App roles on Office 365 Exchange Online --------------------------------------------------
+EXCHANGE_MANAGE_AS_APP_ROLE_ID: Final = "dc50a0fb-09a3-484d-be87-e023b12c6440"
+EXCHANGE_MANAGE_AS_APP: Final = "Exchange.ManageAsApp"
+FULL_ACCESS_AS_APP_ROLE_ID: Final = "dc890d15-9560-4a4c-9b7f-a736ec74ec40"
+FULL_ACCESS_AS_APP: Final = "full_access_as_app"
+
+# --- Directory role templates (the same in every tenant) --------------------------------------
+# https://learn.microsoft.com/entra/identity/role-based-access-control/permissions-reference
+EXCHANGE_ADMINISTRATOR: Final = "29232cdf-9323-42fd-ade2-1d097af3e4de"
+EXCHANGE_RECIPIENT_ADMINISTRATOR: Final = "31392ffb-586c-42d1-9346-e59415a2cc4e"
+GLOBAL_ADMINISTRATOR: Final = "62e90394-69f5-4237-9190-012177145e10"
+GLOBAL_READER: Final = "f2ef992c-3afb-46b9-b7cf-a126ee74c451"
+SECURITY_READER: Final = "5d6b6bb7-de71-4623-b4af-96380a352509"
+SECURITY_ADMINISTRATOR: Final = "194ae4cb-b126-40b2-bd5b-6091b380977d"
+COMPLIANCE_ADMINISTRATOR: Final = "17315797-102d-40b4-93e0-432062caca18"
+HELPDESK_ADMINISTRATOR: Final = "729827e3-9c14-49f7-bb1b-9608f156bbb8"
+APPLICATION_ADMINISTRATOR: Final = "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3"
+CLOUD_APPLICATION_ADMINISTRATOR: Final = "158c047a-c907-4556-b7ef-446551a6b5f7"
+# Not in FACTS.md's table; the template id is the one Microsoft publishes in the
+# permissions reference. UNCONFIRMED against a source read for this project.
+PRIVILEGED_ROLE_ADMINISTRATOR: Final = "e8611ab8-c189-46e8-94e1-60213ab1f814"
+
+DIRECTORY_ROLE_NAMES: Final[dict[str, str]] = {
+    EXCHANGE_ADMINISTRATOR: "Exchange Administrator",
+    EXCHANGE_RECIPIENT_ADMINISTRATOR: "Exchange Recipient Administrator",
+    GLOBAL_ADMINISTRATOR: "Global Administrator",
+    GLOBAL_READER: "Global Reader",
+    SECURITY_READER: "Security Reader",
+    SECURITY_ADMINISTRATOR: "Security Administrator",
+    COMPLIANCE_ADMINISTRATOR: "Compliance Administrator",
+    HELPDESK_ADMINISTRATOR: "Helpdesk Administrator",
+    APPLICATION_ADMINISTRATOR: "Application Administrator",
+    CLOUD_APPLICATION_ADMINISTRATOR: "Cloud Application Administrator",
+    PRIVILEGED_ROLE_ADMINISTRATOR: "Privileged Role Administrator",
+}
+
+# Entra roles Exchange Online accepts for app-only sign-in (Exchange Online PowerShell column of
+# the table in "App-only authentication for unattended scripts", Step 5).
+EXCHANGE_SUPPORTED_ROLES: Final = frozenset(
+    {
+        COMPLIANCE_ADMINISTRATOR,
+        EXCHANGE_ADMINISTRATOR,
+        EXCHANGE_RECIPIENT_ADMINISTRATOR,
+        GLOBAL_ADMINISTRATOR,
+        GLOBAL_READER,
+        HELPDESK_ADMINISTRATOR,
+        SECURITY_ADMINISTRATOR,
+        SECURITY_READER,
+    }
+)
+# Roles that grant far more than Exchange automation needs (CBA-ROLE-002 findings).
+OVER_PRIVILEGED_ROLES: Final = frozenset({GLOBAL_ADMINISTRATOR, PRIVILEGED_ROLE_ADMINISTRATOR})
+
+# --- Microsoft Graph application permissions (app role ids on the Microsoft Graph SP) ----------
+# Only Application.Read.All is confirmed in FACTS.md; the others are the ids Microsoft's
+# permissions reference lists. UNCONFIRMED here: a real tenant's Graph SP is the authority, and
+# cbacheck resolves names through its appRoles at run time where it can.
+GRAPH_PERMISSION_IDS: Final[dict[str, str]] = {
+    "Application.Read.All": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
+    "Application.ReadWrite.All": "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
+    "Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
+    "AppRoleAssignment.ReadWrite.All": "06b708a9-e830-4db3-a914-8e69da51d44f",
+    "Directory.Read.All": "7ab1d382-f21e-4acd-a863-ba3e13f7da61",
+    "Directory.ReadWrite.All": "19dbc75e-c2e2-444c-a770-ec69d8559fc7",
+    "Domain.Read.All": "dbb9058a-0e50-45d7-ae91-66909b5d4664",
+    "Organization.Read.All": "498476ce-e0fe-48b0-b801-37ba7e2685c6",
+    "RoleManagement.Read.Directory": "483bed4a-2ad3-4361-a73b-c83ccdbdc53c",
+    "RoleManagement.ReadWrite.Directory": "9e3f62cf-ca93-4989-b6ce-bf83c28f9fe8",
+    "RoleEligibilitySchedule.Read.Directory": "ff278e11-4a33-4d0c-83d2-d01dc58929a5",
+}
+
+# Least-privileged Graph application permissions cbacheck's identities need (docs/permissions.md).
+AUDITOR_PERMISSIONS: Final = (
+    "Application.Read.All",
+    "RoleManagement.Read.Directory",
+    "Organization.Read.All",
+)
+ADMIN_PERMISSIONS: Final = (
+    "Application.ReadWrite.All",
+    "AppRoleAssignment.ReadWrite.All",
+    "RoleManagement.ReadWrite.Directory",
+)
+
+# --- Exchange admin API ----------------------------------------------------------------------
+# Anchor mailbox CIPP sends for app-only calls (UNCONFIRMED which forms Exchange requires).
+EXCHANGE_ANCHOR_MAILBOX: Final = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}"
+EXCHANGE_ROLE_NOT_SUPPORTED: Final = (
+    "The role assigned to application {app_id} isn't supported in this scenario. Please check "
+    "online documentation for assigning correct Directory Roles to Azure AD Application for EXO "
+    "App-Only Authentication."
+)
+EXCHANGE_CMDLET_NOT_ALLOWED: Final = "User is not allowed to call {cmdlet}"
+
+CLIENT_ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """Endpoints of one Microsoft cloud; the Exchange resource is what the token is asked for."""
+
+    name: str
+    login_url: str
+    graph_url: str
+    exchange_url: str
+    exchange_resource: str
+    graph_resource: str
+    portal_url: str
+    initial_domain_suffix: str
+
+
+# National clouds: ENTRA authentication-national-cloud.md, GDOCS concepts/deployments.md.
+# The Exchange resource for gcchigh, dod and china is UNCONFIRMED (third-party code only).
+CLOUDS: Final[dict[str, Cloud]] = {
+    "global": Cloud(
+        "global",
+        "https://login.microsoftonline.com",
+        "https://graph.microsoft.com",
+        "https://outlook.office365.com",
+        "https://outlook.office365.com",
+        "https://graph.microsoft.com",
+        "https://entra.microsoft.com",
+        ".onmicrosoft.com",
+    ),
+    "gcc": Cloud(
+        "gcc",
+        "https://login.microsoftonline.com",
+        "https://graph.microsoft.com",
+        "https://outlook.office365.com",
+        "https://outlook.office365.com",
+        "https://graph.microsoft.com",
+        "https://entra.microsoft.com",
+        ".onmicrosoft.com",
+    ),
+    "gcchigh": Cloud(
+        "gcchigh",
+        "https://login.microsoftonline.us",
+        "https://graph.microsoft.us",
+        "https://outlook.office365.us",
+        "https://outlook.office365.us",
+        "https://graph.microsoft.us",
+        "https://entra.microsoft.us",
+        ".onmicrosoft.us",
+    ),
+    "dod": Cloud(
+        "dod",
+        "https://login.microsoftonline.us",
+        "https://dod-graph.microsoft.us",
+        "https://webmail.apps.mil",
+        "https://webmail.apps.mil",
+        "https://dod-graph.microsoft.us",
+        "https://entra.microsoft.us",
+        ".onmicrosoft.us",
+    ),
+    "china": Cloud(
+        "china",
+        "https://login.partner.microsoftonline.cn",
+        "https://microsoftgraph.chinacloudapi.cn",
+        "https://partner.outlook.cn",
+        "https://partner.outlook.cn",
+        "https://microsoftgraph.chinacloudapi.cn",
+        "https://entra.microsoftonline.cn",
+        ".partner.onmschina.cn",
+    ),
+}

@@ -1,0 +1,1 @@
+"""Requirement checks shipped with cbacheck (one pytest test per requirement)."""
