@@ -18,7 +18,7 @@ from typing import Final
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPublicKeyTypes,
     PrivateKeyTypes,
@@ -252,7 +252,7 @@ def _der_private_key(data: bytes) -> bool:
 def _load_pkcs12(data: bytes, path: Path, password: str | None, source: str) -> _Loaded:
     try:
         # A PFX without a password is tried first: the password is then irrelevant and the key unprotected.
-        key, certificate, _ = pkcs12.load_key_and_certificates(data, None)
+        key, certificate, extra_certificates = pkcs12.load_key_and_certificates(data, None)
         encrypted = False
     except ValueError as no_password_error:
         if "Could not deserialize" in str(no_password_error):
@@ -270,7 +270,7 @@ def _load_pkcs12(data: bytes, path: Path, password: str | None, source: str) -> 
                 NEXT_STEP_PASSWORD,
             ) from None
         try:
-            key, certificate, _ = pkcs12.load_key_and_certificates(data, password.encode("utf-8"))
+            key, certificate, extra_certificates = pkcs12.load_key_and_certificates(data, password.encode("utf-8"))
         except ValueError as err:
             raise CertificateError(
                 str(path),
@@ -279,6 +279,9 @@ def _load_pkcs12(data: bytes, path: Path, password: str | None, source: str) -> 
                 "Check the password, or export the PFX again with a known one, or use a PEM file instead.",
             ) from None
         encrypted = True
+    if certificate is None and extra_certificates:
+        # A PFX exported without its key keeps the certificate as an unpaired bag.
+        certificate = extra_certificates[0]
     if certificate is None:
         raise CertificateError(
             str(path),
@@ -478,7 +481,29 @@ def _self_signed(certificate: x509.Certificate) -> bool:
         return False
     try:
         certificate.verify_directly_issued_by(certificate)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+    except (TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    except ValueError:
+        # cryptography refuses legacy hashes (SHA-1) here; such certificates exist, so verify the RSA signature
+        # directly to still tell self-signed from issued.
+        return _rsa_signature_valid(certificate)
+    return True
+
+
+def _rsa_signature_valid(certificate: x509.Certificate) -> bool:
+    public_key = certificate.public_key()
+    try:
+        algorithm = certificate.signature_hash_algorithm
+        parameters = certificate.signature_algorithm_parameters
+    except (UnsupportedAlgorithm, ValueError):
+        return False
+    if not isinstance(public_key, rsa.RSAPublicKey) or algorithm is None:
+        return False
+    if not isinstance(parameters, padding.PKCS1v15 | padding.PSS):
+        return False
+    try:
+        public_key.verify(certificate.signature, certificate.tbs_certificate_bytes, parameters, algorithm)
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError):
         return False
     return True
 
