@@ -1,0 +1,194 @@
+"""The HTTP session every network call goes through: CA bundle per request, timeouts, bounded urllib3 retries."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.response import BaseHTTPResponse
+from urllib3.util.retry import Retry
+
+from cbacheck.config import Settings
+from cbacheck.facts import Source
+
+# A 429 storm may ask for minutes; one run must not hang on it, so no single wait is longer.
+MAX_RETRY_AFTER_S = 60.0
+BACKOFF_FACTOR_S = 0.5
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# POST is retried on the read session because every POST sent through it is safe to repeat: the
+# token endpoint, a Graph $batch of GETs and the Exchange probe's read-only cmdlet. Graph writes
+# go through `CbaSession.for_writes()`, which never repeats a request the server may have applied.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST"})
+WRITE_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass
+class TransportStats:
+    """Counters and the request log one run shares across Graph, token and Exchange calls."""
+
+    graph_round_trips: int = 0
+    graph_requests: int = 0
+    token_requests: int = 0
+    exchange_requests: int = 0
+    retries: int = 0
+    waits_s: list[float] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    # Replaceable so tests can observe waits without spending them.
+    sleep: Callable[[float], None] = time.sleep
+
+    def pause(self, seconds: float) -> None:
+        self.waits_s.append(seconds)
+        if seconds > 0:
+            self.sleep(seconds)
+
+
+class CountingRetry(Retry):
+    """urllib3 Retry that counts each retry, caps Retry-After and waits through `TransportStats.pause`.
+
+    The wait happens in `increment()` rather than `sleep()` so that it is the same whether urllib3
+    or a test double (responses calls only `increment`) drives the retry.
+    """
+
+    def __init__(self, *args: Any, stats: TransportStats | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stats = stats if stats is not None else TransportStats()
+
+    def new(self, **kw: Any) -> CountingRetry:
+        fresh = super().new(**kw)
+        fresh.stats = self.stats
+        return fresh
+
+    def increment(self, *args: Any, **kwargs: Any) -> CountingRetry:
+        fresh = super().increment(*args, **kwargs)  # raises MaxRetryError when the budget is spent
+        self.stats.retries += 1
+        response: BaseHTTPResponse | None = kwargs.get("response")
+        if response is None and len(args) >= 3:
+            response = args[2]
+        self.stats.pause(fresh.wait_before_retry(response))
+        return fresh
+
+    def wait_before_retry(self, response: BaseHTTPResponse | None) -> float:
+        answered_with_wait = response is not None and response.status in self.RETRY_AFTER_STATUS_CODES
+        if self.respect_retry_after_header and response is not None and answered_with_wait:
+            retry_after = self.get_retry_after(response)
+            if retry_after is not None:
+                return min(retry_after, MAX_RETRY_AFTER_S)
+        return self.get_backoff_time()
+
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        # Already waited in increment(); waiting again here would double every pause.
+        return None
+
+
+def make_retry(retries: int, stats: TransportStats, *, repeat_after_answer: bool) -> CountingRetry:
+    """Bounded retries; `repeat_after_answer=False` retries only failures to connect (nothing was sent)."""
+    return CountingRetry(
+        total=retries,
+        connect=retries,
+        read=retries if repeat_after_answer else 0,
+        status=retries if repeat_after_answer else 0,
+        other=0,
+        redirect=0,
+        allowed_methods=READ_METHODS if repeat_after_answer else WRITE_SAFE_METHODS,
+        status_forcelist=RETRY_STATUSES if repeat_after_answer else frozenset(),
+        backoff_factor=BACKOFF_FACTOR_S,
+        backoff_max=MAX_RETRY_AFTER_S,
+        retry_after_max=int(MAX_RETRY_AFTER_S),
+        respect_retry_after_header=True,
+        raise_on_status=False,  # the last answer reaches the caller, whose error names status and body
+        raise_on_redirect=False,
+        stats=stats,
+    )
+
+
+class CbaSession(requests.Session):
+    """A requests.Session whose CA bundle wins over REQUESTS_CA_BUNDLE and whose requests all time out.
+
+    requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override `Session.verify` (it only merges the
+    environment when the per-request `verify` is unset or True), so the bundle is passed per request.
+    `trust_env` stays on: proxies from the environment keep working.
+    """
+
+    def __init__(
+        self,
+        *,
+        ca_bundle: str | None,
+        timeout_s: float,
+        retries: int,
+        stats: TransportStats | None = None,
+        repeat_after_answer: bool = True,
+    ) -> None:
+        super().__init__()
+        self.ca_bundle = ca_bundle
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.stats = stats if stats is not None else TransportStats()
+        self.repeat_after_answer = repeat_after_answer
+        self._writes: CbaSession | None = None
+        adapter = HTTPAdapter(max_retries=make_retry(retries, self.stats, repeat_after_answer=repeat_after_answer))
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout_s
+        if self.ca_bundle and kwargs.get("verify") in (None, True):
+            kwargs["verify"] = self.ca_bundle
+        text_url = url.decode() if isinstance(url, bytes) else url
+        text_method = method.decode() if isinstance(method, bytes) else method
+        if is_token_request(text_method, text_url):
+            self.stats.token_requests += 1
+        return super().request(method, url, *args, **kwargs)
+
+    def for_writes(self) -> CbaSession:
+        """A sibling session for Graph writes: same CA, timeout and counters, no repeat once a request was sent."""
+        if not self.repeat_after_answer:
+            return self
+        if self._writes is None:
+            self._writes = CbaSession(
+                ca_bundle=self.ca_bundle,
+                timeout_s=self.timeout_s,
+                retries=self.retries,
+                stats=self.stats,
+                repeat_after_answer=False,
+            )
+            self._writes.proxies = self.proxies
+        return self._writes
+
+
+def is_token_request(method: str, url: str) -> bool:
+    """An OAuth token request (identity platform `/oauth2/v2.0/token` or a managed identity endpoint)."""
+    path = urlsplit(url).path.rstrip("/")
+    return path.endswith("/token") and "oauth2" in path and method.upper() in ("POST", "GET")
+
+
+def build_session(settings: Settings, *, stats: TransportStats | None = None) -> CbaSession:
+    """The session for one run: `settings.ca_bundle`, `timeout_s` and `retries` applied to every request."""
+    return CbaSession(
+        ca_bundle=str(settings.ca_bundle) if settings.ca_bundle else None,
+        timeout_s=settings.timeout_s,
+        retries=settings.retries,
+        stats=stats,
+    )
+
+
+def stats_of(session: requests.Session) -> TransportStats:
+    """The counters of a session; a plain requests.Session gets some attached on first use."""
+    existing = getattr(session, "stats", None)
+    if isinstance(existing, TransportStats):
+        return existing
+    created = TransportStats()
+    session.stats = created  # type: ignore[attr-defined]
+    return created
+
+
+def writes_session(session: requests.Session) -> requests.Session:
+    """The session Graph writes use: never repeats a request the server may have applied."""
+    if isinstance(session, CbaSession):
+        return session.for_writes()
+    return session
