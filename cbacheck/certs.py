@@ -62,7 +62,9 @@ _EKU_NAMES: Final = {
     ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "anyExtendedKeyUsage",
 }
 
-NEXT_STEP_NEW = "Point --cert at the right .cer/.pem/.pfx file, or create one with `cbacheck cert new`."
+NEXT_STEP_NEW = (
+    "Check the path (a .cer/.crt, .pem or .pfx/.p12 file), or create a certificate with `cbacheck cert new`."
+)
 NEXT_STEP_PASSWORD = (
     f"Set the password in {PASSWORD_ENV} (or name a file holding it in {PASSWORD_FILE_ENV}), or use a PEM file instead."
 )
@@ -209,7 +211,7 @@ def _load(data: bytes, path: Path, password: str | None, source: str) -> _Loaded
             str(path),
             source,
             "the file holds a private key but no certificate",
-            "Point --cert at the certificate (.cer/.pem/.pfx); a PEM may hold the certificate and key together.",
+            "Use the certificate file (.cer/.pem/.pfx) instead; a PEM may hold the certificate and key together.",
         )
     raise CertificateError(
         str(path),
@@ -308,7 +310,7 @@ def _load_pem(data: bytes, path: Path, password: str | None, source: str) -> _Lo
                 str(path),
                 source,
                 "the PEM holds a private key but no certificate",
-                "Append the certificate to the file (or point --cert at the .cer/.pfx) so key and certificate "
+                "Append the certificate to the file (or use the .cer/.pfx instead) so key and certificate "
                 "travel together.",
             )
         labels = ", ".join(sorted({label for label, _ in blocks})) or "none complete"
