@@ -276,9 +276,7 @@ class GraphClient:
             raise self._no_answer(method, url, started, at, "failed", err) from err
         return self._answer(method, url, response, started, at)
 
-    def _no_answer(
-        self, method: str, url: str, started: float, at: str, what: str, err: Exception
-    ) -> GraphError:
+    def _no_answer(self, method: str, url: str, started: float, at: str, what: str, err: Exception) -> GraphError:
         source = Source(method, url, None, elapsed_ms=(time.perf_counter() - started) * 1000, at=at)
         self.stats.sources.append(source)
         host = urlsplit(url).netloc
