@@ -1,4 +1,4 @@
-"""The chain of links: a downstream check that cannot hold because an upstream one failed says so."""
+"""The chain of links: a check whose input is missing because an upstream link broke names that link."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ T = TypeVar("T")
 
 
 class UpstreamFailure(AssertionError):
-    """A check fails because an upstream requirement failed; the report groups it under that root cause."""
+    """A check cannot hold because an upstream requirement failed; reported as failed, naming the upstream ID.
+
+    It is an AssertionError on purpose: a broken chain is non-compliance (failed), not "could not verify".
+    """
 
     def __init__(self, upstream: str, reason: str) -> None:
         self.upstream = upstream
@@ -17,7 +20,8 @@ class UpstreamFailure(AssertionError):
 
 
 def require(value: T | None, upstream: str, reason: str) -> T:
-    """The value, or an UpstreamFailure naming the upstream requirement when it is absent."""
+    """The value, or an UpstreamFailure naming `upstream` when it is None (the object does not exist)."""
+    __tracebackhide__ = True
     if value is None:
         raise UpstreamFailure(upstream, reason)
     return value

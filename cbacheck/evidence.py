@@ -1,0 +1,168 @@
+"""The Evidence recorder checks write to: what was observed, what was expected, and where it came from."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from html import escape
+from pathlib import Path
+from typing import Any, Protocol
+
+from cbacheck.facts import Source
+
+SECRET_MARK = "(secret withheld)"
+
+
+class ExtrasBuilder(Protocol):
+    """The part of `pytest_html.extras` the evidence uses; passed in so only plugin.py imports pytest_html."""
+
+    def json(self, content: Any, name: str = ...) -> dict[str, Any]: ...
+
+    def text(self, content: str, name: str = ...) -> dict[str, Any]: ...
+
+    def url(self, content: str, name: str = ...) -> dict[str, Any]: ...
+
+    def html(self, content: str) -> dict[str, Any]: ...
+
+
+def jsonable(label: str, value: Any) -> Any:
+    """The value as plain JSON data; anything else is a mistake in the check, named by its label."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Source):
+        return value.as_dict()
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(f"{label}.{key}", item) for key, item in value.items()}
+    if isinstance(value, set | frozenset):
+        return sorted((jsonable(label, item) for item in value), key=str)
+    if isinstance(value, list | tuple):
+        return [jsonable(f"{label}[{index}]", item) for index, item in enumerate(value)]
+    # Bytes are refused rather than encoded: in this tool they are key material more often than not.
+    raise TypeError(
+        f"evidence {label!r} is a {type(value).__name__}; record str, numbers, lists or dicts "
+        "(dates and paths are converted)"
+    )
+
+
+def redacted(value: Any, secrets: Iterable[str]) -> Any:
+    """The value with every occurrence of a secret replaced, however deep it sits."""
+    secrets = [s for s in secrets if s]
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, SECRET_MARK)
+        return value
+    if isinstance(value, dict):
+        return {redacted(key, secrets): redacted(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redacted(item, secrets) for item in value]
+    return value
+
+
+class Evidence:
+    """What one check saw. Values must be JSON data; the plugin adds the sources of the facts used."""
+
+    def __init__(self, requirement_id: str = "") -> None:
+        self.requirement_id = requirement_id
+        self._observed: dict[str, Any] = {}
+        self._expected: list[str] = []
+        self._details: dict[str, Any] = {}
+        self._sources: list[dict[str, Any]] = []
+        self._changes = 0
+        self._drained_at = 0
+
+    def observed(self, label: str, value: Any) -> None:
+        """A value read from the certificate or the tenant that the verdict rests on."""
+        self._observed[label] = jsonable(label, value)
+        self._changes += 1
+
+    def expected(self, text: str) -> None:
+        """The rule applied, in words (e.g. 'at least 30 days left')."""
+        self._expected.append(str(text))
+        self._changes += 1
+
+    def add(self, label: str, value: Any) -> None:
+        """Any further detail a reviewer may want (the matching rule, the candidates considered)."""
+        self._details[label] = jsonable(label, value)
+        self._changes += 1
+
+    def source(self, src: Source) -> None:
+        """The request a fact came from; each distinct request is kept once."""
+        entry = src.as_dict()
+        if entry not in self._sources:
+            self._sources.append(entry)
+            self._changes += 1
+
+    @property
+    def empty(self) -> bool:
+        return not (self._observed or self._expected or self._details or self._sources)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "observed": dict(self._observed),
+            "expected": list(self._expected),
+            "details": dict(self._details),
+            "sources": list(self._sources),
+        }
+
+    def drain_as_extras(
+        self, extras: ExtrasBuilder, *, remediation: str = "", reference: str = "", secrets: Iterable[str] = ()
+    ) -> list[dict[str, Any]]:
+        """pytest-html extras for what was recorded since the last drain, so each lands on one phase report."""
+        if self._changes == self._drained_at:
+            return []
+        self._drained_at = self._changes
+        name = f"Evidence {self.requirement_id}".rstrip()
+        attached = [extras.json(redacted(self.as_dict(), secrets), name=name)]
+        if remediation:
+            attached.append(extras.text(remediation, name="Remediation"))
+        if reference:
+            attached.append(extras.url(reference, name="Reference"))
+        return attached
+
+
+def render_html(record: Mapping[str, Any]) -> str:
+    """The evidence block shown in a report row; every value is escaped."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, str):
+            return escape(value)
+        return f'<pre style="margin:0;white-space:pre-wrap">{escape(json.dumps(value, indent=2))}</pre>'
+
+    evidence = record.get("evidence") or {}
+    parts = ['<div class="cba-evidence" style="padding:6px 4px;line-height:1.4">']
+    outcome = str(record.get("outcome", ""))
+    parts.append(
+        f"<p><strong>{escape(str(record.get('id', '')))}</strong> {escape(str(record.get('title', '')))} "
+        f"&mdash; <strong>{escape(outcome)}</strong></p>"
+    )
+    if record.get("message"):
+        parts.append(f'<p style="white-space:pre-wrap">{escape(str(record["message"]))}</p>')
+    if record.get("follows_from"):
+        parts.append(f"<p>Follows from <strong>{escape(str(record['follows_from']))}</strong>.</p>")
+    rows: list[tuple[str, Any]] = []
+    rows += [(f"Observed: {label}", value) for label, value in evidence.get("observed", {}).items()]
+    rows += [("Expected", text) for text in evidence.get("expected", [])]
+    rows += [(label, value) for label, value in evidence.get("details", {}).items()]
+    rows += [("Source", f"{s['method']} {s['url']} -> {s['status']}") for s in evidence.get("sources", [])]
+    if rows:
+        parts.append('<table class="cba-evidence-table" style="border-collapse:collapse;margin:4px 0">')
+        for label, value in rows:
+            parts.append(
+                '<tr><th style="text-align:left;vertical-align:top;padding:2px 12px 2px 0;font-weight:600">'
+                f"{escape(label)}</th><td style=\"padding:2px 0\">{cell(value)}</td></tr>"
+            )
+        parts.append("</table>")
+    if record.get("remediation") and outcome in ("failed", "error"):
+        parts.append(f"<p><strong>What to do:</strong> {escape(str(record['remediation']))}</p>")
+    if record.get("reference"):
+        ref = escape(str(record["reference"]), quote=True)
+        parts.append(f'<p><strong>Reference:</strong> <a href="{ref}" target="_blank" rel="noopener">{ref}</a></p>')
+    parts.append("</div>")
+    return "".join(parts)
