@@ -120,14 +120,26 @@ def attempt_app_token(
     (network, 5xx, not JSON) is Unavailable, because nothing was proven either way. The token
     itself is never kept: only its decoded header and claims.
     """
+    attempt, _ = acquire_app_token(settings, session, material)
+    return attempt
+
+
+def acquire_app_token(
+    settings: Settings,
+    session: requests.Session,
+    material: certs.SigningMaterial | CertificateError,
+) -> tuple[TokenAttempt | Unavailable, str | None]:
+    """`attempt_app_token` plus the bearer string, for the Exchange probe only (the caller drops it)."""
     cloud = settings.cloud_endpoints
     scope = f"{cloud.exchange_resource}/.default"
     what = "the app's Exchange token"
     if not (settings.tenant and settings.app_id):
-        return Unavailable(what, "tenant and app_id must both be set to ask for a token")
+        return Unavailable(what, "tenant and app_id must both be set to ask for a token"), None
     authority = f"{cloud.login_url}/{settings.tenant}"
     if isinstance(material, CertificateError):
-        return Unavailable(what, f"the app's certificate cannot sign a client assertion: {material}", error=material)
+        return Unavailable(
+            what, f"the app's certificate cannot sign a client assertion: {material}", error=material
+        ), None
     base: dict[str, Any] = {
         "authority": authority,
         "scope": scope,
@@ -138,29 +150,29 @@ def attempt_app_token(
     try:
         app = build_msal_app(settings.app_id, settings.tenant, material, cloud.login_url, session)
     except ValueError as err:
-        return _discovery_failure(base, authority, session, err, started)
+        return _discovery_failure(base, authority, session, err, started), None
     except requests.RequestException as err:
-        return Unavailable(what, no_answer_text(authority, err))
+        return Unavailable(what, no_answer_text(authority, err)), None
     try:
         result = app.acquire_token_for_client([scope])
     except requests.HTTPError as err:
         status = err.response.status_code if err.response is not None else None
-        return Unavailable(what, f"the token endpoint of {authority} failed with HTTP {status}; run again later")
+        return Unavailable(what, f"the token endpoint of {authority} failed with HTTP {status}; run again later"), None
     except requests.RequestException as err:
-        return Unavailable(what, no_answer_text(authority, err))
+        return Unavailable(what, no_answer_text(authority, err)), None
     except ValueError as err:
-        return Unavailable(what, f"the token endpoint of {authority} did not answer JSON: {type(err).__name__}")
+        return Unavailable(what, f"the token endpoint of {authority} did not answer JSON: {type(err).__name__}"), None
     elapsed_ms = (time.perf_counter() - started) * 1000
     if not isinstance(result, dict):
-        return Unavailable(what, f"msal returned no answer for {authority}")
+        return Unavailable(what, f"msal returned no answer for {authority}"), None
     access_token = result.get("access_token")
     if not isinstance(access_token, str):
-        return _failure_attempt(base, result, elapsed_ms)
+        return _failure_attempt(base, result, elapsed_ms), None
     try:
         header, claims = decode_without_verifying(access_token)
     except jwt.PyJWTError as err:
-        return Unavailable(what, f"the identity platform issued a token that is not a JWT: {type(err).__name__}")
-    return TokenAttempt(**base, acquired=True, header=header, claims=claims, elapsed_ms=elapsed_ms)
+        return Unavailable(what, f"the identity platform issued a token that is not a JWT: {type(err).__name__}"), None
+    return TokenAttempt(**base, acquired=True, header=header, claims=claims, elapsed_ms=elapsed_ms), access_token
 
 
 def no_answer_text(authority: str, err: Exception) -> str:
