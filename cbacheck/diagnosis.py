@@ -1,0 +1,480 @@
+"""AADSTS and Exchange error catalogue: what Microsoft's answer means in this chain and which link probably broke."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from cbacheck import wellknown
+from cbacheck.catalogue import CATALOGUE, DOC_CERT_CREDENTIALS, DOC_EXO_APP_ONLY
+from cbacheck.facts import ExchangeProbe, TokenAttempt
+
+DOC_AADSTS = "https://learn.microsoft.com/entra/identity-platform/reference-error-codes"
+DOC_CLIENT_CREDENTIALS = "https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow"
+DOC_NATIONAL_CLOUDS = "https://learn.microsoft.com/entra/identity-platform/authentication-national-cloud"
+DOC_WORKLOAD_CA = "https://learn.microsoft.com/entra/identity/conditional-access/workload-identity"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One explained error: Microsoft's code and words, the likely cause here, and the next step."""
+
+    code: str  # "AADSTS700027", or "EXO 401" for Exchange answers, or "" when nothing was recognised
+    name: str  # Microsoft's short name for the error
+    cause: str  # the likely cause in this chain
+    requirement: str  # the requirement that probably broke ("" when none in the catalogue covers it)
+    next_step: str
+    doc: str
+    microsoft_text: str = ""  # Microsoft's own words, first line, unchanged
+    setting: str = ""  # the cbacheck setting to check when the cause is configuration, not the tenant
+
+    @property
+    def requirement_title(self) -> str:
+        entry = CATALOGUE.get(self.requirement)
+        return entry.title if entry else ""
+
+    def sentence(self) -> str:
+        """One paragraph a person can act on: code, Microsoft's text, cause, broken link, next step, doc."""
+        head = " ".join(part for part in (self.code, self.name) if part) or "unrecognised error"
+        parts = [f"{head}: {self.microsoft_text!r}" if self.microsoft_text else head]
+        parts.append(f"likely cause: {self.cause}")
+        if self.requirement:
+            parts.append(f"probably broken: {self.requirement} ({self.requirement_title})")
+        if self.setting:
+            parts.append(f"check the setting {self.setting!r}")
+        parts.append(f"next step: {self.next_step}")
+        parts.append(f"see {self.doc}")
+        return "; ".join(parts)
+
+    def as_evidence(self) -> dict[str, str]:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "microsoft_text": self.microsoft_text,
+            "cause": self.cause,
+            "requirement": self.requirement,
+            "setting": self.setting,
+            "next_step": self.next_step,
+            "doc": self.doc,
+        }
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the catalogue; `text` (lower case) narrows a code to one variant of Microsoft's message."""
+
+    code: int
+    name: str
+    cause: str
+    requirement: str
+    next_step: str
+    doc: str = DOC_AADSTS
+    text: tuple[str, ...] = ()
+    setting: str = ""
+
+
+# Sources: FACTS.md 3.5 (reference-error-codes.md and real messages) and PEERS.md part (c), rows 2-6, 10, 14-17.
+# Variants of one code come first, most specific first; the row without `text` is the code's fallback.
+AADSTS: tuple[Entry, ...] = (
+    Entry(
+        700027,
+        "InvalidClientAssertion (RSA key too small)",
+        "the certificate's RSA key is shorter than 2048 bits, which Entra refuses",
+        "CBA-CERT-005",
+        "create a new RSA 2048 certificate (`cbacheck cert new`), upload it and switch the automation to it",
+        DOC_CERT_CREDENTIALS,
+        text=("rsa key size", "less than the minimum"),
+    ),
+    Entry(
+        700027,
+        "InvalidClientAssertion (key expired)",
+        "the keyCredential on the app that matches the certificate has expired",
+        "CBA-KEY-002",
+        "upload a current certificate to the app and switch the automation to it",
+        DOC_CERT_CREDENTIALS,
+        text=("expired",),
+    ),
+    Entry(
+        700027,
+        "InvalidClientAssertion (key not registered)",
+        "the certificate that signed the client assertion is not one of the app's keyCredentials "
+        "(not uploaded, another app's certificate, or the wrong file selected)",
+        "CBA-KEY-001",
+        "upload the certificate's .cer to the app (Certificates & secrets > Upload certificate) "
+        "or point cert at the certificate that is uploaded",
+        DOC_CERT_CREDENTIALS,
+        text=("not registered", "key was not found"),
+    ),
+    Entry(
+        700027,
+        "InvalidClientAssertion",
+        "Entra could not validate the client assertion's signature with any key on the app; most often the "
+        "certificate is not uploaded to this app",
+        "CBA-KEY-001",
+        "compare the certificate's SHA-1 thumbprint with the app's certificates; upload it if it is missing",
+        DOC_CERT_CREDENTIALS,
+    ),
+    Entry(
+        700016,
+        "UnauthorizedClient_DoesNotMatchRequest",
+        "no application with this app id exists in this tenant: a typo in app_id, the wrong tenant, a deleted "
+        "app, or a multi-tenant app not yet consented here",
+        "CBA-APP-001",
+        "check app_id and tenant against Entra admin center > App registrations",
+        setting="app_id",
+    ),
+    Entry(
+        7000112,
+        "UnauthorizedClientApplicationDisabled",
+        "the app's service principal is disabled (accountEnabled false)",
+        "CBA-APP-002",
+        "Enterprise applications > the app > Properties > Enabled for users to sign-in = Yes",
+    ),
+    Entry(
+        90002,
+        "InvalidTenantName",
+        "the tenant value is not a tenant in this cloud: a typo, a domain that is not verified in it, "
+        "or a tenant of another national cloud",
+        "",
+        "set tenant to the tenant ID (GUID) or its initial .onmicrosoft.com domain, and cloud to its cloud",
+        setting="tenant",
+    ),
+    Entry(
+        900023,
+        "InvalidTenantIdentifier",
+        "the tenant value is neither a GUID nor a domain name",
+        "",
+        "set tenant to the tenant ID (GUID) or its initial .onmicrosoft.com domain",
+        setting="tenant",
+    ),
+    Entry(
+        50049,
+        "NoSuchInstanceForDiscovery",
+        "the login endpoint is not a known Entra instance for this cloud",
+        "",
+        "check cloud and login_url",
+        DOC_NATIONAL_CLOUDS,
+        setting="login_url",
+    ),
+    Entry(
+        500011,
+        "InvalidResourceServicePrincipalNotFound",
+        "the tenant has no Office 365 Exchange Online service principal (no Exchange Online subscription), "
+        "or the Exchange resource asked for belongs to another cloud",
+        "CBA-PERM-001",
+        "check the tenant's Exchange Online subscription in the Microsoft 365 admin center, and cloud",
+    ),
+    Entry(
+        650052,
+        "The app needs access to a service the organization has not subscribed to",
+        "the tenant has no Exchange Online subscription, so the Exchange resource is not enabled",
+        "CBA-PERM-001",
+        "check the tenant's Exchange Online subscription in the Microsoft 365 admin center",
+    ),
+    Entry(
+        650051,
+        "Claim is invalid (permission does not exist on the resource)",
+        "requiredResourceAccess names a permission id that does not exist on Office 365 Exchange Online "
+        f"(Exchange.ManageAsApp is {wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID})",
+        "CBA-PERM-002",
+        "remove the wrong permission and add Exchange.ManageAsApp from 'APIs my organization uses'",
+        DOC_EXO_APP_ONLY,
+    ),
+    Entry(
+        700024,
+        "SignedAssertionInvalidTimeRange",
+        "the client assertion is not within its valid time range: the host clock is wrong",
+        "CBA-TOKEN-003",
+        "synchronise the host clock (NTP) and try again",
+        DOC_CERT_CREDENTIALS,
+    ),
+    Entry(
+        50027,
+        "InvalidJwtToken (time range)",
+        "the client assertion is outside its valid time range: the host clock is wrong",
+        "CBA-TOKEN-003",
+        "synchronise the host clock (NTP) and try again",
+        DOC_CERT_CREDENTIALS,
+        text=("time range",),
+    ),
+    Entry(
+        50027,
+        "InvalidJwtToken",
+        "the client assertion is malformed or names an unexpected issuer or audience (login endpoint of another "
+        "cloud, or a proxy rewriting the request)",
+        "",
+        "check cloud and login_url; the assertion's audience must be the token endpoint it is sent to",
+        DOC_CERT_CREDENTIALS,
+        setting="login_url",
+    ),
+    Entry(
+        50048,
+        "SubjectMismatchesIssuer",
+        "the client assertion's sub and iss differ; both must be the app id",
+        "",
+        "sign the assertion with iss = sub = the app id (msal does); check app_id",
+        DOC_CERT_CREDENTIALS,
+        setting="app_id",
+    ),
+    Entry(
+        50012,
+        "AuthenticationFailed",
+        "the signing certificate's thumbprint is not authorised for the app or the signature is invalid",
+        "CBA-KEY-001",
+        "upload the certificate to the app, and check the private key belongs to it",
+        DOC_CERT_CREDENTIALS,
+    ),
+    Entry(
+        700030,
+        "InvalidCertificate (subject name not authorised)",
+        "subject name and issuer authentication is not set up for this certificate; cbacheck signs with a "
+        "thumbprint, which needs the certificate uploaded",
+        "CBA-KEY-001",
+        "upload the certificate itself to the app",
+        DOC_CERT_CREDENTIALS,
+    ),
+    Entry(
+        1000502,
+        "CertificateIsOutsideValidityWindow",
+        "the certificate used to sign is expired or not yet valid",
+        "CBA-CERT-003",
+        "create a new certificate, upload it and switch the automation to it; check the host clock",
+        DOC_CERT_CREDENTIALS,
+    ),
+    Entry(
+        7000214,
+        "Certificate revoked",
+        "the certificate was revoked",
+        "CBA-KEY-002",
+        "create and upload a new certificate",
+        DOC_CERT_CREDENTIALS,
+    ),
+    Entry(
+        7000277,
+        "Certificate revoked",
+        "the certificate was revoked",
+        "CBA-KEY-002",
+        "create and upload a new certificate",
+        DOC_CERT_CREDENTIALS,
+    ),
+    Entry(
+        7000274,
+        "Certificate error",
+        "a certificate problem that Microsoft's public error table does not describe; identity libraries treat "
+        "this code as a certificate error, and Microsoft's text says which",
+        "CBA-KEY-002",
+        "read Microsoft's text; upload a current certificate if it names the key",
+        DOC_CERT_CREDENTIALS,
+    ),
+    Entry(
+        7000218,
+        "Missing client credential",
+        "the request carried neither a client assertion nor a secret: the certificate's private key was not "
+        "available to sign",
+        "CBA-CERT-002",
+        "point cert at a PFX or PEM that holds the private key",
+        DOC_CLIENT_CREDENTIALS,
+    ),
+    Entry(
+        7000215,
+        "InvalidClientSecret",
+        "the automation signs in with a client secret, not the certificate (cbacheck itself never sends one)",
+        "CBA-APP-004",
+        "switch the automation to the certificate and delete the secret",
+    ),
+    Entry(
+        7000222,
+        "InvalidClientSecretExpiredKeysProvided",
+        "the automation signs in with an expired client secret, not the certificate",
+        "CBA-APP-004",
+        "switch the automation to the certificate and delete the secret",
+    ),
+    Entry(
+        53003,
+        "BlockedByConditionalAccess",
+        "a Conditional Access policy for workload identities blocks this service principal (location or risk)",
+        "",
+        "review Conditional Access policies that target the app's service principal",
+        DOC_WORKLOAD_CA,
+    ),
+    Entry(
+        70011,
+        "InvalidScope",
+        "the scope is not the Exchange resource's /.default of this cloud",
+        "",
+        "check cloud and exchange_url; the scope must be <Exchange resource>/.default",
+        DOC_NATIONAL_CLOUDS,
+        setting="cloud",
+    ),
+)
+
+_AADSTS_IN_TEXT = re.compile(r"AADSTS(\d+)")
+
+
+def _aadsts_code(attempt: TokenAttempt) -> int | None:
+    if attempt.aadsts is not None:
+        return attempt.aadsts
+    # Some failures arrive without error_codes but with the code in the text.
+    match = _AADSTS_IN_TEXT.search(attempt.error_description)
+    return int(match.group(1)) if match else None
+
+
+def find_entry(code: int, text: str) -> Entry | None:
+    """The most specific row for the code whose text variant appears in Microsoft's message."""
+    lowered = text.lower()
+    rows = [row for row in AADSTS if row.code == code]
+    for row in rows:
+        if row.text and any(fragment in lowered for fragment in row.text):
+            return row
+    return next((row for row in rows if not row.text), None)
+
+
+def diagnose_token_error(attempt: TokenAttempt) -> Diagnosis:
+    """Explain why the identity platform refused the app's token request (pure: reads the attempt only)."""
+    text = attempt.error_description
+    code = _aadsts_code(attempt)
+    entry = find_entry(code, text) if code is not None else None
+    if entry is not None:
+        return Diagnosis(
+            code=f"AADSTS{entry.code}",
+            name=entry.name,
+            cause=entry.cause,
+            requirement=entry.requirement,
+            next_step=entry.next_step,
+            doc=entry.doc,
+            microsoft_text=text,
+            setting=entry.setting,
+        )
+    return Diagnosis(
+        code=f"AADSTS{code}" if code is not None else "",
+        name=attempt.error or "unknown error",
+        cause="an error cbacheck's catalogue does not list; Microsoft's text is the best guide",
+        requirement="",
+        next_step="look the code up in Microsoft's error reference, with the correlation id for support",
+        doc=DOC_AADSTS,
+        microsoft_text=text,
+    )
+
+
+@dataclass(frozen=True)
+class ExchangeEntry:
+    """One Exchange answer: matched on a fragment of its text (lower case), optionally only for one status."""
+
+    text: str
+    name: str
+    cause: str
+    requirement: str
+    next_step: str
+    doc: str = DOC_EXO_APP_ONLY
+    status: int | None = None
+
+
+# Sources: FACTS.md 5 (admin API errors) and PEERS.md part (c), rows 9, 11, 12.
+EXCHANGE: tuple[ExchangeEntry, ...] = (
+    ExchangeEntry(
+        "isn't supported in this scenario",
+        "Role not supported for app-only",
+        "the app's service principal holds no directory role Exchange supports for app-only access "
+        "(or the role is scoped to an administrative unit, or only eligible)",
+        "CBA-ROLE-001",
+        "assign Exchange Administrator (or another supported role) actively at tenant scope",
+        DOC_EXO_APP_ONLY,
+    ),
+    ExchangeEntry(
+        "isn't assigned to any management roles",
+        "AuthZ-CmdletAccessDeniedException",
+        "the app's service principal holds no directory role Exchange maps to management roles",
+        "CBA-ROLE-001",
+        "assign Exchange Administrator (or another supported role) actively at tenant scope",
+        DOC_EXO_APP_ONLY,
+    ),
+    ExchangeEntry(
+        "is not allowed to call",
+        "Cmdlet not allowed",
+        "the app's role is accepted by Exchange but does not include this cmdlet (a read-only role, or a role "
+        "without this cmdlet in its management roles)",
+        "",
+        "assign a role that includes the cmdlet (Exchange Administrator covers every task), or set "
+        "exchange_cmdlet to a cmdlet the role allows",
+        DOC_EXO_APP_ONLY,
+    ),
+    ExchangeEntry(
+        "is not recognized",
+        "Cmdlet not available",
+        "the cmdlet is not exposed to the app: its role has no management role with it, or the name is wrong",
+        "",
+        "check exchange_cmdlet, or assign a role that includes the cmdlet",
+        DOC_EXO_APP_ONLY,
+    ),
+)
+
+
+def diagnose_exchange_error(probe: ExchangeProbe, token: TokenAttempt | None = None) -> Diagnosis:
+    """Explain Exchange's refusal of the probe cmdlet; the token's claims, when given, sharpen a bare 401."""
+    text = probe.error_message
+    lowered = text.lower()
+    status = probe.status
+    for entry in EXCHANGE:
+        if entry.text in lowered and (entry.status is None or entry.status == status):
+            return Diagnosis(
+                code=f"EXO {status}" if status is not None else "EXO",
+                name=entry.name,
+                cause=entry.cause,
+                requirement=entry.requirement,
+                next_step=entry.next_step,
+                doc=entry.doc,
+                microsoft_text=text,
+            )
+    if status == 401:
+        roles = (token.claims.get("roles") if token is not None and token.acquired else None) or []
+        if token is not None and token.acquired and wellknown.EXCHANGE_MANAGE_AS_APP in roles:
+            return Diagnosis(
+                code="EXO 401",
+                name=probe.error_code or "Unauthorized",
+                cause="Exchange refused a token that carries Exchange.ManageAsApp: the directory role is missing, "
+                "not supported, or not yet in the token",
+                requirement="CBA-ROLE-001",
+                next_step="assign Exchange Administrator actively at tenant scope, then wait for a new token",
+                doc=DOC_EXO_APP_ONLY,
+                microsoft_text=text,
+            )
+        return Diagnosis(
+            code="EXO 401",
+            name=probe.error_code or "Unauthorized",
+            cause="the token does not carry Exchange.ManageAsApp in roles: admin consent (CBA-PERM-003) is missing "
+            "or not yet in the token",
+            requirement="CBA-TOKEN-002",
+            next_step="grant admin consent for Exchange.ManageAsApp, wait a few minutes, and run again",
+            doc=DOC_EXO_APP_ONLY,
+            microsoft_text=text,
+        )
+    if status == 403:
+        return Diagnosis(
+            code="EXO 403",
+            name=probe.error_code or "Forbidden",
+            cause="Exchange accepted the sign-in but the role does not allow this cmdlet or object",
+            requirement="",
+            next_step="assign a role that includes the cmdlet (Exchange Administrator covers every task)",
+            doc=DOC_EXO_APP_ONLY,
+            microsoft_text=text,
+        )
+    if status == 404:
+        return Diagnosis(
+            code="EXO 404",
+            name=probe.error_code or "NotFound",
+            cause="Exchange does not know the organization in the request URL (a custom domain or a tenant "
+            "without Exchange Online)",
+            requirement="CBA-ORG-001",
+            next_step="use the tenant's initial .onmicrosoft.com domain or its tenant ID as organization",
+            doc=DOC_EXO_APP_ONLY,
+            microsoft_text=text,
+        )
+    return Diagnosis(
+        code=f"EXO {status}" if status is not None else "EXO",
+        name=probe.error_code or "unrecognised answer",
+        cause="an answer cbacheck's catalogue does not list; Exchange's text is the best guide",
+        requirement="",
+        next_step="retry later; with the request id, ask Microsoft support if it persists",
+        doc=DOC_EXO_APP_ONLY,
+        microsoft_text=text,
+    )

@@ -1,0 +1,118 @@
+"""Link 5, the directory role Exchange maps to its permissions (CBA-ROLE-*)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from cbacheck import wellknown
+from cbacheck.chain import require
+from cbacheck.config import Settings, accepted_role_ids
+from cbacheck.facts import DirectoryRoleAssignment, ServicePrincipal
+
+if TYPE_CHECKING:
+    from cbacheck.evidence import Evidence
+
+NO_SP = "the app has no service principal to hold a directory role"
+
+
+def role_template(assignment: DirectoryRoleAssignment) -> str:
+    """The role's template id; built-in roles assigned by template carry it as roleDefinitionId too."""
+    return (assignment.role_template_id or assignment.role_definition_id).lower()
+
+
+def role_name(template_id: str, fallback: str = "") -> str:
+    return wellknown.DIRECTORY_ROLE_NAMES.get(template_id, fallback or template_id)
+
+
+def _assignment_summary(assignment: DirectoryRoleAssignment) -> dict[str, Any]:
+    template = role_template(assignment)
+    return {
+        "id": assignment.id,
+        "role": role_name(template, assignment.role_display_name),
+        "roleTemplateId": template,
+        "directoryScopeId": assignment.directory_scope_id,
+        "appScopeId": assignment.app_scope_id,
+        "status": assignment.status,
+    }
+
+
+def _scope_text(assignment: DirectoryRoleAssignment) -> str:
+    if assignment.app_scope_id:
+        return f"app scope {assignment.app_scope_id!r}"
+    if assignment.directory_scope_id.startswith("/administrativeUnits/"):
+        return f"administrative unit scope {assignment.directory_scope_id!r}"
+    return f"scope {assignment.directory_scope_id!r}"
+
+
+@pytest.mark.requirement("CBA-ROLE-001", severity="critical", fix="assign_directory_role")
+def test_supported_role_assigned_at_tenant_scope(
+    app_sp: ServicePrincipal | None,
+    role_assignments: tuple[DirectoryRoleAssignment, ...],
+    role_eligibilities: tuple[DirectoryRoleAssignment, ...],
+    cba_settings: Settings,
+    evidence: Evidence,
+) -> None:
+    """A supported directory role is actively assigned at tenant scope
+
+    Exchange builds the app's permissions from the directory roles in the token's wids claim. Only an
+    active assignment at directory scope "/" reaches the token: an assignment scoped to an
+    administrative unit, or one that is only eligible (PIM), does not.
+    """
+    principal = require(app_sp, "CBA-APP-002", NO_SP)
+    accepted = accepted_role_ids(cba_settings)
+    accepted_names = ", ".join(sorted(role_name(r) for r in accepted))
+    evidence.observed("active roleAssignments", [_assignment_summary(a) for a in role_assignments])
+    evidence.observed("eligible roleEligibilitySchedules", [_assignment_summary(a) for a in role_eligibilities])
+    evidence.add("accepted roles", sorted(accepted))
+    unsupported = sorted(role_name(r) for r in accepted if r not in wellknown.EXCHANGE_SUPPORTED_ROLES)
+    if unsupported:
+        evidence.add("accepted but not in Microsoft's supported list for Exchange app-only", unsupported)
+    evidence.expected(f"an active assignment of {accepted_names} with directoryScopeId '/'")
+
+    relevant = [a for a in role_assignments if role_template(a) in accepted]
+    if any(a.tenant_wide for a in relevant):
+        return
+    subject = f"service principal {principal.object_id} of app {principal.app_id}"
+    expected = f"expected an active assignment of {accepted_names} at tenant scope '/'"
+    reasons = [
+        f"holds {role_name(role_template(a))} at {_scope_text(a)}, which Exchange does not honour "
+        "(not the tenant scope '/')"
+        for a in relevant
+    ]
+    eligible = [a for a in role_eligibilities if role_template(a) in accepted]
+    if eligible:
+        names = ", ".join(role_name(role_template(a)) for a in eligible)
+        reasons.append(
+            f"is only eligible for {names} (PIM), not actively assigned; eligible roles never appear in an app "
+            "token's wids"
+        )
+    if not reasons:
+        held = ", ".join(role_name(role_template(a), a.role_display_name) for a in role_assignments) or "no role"
+        reasons.append(f"holds {held}")
+    raise AssertionError(f"{subject} {'; and '.join(reasons)}; {expected}")
+
+
+@pytest.mark.requirement("CBA-ROLE-002", severity="high", fix="manual")
+def test_no_over_privileged_role(
+    app_sp: ServicePrincipal | None,
+    role_assignments: tuple[DirectoryRoleAssignment, ...],
+    role_eligibilities: tuple[DirectoryRoleAssignment, ...],
+    evidence: Evidence,
+) -> None:
+    """The app holds no role above what it needs
+
+    Global Administrator and Privileged Role Administrator let a stolen certificate take over the
+    whole tenant; Exchange automation never needs them. Eligible assignments count: the app can
+    activate them.
+    """
+    principal = require(app_sp, "CBA-APP-002", NO_SP)
+    over = [a for a in (*role_assignments, *role_eligibilities) if role_template(a) in wellknown.OVER_PRIVILEGED_ROLES]
+    evidence.observed("roles", [_assignment_summary(a) for a in (*role_assignments, *role_eligibilities)])
+    evidence.expected("none of " + ", ".join(sorted(role_name(r) for r in wellknown.OVER_PRIVILEGED_ROLES)))
+    findings = ", ".join(f"{role_name(role_template(a))} ({a.status}, {_scope_text(a)})" for a in over)
+    assert not over, (
+        f"service principal {principal.object_id} of app {principal.app_id} holds {findings}; expected no role "
+        "above what Exchange automation needs (Exchange Administrator, or Global Reader for read-only use)"
+    )
