@@ -271,7 +271,9 @@ class GraphClient:
         except requests.Timeout as err:
             raise self._no_answer(method, url, started, at, "timed out", err) from err
         except requests.ConnectionError as err:
-            raise self._no_answer(method, url, started, at, "could not connect", err) from err
+            # Read timeouts that outlast the retries arrive as ConnectionError(MaxRetryError(ReadTimeoutError)).
+            what = "timed out" if "timed out" in str(err).lower() else "could not connect"
+            raise self._no_answer(method, url, started, at, what, err) from err
         except requests.RequestException as err:
             raise self._no_answer(method, url, started, at, "failed", err) from err
         return self._answer(method, url, response, started, at)
@@ -285,7 +287,7 @@ class GraphClient:
             url,
             None,
             "NoResponse",
-            f"{what} to {host} after {self.stats.retries} retries so far: {type(err).__name__}",
+            f"{what}: no answer from {host} ({type(err).__name__}, {self.stats.retries} retries in this run)",
             hint=(
                 f"check the network path to {host} (proxy, firewall, DNS), that graph_url is right, "
                 "and raise timeout_s if the tenant is slow."
