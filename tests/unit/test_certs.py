@@ -143,6 +143,20 @@ def test_pfx_without_password_reads_even_when_a_password_is_set(files: CertFiles
         assert facts.key_encrypted is False
 
 
+def test_pfx_with_legacy_tripledes_protection(tmp_path: Path, files: CertFiles) -> None:
+    legacy = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(2048)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())
+        .build(PASSWORD.encode())
+    )
+    data = pkcs12.serialize_key_and_certificates(b"legacy", files.key, files.certificate, None, legacy)
+    facts = read(write(tmp_path / "legacy.pfx", data), PASSWORD)
+    assert facts.key_encrypted is True
+    assert facts.private_key_matches is True
+
+
 def test_pfx_with_certificate_only_has_no_key(tmp_path: Path, files: CertFiles) -> None:
     path = write(tmp_path / "nokey.pfx", pfx_bytes(files.certificate, None, PASSWORD))
     facts = read(path, PASSWORD)
