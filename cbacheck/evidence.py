@@ -156,7 +156,7 @@ def render_html(record: Mapping[str, Any]) -> str:
         for label, value in rows:
             parts.append(
                 '<tr><th style="text-align:left;vertical-align:top;padding:2px 12px 2px 0;font-weight:600">'
-                f"{escape(label)}</th><td style=\"padding:2px 0\">{cell(value)}</td></tr>"
+                f'{escape(label)}</th><td style="padding:2px 0">{cell(value)}</td></tr>'
             )
         parts.append("</table>")
     if record.get("remediation") and outcome in ("failed", "error"):
