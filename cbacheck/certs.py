@@ -36,6 +36,8 @@ STRONG_SIGNATURE_HASHES: Final = frozenset({"sha256", "sha384", "sha512", "sha3-
 PASSWORD_ENV: Final = "CBACHECK_CERT_PASSWORD"
 PASSWORD_FILE_ENV: Final = "CBACHECK_CERT_PASSWORD_FILE"
 MAX_GENERATED_KEY_SIZE: Final = 8192
+# A PFX with a long chain is a few tens of kilobytes; anything this large is the wrong file.
+MAX_FILE_BYTES: Final = 1024 * 1024
 # New-SelfSignedCertificate also back-dates NotBefore, so a host whose clock runs a little behind
 # still accepts the certificate at once.
 BACKDATE: Final = timedelta(minutes=5)
@@ -65,9 +67,13 @@ _EKU_NAMES: Final = {
 NEXT_STEP_NEW = (
     "Check the path (a .cer/.crt, .pem or .pfx/.p12 file), or create a certificate with `cbacheck cert new`."
 )
-NEXT_STEP_PASSWORD = (
-    f"Set the password in {PASSWORD_ENV} (or name a file holding it in {PASSWORD_FILE_ENV}), or use a PEM file instead."
-)
+
+
+def _password_next_step(password_env: str) -> str:
+    return (
+        f"Set the password in {password_env} (or name a file holding it in {password_env}_FILE), "
+        "or use a PEM file instead."
+    )
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,14 @@ class _Loaded:
 # --- Reading -----------------------------------------------------------------------------------
 
 
-def read_certificate(path: Path, password: str | None, source: str, *, now: datetime | None = None) -> CertFacts:
+def read_certificate(
+    path: Path,
+    password: str | None,
+    source: str,
+    *,
+    now: datetime | None = None,
+    password_env: str = PASSWORD_ENV,
+) -> CertFacts:
     """Read a .cer/.crt (DER or PEM), .pem (certificate and key) or .pfx/.p12 file into CertFacts.
 
     The format is detected from the content. A file that cannot be read at all raises
@@ -120,13 +133,15 @@ def read_certificate(path: Path, password: str | None, source: str, *, now: date
     """
     read_at = now or datetime.now(UTC)
     data = _read_bytes(path, source)
-    loaded = _load(data, path, password, source)
+    loaded = _load(data, path, password, source, password_env)
     return _facts(loaded, path, source, read_at)
 
 
-def load_signing_material(path: Path, password: str | None, source: str) -> SigningMaterial:
+def load_signing_material(
+    path: Path, password: str | None, source: str, *, password_env: str = PASSWORD_ENV
+) -> SigningMaterial:
     """The RSA key and certificate to sign client assertions with; CertificateError when unusable."""
-    loaded = _load(_read_bytes(path, source), path, password, source)
+    loaded = _load(_read_bytes(path, source), path, password, source, password_env)
     key = loaded.private_key
     if key is None:
         raise CertificateError(
@@ -165,6 +180,14 @@ def _read_bytes(path: Path, source: str) -> bytes:
         return CertificateError(str(path), source, reason, next_step)
 
     try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise fail("it is a directory, not a certificate file")
+        if not stat.S_ISREG(info.st_mode):
+            # A pipe or device would block or never end; a certificate is always a plain file.
+            raise fail("it is not a regular file (a pipe, socket or device)")
+        if info.st_size > MAX_FILE_BYTES:
+            raise fail(f"the file is {info.st_size} bytes, far larger than any certificate file")
         data = path.read_bytes()
     except FileNotFoundError:
         raise fail("the file does not exist") from None
@@ -183,9 +206,9 @@ def _read_bytes(path: Path, source: str) -> bytes:
     return data
 
 
-def _load(data: bytes, path: Path, password: str | None, source: str) -> _Loaded:
+def _load(data: bytes, path: Path, password: str | None, source: str, password_env: str) -> _Loaded:
     if b"-----BEGIN" in data:
-        return _load_pem(data, path, password, source)
+        return _load_pem(data, path, password, source, password_env)
     declared = _der_declared_length(data)
     if declared is not None and declared > len(data):
         raise CertificateError(
@@ -195,7 +218,7 @@ def _load(data: bytes, path: Path, password: str | None, source: str) -> _Loaded
             "Copy the file again from where it was exported, or create a new certificate with `cbacheck cert new`.",
         )
     if _looks_like_pkcs12(data):
-        return _load_pkcs12(data, path, password, source)
+        return _load_pkcs12(data, path, password, source, password_env)
     try:
         return _Loaded(
             x509.load_der_x509_certificate(data),
@@ -251,7 +274,7 @@ def _der_private_key(data: bytes) -> bool:
     return True
 
 
-def _load_pkcs12(data: bytes, path: Path, password: str | None, source: str) -> _Loaded:
+def _load_pkcs12(data: bytes, path: Path, password: str | None, source: str, password_env: str) -> _Loaded:
     try:
         # A PFX without a password is tried first: the password is then irrelevant and the key unprotected.
         key, certificate, extra_certificates = pkcs12.load_key_and_certificates(data, None)
@@ -268,8 +291,8 @@ def _load_pkcs12(data: bytes, path: Path, password: str | None, source: str) -> 
             raise CertificateError(
                 str(path),
                 source,
-                f"the PFX is protected by a password and {PASSWORD_ENV} is not set",
-                NEXT_STEP_PASSWORD,
+                f"the PFX is protected by a password and {password_env} is not set",
+                _password_next_step(password_env),
             ) from None
         try:
             key, certificate, extra_certificates = pkcs12.load_key_and_certificates(data, password.encode("utf-8"))
@@ -277,7 +300,7 @@ def _load_pkcs12(data: bytes, path: Path, password: str | None, source: str) -> 
             raise CertificateError(
                 str(path),
                 source,
-                f"the password from {PASSWORD_ENV} was rejected ({err})",
+                f"the password from {password_env} was rejected ({err})",
                 "Check the password, or export the PFX again with a known one, or use a PEM file instead.",
             ) from None
         encrypted = True
@@ -300,7 +323,7 @@ def _load_pkcs12(data: bytes, path: Path, password: str | None, source: str) -> 
     )
 
 
-def _load_pem(data: bytes, path: Path, password: str | None, source: str) -> _Loaded:
+def _load_pem(data: bytes, path: Path, password: str | None, source: str, password_env: str) -> _Loaded:
     blocks = [(match.group(1).decode("ascii"), match.group(0)) for match in _PEM_BLOCK_RE.finditer(data)]
     cert_blocks = [block for label, block in blocks if label in ("CERTIFICATE", "X509 CERTIFICATE")]
     key_blocks = [block for label, block in blocks if label.endswith("PRIVATE KEY")]
@@ -339,13 +362,15 @@ def _load_pem(data: bytes, path: Path, password: str | None, source: str) -> _Lo
             None,
             "the PEM holds only the certificate; the private key is in the PFX or PEM created with it",
         )
-    key, encrypted = _load_pem_key(key_blocks[0], path, password, source)
+    key, encrypted = _load_pem_key(key_blocks[0], path, password, source, password_env)
     # A chain file lists several certificates: the one the key belongs to is the app's.
     leaf = next((cert for cert in certificates if _key_matches(key, cert)), certificates[0])
     return _Loaded(leaf, key, "pem", encrypted, "")
 
 
-def _load_pem_key(block: bytes, path: Path, password: str | None, source: str) -> tuple[PrivateKeyTypes, bool]:
+def _load_pem_key(
+    block: bytes, path: Path, password: str | None, source: str, password_env: str
+) -> tuple[PrivateKeyTypes, bool]:
     try:
         return serialization.load_pem_private_key(block, None), False
     except TypeError:
@@ -361,8 +386,8 @@ def _load_pem_key(block: bytes, path: Path, password: str | None, source: str) -
         raise CertificateError(
             str(path),
             source,
-            f"the private key in the PEM is encrypted and {PASSWORD_ENV} is not set",
-            NEXT_STEP_PASSWORD,
+            f"the private key in the PEM is encrypted and {password_env} is not set",
+            _password_next_step(password_env),
         )
     try:
         return serialization.load_pem_private_key(block, password.encode("utf-8")), True
@@ -370,7 +395,7 @@ def _load_pem_key(block: bytes, path: Path, password: str | None, source: str) -
         raise CertificateError(
             str(path),
             source,
-            f"the password from {PASSWORD_ENV} does not decrypt the private key in the PEM",
+            f"the password from {password_env} does not decrypt the private key in the PEM",
             "Check the password, or export the key again with a known one.",
         ) from None
 

@@ -264,6 +264,32 @@ def test_der_holding_only_a_key(tmp_path: Path) -> None:
     assert "private key but no certificate" in read_error(write(tmp_path / "key.der", der_key))
 
 
+def test_named_pipe_is_refused_without_blocking(tmp_path: Path) -> None:
+    pipe = tmp_path / "cert.pem"
+    os.mkfifo(pipe)
+    assert "not a regular file" in read_error(pipe)
+
+
+def test_huge_file_is_refused(tmp_path: Path) -> None:
+    huge = tmp_path / "backup.pfx"
+    with huge.open("wb") as handle:
+        handle.truncate(certs.MAX_FILE_BYTES + 1)
+    assert "far larger than any certificate" in read_error(huge)
+
+
+def test_password_variable_named_in_messages_is_the_one_given(files: CertFiles) -> None:
+    with pytest.raises(CertificateError) as caught:
+        certs.read_certificate(
+            files.pfx_with_password, None, "option --auditor-cert", password_env="CBACHECK_AUDITOR_CERT_PASSWORD"
+        )
+    assert "CBACHECK_AUDITOR_CERT_PASSWORD is not set" in str(caught.value)
+    assert "CBACHECK_AUDITOR_CERT_PASSWORD_FILE" in str(caught.value)
+    with pytest.raises(CertificateError, match="password from CBACHECK_ADMIN_CERT_PASSWORD was rejected"):
+        certs.load_signing_material(
+            files.pfx_with_password, WRONG_PASSWORD, "env", password_env="CBACHECK_ADMIN_CERT_PASSWORD"
+        )
+
+
 def test_permission_denied_is_reported_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = write(tmp_path / "locked.pem", b"x")
 
