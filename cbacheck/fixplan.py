@@ -281,6 +281,7 @@ class AddKeyCredential(Action):
     certificate: str | Ref  # base64 DER, or the der_base64 output of a CreateCertificate
     display_name: str
     existing_keys: tuple[str, ...] = ()  # how the keys present at plan time are shown
+    prove_old_certificate: bool = False  # rotation: verify that the old certificate still signs in too
     permission: ClassVar[str] = PERMISSION_PATCH_APPLICATION
 
     @property
@@ -626,6 +627,8 @@ def plan_rotate_certificate(ctx: PlanContext) -> list[Action]:
             display_name=_subject_of(ctx),
             existing_keys=tuple(key_summary(k) for k in app.key_credentials) if app else (),
             depends_on=(*app_depends, "create-certificate"),
+            # Both keys must be proven during the switch; an expired old certificate cannot sign in.
+            prove_old_certificate=ctx.cert is not None and ctx.cert.not_before <= ctx.now < ctx.cert.not_after,
         )
     )
     old_keys = _keys_of_local_certificate(ctx)
