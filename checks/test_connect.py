@@ -254,7 +254,8 @@ def test_token_claims_are_right(
         wids = {str(w).lower() for w in claims.get("wids") or []}
         if not wids & accepted:
             assigned = _role_in_facts(tenant_facts, accepted)
-            text = f"wids is {sorted(wids)!r}, with none of the accepted roles {sorted(accepted)!r}"
+            names = ", ".join(f"{wellknown.DIRECTORY_ROLE_NAMES.get(r, r)} ({r})" for r in sorted(accepted))
+            text = f"wids is {sorted(wids)!r}, with none of the accepted roles: {names}"
             if assigned:
                 text += (
                     "; Graph shows the role assigned, so the assignment may still be propagating or the token "
