@@ -13,6 +13,7 @@ import jwt
 import msal
 import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
+from msal.exceptions import MsalServiceError
 
 from cbacheck import certs
 from cbacheck.config import Settings
@@ -155,6 +156,9 @@ def acquire_app_token(
         return Unavailable(what, no_answer_text(authority, err)), None
     try:
         result = app.acquire_token_for_client([scope])
+    except MsalServiceError as err:
+        # msal raises this for a 5xx or an answer without an OAuth error: the platform proved nothing.
+        return Unavailable(what, f"the token endpoint of {authority} failed: {err}; run again later"), None
     except requests.HTTPError as err:
         status = err.response.status_code if err.response is not None else None
         return Unavailable(what, f"the token endpoint of {authority} failed with HTTP {status}; run again later"), None
@@ -216,6 +220,10 @@ class CertificateAppProvider:
         except ValueError as err:
             raise CredentialError(
                 f"the {self.identity} ({self.description}) cannot sign in at {authority}: {first_line(str(err))}"
+            ) from err
+        except MsalServiceError as err:
+            raise CredentialError(
+                f"the {self.identity} ({self.description}) cannot sign in at {authority}: {err}; run again later"
             ) from err
         except requests.RequestException as err:
             raise CredentialError(

@@ -85,10 +85,29 @@ TokenAnswer = Callable[[dict[str, str]], tuple[int, dict[str, Any]]]
 
 
 def add_identity_platform(
-    mock: responses.RequestsMock, answer: TokenAnswer, *, login: str = LOGIN, tenant: str = TENANT_ID
+    mock: responses.RequestsMock,
+    answer: TokenAnswer,
+    *,
+    login: str = LOGIN,
+    tenant: str = TENANT_ID,
+    instance_discovery: bool = False,
 ) -> None:
-    """Tenant discovery plus a token endpoint whose answer depends on the form msal posts."""
+    """Tenant discovery plus a token endpoint whose answer depends on the form msal posts.
+
+    `instance_discovery`: msal asks login.microsoftonline.com for the cloud's host aliases after a
+    failed token request on a Microsoft host, so failure tests must answer that too.
+    """
     mock.get(f"{login}/{tenant}/v2.0/.well-known/openid-configuration", json=openid_configuration(login, tenant))
+    if instance_discovery:
+        host = login.split("://", 1)[1]
+        mock.get(
+            f"{LOGIN}/common/discovery/instance",
+            json={
+                "tenant_discovery_endpoint": f"{login}/common/v2.0/.well-known/openid-configuration",
+                "api-version": "1.1",
+                "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
+            },
+        )
 
     def token(request: Any) -> tuple[int, dict[str, str], str]:
         status, body = answer(form_of(request))
@@ -107,4 +126,3 @@ def b64(data: bytes) -> str:
 
 def new_id() -> str:
     return str(uuid.uuid4())
-
