@@ -134,7 +134,11 @@ def read_certificate(
     read_at = now or datetime.now(UTC)
     data = _read_bytes(path, source)
     loaded = _load(data, path, password, source, password_env)
-    return _facts(loaded, path, source, read_at)
+    try:
+        return _facts(loaded, path, source, read_at)
+    except (ValueError, UnsupportedAlgorithm) as err:
+        # cryptography parses extensions, names and keys lazily, so a malformed part only shows up here.
+        raise CertificateError(str(path), source, f"the certificate is malformed ({err})", NEXT_STEP_NEW) from None
 
 
 def load_signing_material(
@@ -406,12 +410,9 @@ def _load_pem_key(
 def _facts(loaded: _Loaded, path: Path, source: str, read_at: datetime) -> CertFacts:
     certificate = loaded.certificate
     key = loaded.private_key
-    try:
-        public_key = certificate.public_key()
-        key_usage = _key_usage(certificate)
-        extended_key_usage = _extended_key_usage(certificate)
-    except (ValueError, UnsupportedAlgorithm) as err:
-        raise CertificateError(str(path), source, f"the certificate is malformed ({err})", NEXT_STEP_NEW) from None
+    public_key = certificate.public_key()
+    key_usage = _key_usage(certificate)
+    extended_key_usage = _extended_key_usage(certificate)
     matches: bool | None = None
     reason = loaded.no_key_reason
     if key is not None:

@@ -290,6 +290,15 @@ def test_password_variable_named_in_messages_is_the_one_given(files: CertFiles) 
         )
 
 
+def test_malformed_part_found_late_is_a_read_error(files: CertFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    def malformed(certificate: x509.Certificate) -> None:
+        raise ValueError("error parsing asn1 value: duplicate extension")
+
+    # cryptography parses extensions lazily; a broken one surfaces only when the facts are built.
+    monkeypatch.setattr(certs, "_key_usage", malformed)
+    assert "malformed (error parsing asn1 value" in read_error(files.der_cer)
+
+
 def test_permission_denied_is_reported_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = write(tmp_path / "locked.pem", b"x")
 
