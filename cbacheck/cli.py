@@ -1,0 +1,73 @@
+"""The `cbacheck` command: parses arguments and hands each subcommand to its module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from cbacheck import __version__
+from cbacheck.errors import CbaCheckError, ExitCode
+
+EPILOG = """exit codes:
+  0  every requirement passed (links not configured are skipped)
+  1  a requirement failed or could not be verified
+  2  bad command line, configuration or input; nothing was evaluated
+  3  interrupted, or a confirmation was refused
+  4  internal error in cbacheck (please report it)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cbacheck import certcommand, democommand, runcommand
+    from cbacheck.sandbox import command as sandboxcommand
+
+    parser = argparse.ArgumentParser(
+        prog="cbacheck",
+        description="Prove, fix and evidence an Exchange Online app-only certificate-based authentication setup.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"cbacheck {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    runcommand.add_run_parser(subparsers)
+    democommand.add_parser(subparsers)
+    sandboxcommand.add_parser(subparsers)
+    certcommand.add_parser(subparsers)
+    # Each module registers its own options; the handler is bound here so that every
+    # subcommand is dispatched the same way.
+    handlers = {
+        "run": runcommand.run,
+        "demo": democommand.run,
+        "sandbox": sandboxcommand.run,
+        "cert": certcommand.run,
+    }
+    for name, handler in handlers.items():
+        subparsers.choices[name].set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # Everything after a bare `--` goes to pytest untouched (cbacheck run ... -- -k cert).
+    extra: list[str] = []
+    if "--" in args_list:
+        cut = args_list.index("--")
+        args_list, extra = args_list[:cut], args_list[cut + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    args.extra_pytest_args = extra
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except CbaCheckError as err:
+        print(f"cbacheck: {err}", file=sys.stderr)
+        return ExitCode.USAGE
+    except KeyboardInterrupt:
+        print("cbacheck: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through `python -m cbacheck`
+    sys.exit(main())
