@@ -445,3 +445,19 @@ def test_graph_times_are_aware_utc() -> None:
     assert parse_time("2026-03-04T05:06:07.1234567Z") == datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
     assert parse_time("2026-03-04T05:06:07+02:00") == datetime(2026, 3, 4, 3, 6, 7, tzinfo=UTC)
     assert parse_time(None) is None
+
+
+def test_a_429_storm_ends_after_bounded_retries_as_unavailable(
+    tenant: Tenant, settings: Settings, waits: Waits
+) -> None:
+    tenant.identity_platform()
+    throttled = {"error": {"code": "TooManyRequests", "message": "Too many requests. Please try again later."}}
+    tenant.mock.post(f"{GRAPH}/$batch", status=429, headers={"Retry-After": "7"}, json=throttled)
+    tenant.exchange()
+
+    facts = run(settings, waits)
+
+    assert isinstance(facts.app, Unavailable) and "429 TooManyRequests" in facts.app.reason
+    assert waits.seconds == [7.0, 7.0]  # settings.retries == 2, each after the server's Retry-After
+    assert facts.stats.retries == 2
+    assert isinstance(facts.exchange, ExchangeProbe) and facts.exchange.ok
