@@ -76,6 +76,7 @@ class Evidence:
         self._sources: list[dict[str, Any]] = []
         self._changes = 0
         self._drained_at = 0
+        self._links_attached = False
 
     def observed(self, label: str, value: Any) -> None:
         """A value read from the certificate or the tenant that the verdict rests on."""
@@ -114,16 +115,21 @@ class Evidence:
     def drain_as_extras(
         self, extras: ExtrasBuilder, *, remediation: str = "", reference: str = "", secrets: Iterable[str] = ()
     ) -> list[dict[str, Any]]:
-        """pytest-html extras for what was recorded since the last drain, so each lands on one phase report."""
-        if self._changes == self._drained_at:
-            return []
+        """pytest-html extras for what was recorded since the last drain, so each lands on one phase report.
+
+        The remediation and reference links are attached once, with the first drain.
+        """
+        attached: list[dict[str, Any]] = []
+        if self._changes != self._drained_at and not self.empty:
+            name = f"Evidence {self.requirement_id}".rstrip()
+            attached.append(extras.json(redacted(self.as_dict(), secrets), name=name))
         self._drained_at = self._changes
-        name = f"Evidence {self.requirement_id}".rstrip()
-        attached = [extras.json(redacted(self.as_dict(), secrets), name=name)]
-        if remediation:
-            attached.append(extras.text(remediation, name="Remediation"))
-        if reference:
-            attached.append(extras.url(reference, name="Reference"))
+        if not self._links_attached:
+            self._links_attached = True
+            if remediation:
+                attached.append(extras.text(remediation, name="Remediation"))
+            if reference:
+                attached.append(extras.url(reference, name="Reference"))
         return attached
 
 

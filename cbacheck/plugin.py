@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -129,7 +130,7 @@ def _resolve(config: pytest.Config) -> Settings:
     config_file = config.getoption("cba_config")
     invocation_dir = config.invocation_params.dir
     try:
-        return resolve(
+        settings = resolve(
             _option_values(config),
             None,
             invocation_dir,
@@ -138,6 +139,16 @@ def _resolve(config: pytest.Config) -> Settings:
     except ConfigError as err:
         # One UsageError: pytest prints each problem as its own ERROR: line and exits 4.
         raise pytest.UsageError(*(f"cbacheck: {problem}" for problem in err.problems)) from None
+    if config.getoption("cba_run"):
+        return settings  # `cbacheck run --NAME` options: the sources already name them right
+    # Under plain pytest the user typed --cba-NAME, so the provenance says so.
+    renamed = {
+        name: source.replace(
+            f"option {settings_table.option_name(name)}", f"option {settings_table.pytest_option_name(name)}"
+        )
+        for name, source in settings.sources.items()
+    }
+    return dataclasses.replace(settings, sources=renamed)
 
 
 def settings_of(config: pytest.Config) -> Settings:
