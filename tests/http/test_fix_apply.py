@@ -1,0 +1,530 @@
+"""Applying fix actions against Graph mocked with responses: bodies, idempotence, failures, journal and resume."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import responses
+from responses import matchers
+
+from cbacheck import certs, wellknown
+from cbacheck.config import Settings
+from cbacheck.errors import FixError
+from cbacheck.fixapply import (
+    ALREADY_DONE,
+    APPLIED,
+    FAILED,
+    SKIPPED_DEPENDENCY_FAILED,
+    WAITING_FOR_VERIFICATION,
+    Journal,
+    admin_graph_client,
+    apply_plan,
+)
+from cbacheck.fixplan import (
+    AddKeyCredential,
+    AddRequiredResourceAccess,
+    AssignDirectoryRole,
+    CreateApplication,
+    CreateServicePrincipal,
+    GrantAppRole,
+    ManualStep,
+    Ref,
+    RemoveKeyCredentials,
+)
+from cbacheck.graph import GraphClient
+
+G = "https://graph.microsoft.com/v1.0"
+TENANT = "contoso.onmicrosoft.com"
+APP_ID = "11111111-2222-3333-4444-555555555555"
+APP_OBJECT = "aaaaaaaa-0000-0000-0000-000000000001"
+SP_OBJECT = "bbbbbbbb-0000-0000-0000-000000000002"
+EXO_SP = "cccccccc-0000-0000-0000-000000000003"
+ROLE = wellknown.EXCHANGE_ADMINISTRATOR
+BEARER = "bearer-value-that-must-never-be-recorded"
+
+
+class StaticToken:
+    def token(self, scope: str) -> str:
+        return BEARER
+
+
+@pytest.fixture
+def mock() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def graph() -> GraphClient:
+    return GraphClient("https://graph.microsoft.com", StaticToken(), requests.Session(), batching=False)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "journal.jsonl")
+
+
+def settings() -> Settings:
+    return Settings(tenant=TENANT, app_id=APP_ID)
+
+
+def der_of(tmp_path: Path, name: str) -> str:
+    return certs.generate_certificate(f"CN={name}", tmp_path / name).der_base64
+
+
+def key_entry(key_id: str, der_base64: str) -> dict[str, Any]:
+    return {
+        "keyId": key_id,
+        "type": "AsymmetricX509Cert",
+        "usage": "Verify",
+        "displayName": f"CN={key_id}",
+        "customKeyIdentifier": "QUJD",
+        "startDateTime": "2025-01-01T00:00:00Z",
+        "endDateTime": "2026-01-01T00:00:00Z",
+        "key": der_base64,
+    }
+
+
+def graph_error(code: str, message: str, request_id: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "innerError": {"request-id": request_id, "date": "2025-06-01"}}}
+
+
+def all_text(results: list[Any], journal: Journal) -> str:
+    return json.dumps([r.as_dict() for r in results]) + journal.path.read_text(encoding="utf-8")
+
+
+def progress_lines() -> tuple[list[str], Any]:
+    lines: list[str] = []
+    return lines, lines.append
+
+
+# --- keys ------------------------------------------------------------------------------------------------
+
+
+def test_upload_sends_back_every_existing_key_with_its_bytes(
+    tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    old_a, old_b, new = der_of(tmp_path, "old-a"), der_of(tmp_path, "old-b"), der_of(tmp_path, "new")
+    existing = [key_entry("key-a", old_a), key_entry("key-b", old_b)]
+    new_key = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": new, "displayName": "CN=new"}
+    select = matchers.query_param_matcher({"$select": "keyCredentials"})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": existing}, match=[select])
+    mock.patch(
+        f"{G}/applications/{APP_OBJECT}",
+        status=204,
+        headers={"request-id": "req-patch-1"},
+        match=[matchers.json_params_matcher({"keyCredentials": [*existing, new_key]})],
+    )
+    mock.get(
+        f"{G}/applications/{APP_OBJECT}",
+        json={"keyCredentials": [*existing, {**new_key, "keyId": "k-new"}]},
+        match=[select],
+    )
+    action = AddKeyCredential(
+        id="add-key",
+        mends=("CBA-KEY-001",),
+        reason="r",
+        app_object_id=APP_OBJECT,
+        certificate=new,
+        display_name="CN=new",
+    )
+    lines, progress = progress_lines()
+    [result] = apply_plan([action], graph, settings(), journal=journal, progress=progress)
+    assert result.status == APPLIED
+    assert result.response_status == 204 and result.request_id == "req-patch-1"
+    assert [k["keyId"] for k in result.before["keyCredentials"]] == ["key-a", "key-b"]
+    assert [k["keyId"] for k in result.after["keyCredentials"]] == ["key-a", "key-b", "k-new"]
+    assert result.request is not None and result.request["method"] == "PATCH"
+    text = all_text([result], journal)
+    for der in (old_a, old_b, new):
+        assert der[:40] not in text
+    assert BEARER not in text
+    assert "add-key: PATCH /applications/" + APP_OBJECT in lines
+    assert lines[-1] == "add-key: applied"
+
+
+def test_key_already_uploaded_is_not_written_again(
+    tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    der = der_of(tmp_path, "here")
+    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": [key_entry("key-here", der)]})
+    action = AddKeyCredential(
+        id="add-key", mends=(), reason="r", app_object_id=APP_OBJECT, certificate=der, display_name="CN=here"
+    )
+    [result] = apply_plan([action], graph, settings(), journal=journal, progress=lambda line: None)
+    assert result.status == ALREADY_DONE
+    assert result.output["key_id"] == "key-here"
+    assert len(mock.calls) == 1
+
+
+def test_a_key_returned_without_its_bytes_is_never_patched_away(
+    tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    without_bytes = {**key_entry("key-a", der_of(tmp_path, "a")), "key": None}
+    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": [without_bytes]})
+    action = AddKeyCredential(
+        id="add-key",
+        mends=(),
+        reason="r",
+        app_object_id=APP_OBJECT,
+        certificate=der_of(tmp_path, "n"),
+        display_name="CN=n",
+    )
+    [result] = apply_plan([action], graph, settings(), journal=journal, progress=lambda line: None)
+    assert result.status == FAILED
+    assert "key-a" in result.error and "nothing was sent" in result.error
+    assert all(call.request.method == "GET" for call in mock.calls)
+
+
+def test_old_key_waits_for_proof_then_goes_keeping_every_other_key(
+    tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    old, new, other = der_of(tmp_path, "old"), der_of(tmp_path, "new"), der_of(tmp_path, "other")
+    keys = [key_entry("key-old", old), key_entry("key-new", new), key_entry("key-other", other)]
+    action = RemoveKeyCredentials(
+        id="remove-old-key",
+        mends=("CBA-CERT-004",),
+        reason="r",
+        app_object_id=APP_OBJECT,
+        key_ids=("key-old",),
+        requires_verified=("add-key-new-certificate",),
+        depends_on=("add-key-new-certificate",),
+    )
+    [waiting] = apply_plan([action], graph, settings(), journal=journal, progress=lambda line: None)
+    assert waiting.status == WAITING_FOR_VERIFICATION
+    assert len(mock.calls) == 0
+
+    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": keys})
+    mock.patch(
+        f"{G}/applications/{APP_OBJECT}", status=204, match=[matchers.json_params_matcher({"keyCredentials": keys[1:]})]
+    )
+    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": keys[1:]})
+    [removed] = apply_plan(
+        [action], graph, settings(), journal=journal, progress=lambda line: None, verified={"add-key-new-certificate"}
+    )
+    assert removed.status == APPLIED
+
+
+# --- permission, consent, role ----------------------------------------------------------------------------
+
+
+def test_permission_is_merged_into_the_existing_required_resource_access(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    graph_access = {
+        "resourceAppId": wellknown.MICROSOFT_GRAPH_APP_ID,
+        "resourceAccess": [{"id": "e1fe6dd8-ba31-4d61-89e7-88639da4683d", "type": "Scope"}],
+    }
+    exchange_other = {
+        "resourceAppId": wellknown.EXCHANGE_ONLINE_APP_ID,
+        "resourceAccess": [{"id": "3b5f3d61-589b-4a3c-a359-5dd4b5ee5bd5", "type": "Scope"}],
+    }
+    wanted = {"id": wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID, "type": "Role"}
+    merged = [graph_access, {**exchange_other, "resourceAccess": [*exchange_other["resourceAccess"], wanted]}]
+    mock.get(f"{G}/applications/{APP_OBJECT}", json={"requiredResourceAccess": [graph_access, exchange_other]})
+    mock.patch(
+        f"{G}/applications/{APP_OBJECT}",
+        status=204,
+        match=[matchers.json_params_matcher({"requiredResourceAccess": merged})],
+    )
+    mock.get(f"{G}/applications/{APP_OBJECT}", json={"requiredResourceAccess": merged})
+    action = AddRequiredResourceAccess(
+        id="add-exchange-permission", mends=("CBA-PERM-002",), reason="r", app_object_id=APP_OBJECT
+    )
+    [result] = apply_plan([action], graph, settings(), journal=journal, progress=lambda line: None)
+    assert result.status == APPLIED
+
+
+def grant(principal: str | Ref = SP_OBJECT, depends: tuple[str, ...] = ()) -> GrantAppRole:
+    return GrantAppRole(
+        id="grant-exchange-consent",
+        mends=("CBA-PERM-003",),
+        reason="r",
+        principal_id=principal,
+        resource_id=EXO_SP,
+        app_role_id=wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID,
+        app_role_name=wellknown.EXCHANGE_MANAGE_AS_APP,
+        depends_on=depends,
+    )
+
+
+def role(principal: str | Ref = SP_OBJECT, depends: tuple[str, ...] = ()) -> AssignDirectoryRole:
+    return AssignDirectoryRole(
+        id="assign-role",
+        mends=("CBA-ROLE-001",),
+        reason="r",
+        principal_id=principal,
+        role_definition_id=ROLE,
+        role_name="Exchange Administrator",
+        depends_on=depends,
+    )
+
+
+GRANTED = {
+    "id": "grant-1",
+    "principalId": SP_OBJECT,
+    "resourceId": EXO_SP,
+    "appRoleId": wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID,
+}
+ASSIGNED = {"id": "ra-1", "principalId": SP_OBJECT, "roleDefinitionId": ROLE, "directoryScopeId": "/"}
+
+
+def test_consent_and_role_already_present_are_skipped_without_writes(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    mock.get(f"{G}/servicePrincipals/{SP_OBJECT}/appRoleAssignments", json={"value": [GRANTED]})
+    mock.get(
+        f"{G}/roleManagement/directory/roleAssignments",
+        json={"value": [ASSIGNED]},
+        match=[matchers.query_param_matcher({"$filter": f"principalId eq '{SP_OBJECT}'"})],
+    )
+    results = apply_plan([grant(), role()], graph, settings(), journal=journal, progress=lambda line: None)
+    assert [r.status for r in results] == [ALREADY_DONE, ALREADY_DONE]
+    assert all(call.request.method == "GET" for call in mock.calls)
+
+
+def test_role_scoped_to_an_administrative_unit_does_not_count_as_done(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    scoped = {**ASSIGNED, "id": "ra-au", "directoryScopeId": "/administrativeUnits/au-1"}
+    body = {
+        "@odata.type": "#microsoft.graph.unifiedRoleAssignment",
+        "roleDefinitionId": ROLE,
+        "principalId": SP_OBJECT,
+        "directoryScopeId": "/",
+    }
+    mock.get(f"{G}/roleManagement/directory/roleAssignments", json={"value": [scoped]})
+    mock.post(
+        f"{G}/roleManagement/directory/roleAssignments",
+        status=201,
+        json={**ASSIGNED, "id": "ra-new"},
+        match=[matchers.json_params_matcher(body)],
+    )
+    mock.get(f"{G}/roleManagement/directory/roleAssignments", json={"value": [scoped, {**ASSIGNED, "id": "ra-new"}]})
+    [result] = apply_plan([role()], graph, settings(), journal=journal, progress=lambda line: None)
+    assert result.status == APPLIED
+    assert result.output["id"] == "ra-new"
+    assert [a["id"] for a in result.after["roleAssignments"]] == ["ra-au", "ra-new"]
+
+
+def test_a_failure_midway_skips_its_dependents_and_the_rest_go_on(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    create_sp = CreateServicePrincipal(id="create-service-principal", mends=("CBA-APP-002",), reason="r", app_id=APP_ID)
+    permission = AddRequiredResourceAccess(
+        id="add-exchange-permission", mends=("CBA-PERM-002",), reason="r", app_object_id=APP_OBJECT
+    )
+    sp_ref = Ref("create-service-principal", "id")
+    actions = [
+        create_sp,
+        grant(sp_ref, ("create-service-principal",)),
+        role(sp_ref, ("create-service-principal",)),
+        permission,
+    ]
+    mock.get(f"{G}/servicePrincipals", json={"value": []})
+    mock.post(
+        f"{G}/servicePrincipals",
+        status=403,
+        json=graph_error(
+            "Authorization_RequestDenied", "Insufficient privileges to complete the operation.", "req-403"
+        ),
+        headers={"request-id": "req-403"},
+    )
+    wanted = [
+        {
+            "resourceAppId": wellknown.EXCHANGE_ONLINE_APP_ID,
+            "resourceAccess": [{"id": wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID, "type": "Role"}],
+        }
+    ]
+    mock.get(f"{G}/applications/{APP_OBJECT}", json={"requiredResourceAccess": []})
+    mock.patch(
+        f"{G}/applications/{APP_OBJECT}",
+        status=204,
+        match=[matchers.json_params_matcher({"requiredResourceAccess": wanted})],
+    )
+    mock.get(f"{G}/applications/{APP_OBJECT}", json={"requiredResourceAccess": wanted})
+    results = {
+        r.action_id: r for r in apply_plan(actions, graph, settings(), journal=journal, progress=lambda line: None)
+    }
+    failed = results["create-service-principal"]
+    assert failed.status == FAILED
+    assert failed.error_code == "Authorization_RequestDenied"
+    assert failed.request_id == "req-403"
+    assert failed.response_status == 403
+    assert "Insufficient privileges" in failed.error and "req-403" in failed.error
+    assert results["grant-exchange-consent"].status == SKIPPED_DEPENDENCY_FAILED
+    assert results["assign-role"].status == SKIPPED_DEPENDENCY_FAILED
+    assert "create-service-principal failed" in results["assign-role"].error
+    assert results["add-exchange-permission"].status == APPLIED
+    assert not any(
+        "appRoleAssignments" in call.request.url or "roleManagement" in call.request.url for call in mock.calls
+    )
+
+
+def test_created_objects_flow_into_the_requests_that_reference_them(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    new_sp = "dddddddd-0000-0000-0000-000000000004"
+    create_sp = CreateServicePrincipal(id="create-service-principal", mends=(), reason="r", app_id=APP_ID)
+    sp_ref = Ref("create-service-principal", "id")
+    mock.get(f"{G}/servicePrincipals", json={"value": []})
+    mock.post(
+        f"{G}/servicePrincipals",
+        status=201,
+        json={"id": new_sp, "appId": APP_ID},
+        match=[matchers.json_params_matcher({"appId": APP_ID})],
+    )
+    mock.get(f"{G}/servicePrincipals", json={"value": [{"id": new_sp, "appId": APP_ID, "accountEnabled": True}]})
+    body = {"principalId": new_sp, "resourceId": EXO_SP, "appRoleId": wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID}
+    mock.get(f"{G}/servicePrincipals/{new_sp}/appRoleAssignments", json={"value": []})
+    mock.post(
+        f"{G}/servicePrincipals/{new_sp}/appRoleAssignments",
+        status=201,
+        json={**body, "id": "g-new"},
+        match=[matchers.json_params_matcher(body)],
+    )
+    mock.get(f"{G}/servicePrincipals/{new_sp}/appRoleAssignments", json={"value": [{**body, "id": "g-new"}]})
+    results = apply_plan(
+        [create_sp, grant(sp_ref, ("create-service-principal",))],
+        graph,
+        settings(),
+        journal=journal,
+        progress=lambda line: None,
+    )
+    assert [r.status for r in results] == [APPLIED, APPLIED]
+    assert results[0].output["id"] == new_sp
+    assert (
+        results[1].request is not None
+        and results[1].request["path"] == f"/servicePrincipals/{new_sp}/appRoleAssignments"
+    )
+
+
+def test_a_refused_duplicate_whose_effect_is_present_is_already_done(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    mock.get(f"{G}/servicePrincipals/{SP_OBJECT}/appRoleAssignments", json={"value": []})
+    mock.post(
+        f"{G}/servicePrincipals/{SP_OBJECT}/appRoleAssignments",
+        status=400,
+        json=graph_error("Request_BadRequest", "Permission being assigned already exists on the object", "req-dup"),
+    )
+    mock.get(f"{G}/servicePrincipals/{SP_OBJECT}/appRoleAssignments", json={"value": [GRANTED]})
+    [result] = apply_plan([grant()], graph, settings(), journal=journal, progress=lambda line: None)
+    assert result.status == ALREADY_DONE
+    assert result.error_code == "Request_BadRequest" and result.request_id == "req-dup"
+
+
+def test_manual_steps_are_reported_with_their_values_and_never_sent(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    step = ManualStep(
+        id="use-initial-domain",
+        mends=("CBA-ORG-001",),
+        reason="r",
+        explanation="use it",
+        setting="organization",
+        value=TENANT,
+    )
+    [result] = apply_plan([step], graph, settings(), journal=journal, progress=lambda line: None)
+    assert result.status == "manual"
+    assert result.output == {"setting": "organization", "value": TENANT}
+    assert len(mock.calls) == 0
+
+
+# --- journal and resume -------------------------------------------------------------------------------------
+
+
+class Killed(BaseException):
+    """Stands for the process being killed: nothing in cbacheck catches it."""
+
+
+def kill(request: Any) -> Any:
+    raise Killed
+
+
+def test_a_rerun_after_a_kill_mid_apply_converges_without_duplicates(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    # Run 1: the consent POST reaches Graph, then the process dies before recording the answer.
+    mock.get(f"{G}/servicePrincipals/{SP_OBJECT}/appRoleAssignments", json={"value": []})
+    mock.post(f"{G}/servicePrincipals/{SP_OBJECT}/appRoleAssignments", status=201, json=GRANTED)
+    mock.add_callback(responses.GET, f"{G}/servicePrincipals/{SP_OBJECT}/appRoleAssignments", callback=kill)
+    with pytest.raises(Killed):
+        apply_plan([grant(), role()], graph, settings(), journal=journal, progress=lambda line: None)
+    assert journal.unfinished(TENANT) == {"grant-exchange-consent"}
+    mock.reset()
+
+    # Run 2: the same plan (the facts were collected before the kill) finds the grant and adds only the role.
+    mock.get(f"{G}/servicePrincipals/{SP_OBJECT}/appRoleAssignments", json={"value": [GRANTED]})
+    mock.get(f"{G}/roleManagement/directory/roleAssignments", json={"value": []})
+    mock.post(f"{G}/roleManagement/directory/roleAssignments", status=201, json=ASSIGNED)
+    mock.get(f"{G}/roleManagement/directory/roleAssignments", json={"value": [ASSIGNED]})
+    results = apply_plan([grant(), role()], graph, settings(), journal=journal, progress=lambda line: None)
+    assert [r.status for r in results] == [ALREADY_DONE, APPLIED]
+    assert [c.request.method for c in mock.calls].count("POST") == 1
+    assert journal.unfinished(TENANT) == set()
+    events = [(r["event"], r["action"]) for r in journal.records()]
+    assert events[0] == ("started", "grant-exchange-consent")
+    assert ("finished", "assign-role") in events
+
+
+def test_an_app_created_before_a_kill_is_adopted_not_registered_twice(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    create = CreateApplication(
+        id="create-app", mends=("CBA-APP-001",), reason="r", display_name="Exchange Online automation"
+    )
+    new_app = {"id": "app-obj-new", "appId": "99999999-0000-0000-0000-000000000000", "displayName": create.display_name}
+    mock.post(f"{G}/applications", status=201, json=new_app, match=[matchers.json_params_matcher(create.body())])
+    mock.add_callback(responses.GET, f"{G}/applications/app-obj-new", callback=kill)
+    with pytest.raises(Killed):
+        apply_plan([create], graph, settings(), journal=journal, progress=lambda line: None)
+    mock.reset()
+
+    mock.get(
+        f"{G}/applications",
+        json={"value": [new_app]},
+        match=[
+            matchers.query_param_matcher(
+                {"$filter": "displayName eq 'Exchange Online automation'", "$select": "id,appId,displayName"}
+            )
+        ],
+    )
+    [result] = apply_plan([create], graph, settings(), journal=journal, progress=lambda line: None)
+    assert result.status == ALREADY_DONE
+    assert result.output == {"id": "app-obj-new", "appId": "99999999-0000-0000-0000-000000000000"}
+    assert all(call.request.method == "GET" for call in mock.calls)
+
+
+def test_the_journal_records_each_action_without_key_bytes_or_tokens(
+    tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    der = der_of(tmp_path, "j")
+    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": []})
+    mock.patch(f"{G}/applications/{APP_OBJECT}", status=204)
+    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": [key_entry("k", der)]})
+    action = AddKeyCredential(
+        id="add-key", mends=(), reason="r", app_object_id=APP_OBJECT, certificate=der, display_name="CN=j"
+    )
+    apply_plan([action], graph, settings(), journal=journal, progress=lambda line: None)
+    records = journal.records()
+    assert [r["event"] for r in records] == ["started", "finished"]
+    assert records[1]["result"]["status"] == APPLIED
+    text = journal.path.read_text(encoding="utf-8")
+    assert der[:40] not in text and BEARER not in text
+    sent = json.loads(mock.calls[1].request.body)
+    assert base64.b64decode(sent["keyCredentials"][0]["key"])  # the real request carries the bytes
+
+
+def test_apply_without_an_admin_identity_refuses_naming_the_settings() -> None:
+    with pytest.raises(FixError) as refused:
+        admin_graph_client(settings(), requests.Session())
+    message = str(refused.value)
+    assert "nothing was changed" in message
+    assert "admin_app_id" in message and "admin_cert" in message
