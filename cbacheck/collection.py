@@ -62,10 +62,14 @@ def first_round_trip(app_id: str) -> list[BatchRequest]:
 
 
 def second_round_trip(sp_id: str) -> list[BatchRequest]:
-    principal = f"$filter=principalId eq '{sp_id}'&$expand=roleDefinition"
+    principal = f"$filter=principalId eq '{sp_id}'"
+    # Eligibility schedules are read without $expand: not every Graph endpoint accepts it there,
+    # and built-in roles are named from their template id (roleDefinitionId) anyway.
     return [
         BatchRequest("app_role_grants", f"/servicePrincipals/{sp_id}/appRoleAssignments"),
-        BatchRequest("role_assignments", f"/roleManagement/directory/roleAssignments?{principal}"),
+        BatchRequest(
+            "role_assignments", f"/roleManagement/directory/roleAssignments?{principal}&$expand=roleDefinition"
+        ),
         BatchRequest("role_eligibilities", f"/roleManagement/directory/roleEligibilitySchedules?{principal}"),
     ]
 

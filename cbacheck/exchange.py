@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -95,6 +96,7 @@ def probe_exchange(
     stats = stats_of(session)
     stats.exchange_requests += 1
     started = time.perf_counter()
+    at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     try:
         response = session.post(
             url,
@@ -105,11 +107,11 @@ def probe_exchange(
         return Unavailable(
             f"the Exchange Online answer to {cmdlet}",
             f"no answer from {url} ({type(err).__name__}); check exchange_url, the network path and ca_bundle",
-            source=Source("POST", url, None, elapsed_ms=(time.perf_counter() - started) * 1000),
+            source=Source("POST", url, None, elapsed_ms=(time.perf_counter() - started) * 1000, at=at),
         )
     elapsed_ms = (time.perf_counter() - started) * 1000
     request_id = response.headers.get("request-id", "") or response.headers.get("x-ms-request-id", "")
-    stats.sources.append(Source("POST", url, response.status_code, request_id=request_id, elapsed_ms=elapsed_ms))
+    stats.sources.append(Source("POST", url, response.status_code, request_id=request_id, elapsed_ms=elapsed_ms, at=at))
     try:
         body: Any = response.json() if response.content else None
     except ValueError:

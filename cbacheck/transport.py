@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -141,9 +142,30 @@ class CbaSession(requests.Session):
             kwargs["verify"] = self.ca_bundle
         text_url = url.decode() if isinstance(url, bytes) else url
         text_method = method.decode() if isinstance(method, bytes) else method
-        if is_token_request(text_method, text_url):
-            self.stats.token_requests += 1
-        return super().request(method, url, *args, **kwargs)
+        if not is_token_request(text_method, text_url):
+            return super().request(method, url, *args, **kwargs)
+        self.stats.token_requests += 1
+        at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        started = time.perf_counter()
+        status: int | None = None
+        request_id = ""
+        try:
+            response = super().request(method, url, *args, **kwargs)
+            status = response.status_code
+            request_id = response.headers.get("x-ms-request-id", "") or response.headers.get("request-id", "")
+            return response
+        finally:
+            # Only method, URL (no query: the form body holds the assertion) and status are kept.
+            self.stats.sources.append(
+                Source(
+                    text_method.upper(),
+                    text_url.split("?", 1)[0],
+                    status,
+                    request_id=request_id,
+                    elapsed_ms=(time.perf_counter() - started) * 1000,
+                    at=at,
+                )
+            )
 
     def for_writes(self) -> CbaSession:
         """A sibling session for Graph writes: same CA, timeout and counters, no repeat once a request was sent."""
