@@ -51,7 +51,7 @@ def test_pyproject_tool_cbacheck_table_is_read(pytester: pytest.Pytester) -> Non
 
 def test_explicit_config_file_option_is_read(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_settings=SETTINGS_CHECK)
-    (pytester.path / "elsewhere.toml").write_text('expiry_days = 7\n', encoding="utf-8")
+    (pytester.path / "elsewhere.toml").write_text("expiry_days = 7\n", encoding="utf-8")
     settings = run_document(pytester, "--cba-config=elsewhere.toml")["run"]["settings"]
     assert settings["expiry_days"]["value"] == 7
     assert "elsewhere.toml" in settings["expiry_days"]["source"]
