@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from cbacheck import wellknown
 from cbacheck.catalogue import CATALOGUE, DOC_CERT_CREDENTIALS, DOC_EXO_APP_ONLY
-from cbacheck.facts import ExchangeProbe, TokenAttempt
+from cbacheck.facts import ExchangeProbe, Organization, TokenAttempt
 
 DOC_AADSTS = "https://learn.microsoft.com/entra/identity-platform/reference-error-codes"
 DOC_CLIENT_CREDENTIALS = "https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow"
@@ -409,15 +409,31 @@ EXCHANGE: tuple[ExchangeEntry, ...] = (
 )
 
 
-def diagnose_exchange_error(probe: ExchangeProbe, token: TokenAttempt | None = None) -> Diagnosis:
-    """Explain Exchange's refusal of the probe cmdlet; the token's claims, when given, sharpen a bare 401."""
+_ORGANIZATION_IN_URL = re.compile(r"/adminapi/[^/]+/([^/]+)/", re.IGNORECASE)
+
+
+def organization_in_url(url: str) -> str | None:
+    """The organization segment of an admin API URL (…/adminapi/beta/{organization}/InvokeCommand)."""
+    match = _ORGANIZATION_IN_URL.search(url)
+    return match.group(1) if match else None
+
+
+def diagnose_exchange_error(
+    probe: ExchangeProbe, token: TokenAttempt | None = None, organization: Organization | None = None
+) -> Diagnosis:
+    """Explain Exchange's refusal of the probe cmdlet.
+
+    Known texts decide first. Otherwise the tenant's organization, when given, reveals a request made
+    for a domain Exchange does not take, and the token's claims, when given, sharpen a bare 401.
+    """
     text = probe.error_message
     lowered = text.lower()
     status = probe.status
+    code = f"EXO {status}" if status is not None else "EXO"
     for entry in EXCHANGE:
         if entry.text in lowered and (entry.status is None or entry.status == status):
             return Diagnosis(
-                code=f"EXO {status}" if status is not None else "EXO",
+                code=code,
                 name=entry.name,
                 cause=entry.cause,
                 requirement=entry.requirement,
@@ -425,6 +441,23 @@ def diagnose_exchange_error(probe: ExchangeProbe, token: TokenAttempt | None = N
                 doc=entry.doc,
                 microsoft_text=text,
             )
+    asked_for = organization_in_url(probe.url)
+    if (
+        organization is not None
+        and asked_for is not None
+        and status in (401, 403, 404)
+        and asked_for.casefold() not in {organization.initial_domain.casefold(), organization.tenant_id.casefold()}
+    ):
+        return Diagnosis(
+            code=code,
+            name=probe.error_code or "Refused",
+            cause=f"the request names the organization {asked_for!r}, which is not the tenant's initial domain "
+            f"{organization.initial_domain!r} or its tenant ID",
+            requirement="CBA-ORG-001",
+            next_step=f"use {organization.initial_domain} (or {organization.tenant_id}) as organization",
+            doc=DOC_EXO_APP_ONLY,
+            microsoft_text=text,
+        )
     if status == 401:
         roles = (token.claims.get("roles") if token is not None and token.acquired else None) or []
         if token is not None and token.acquired and wellknown.EXCHANGE_MANAGE_AS_APP in roles:

@@ -32,8 +32,12 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 # issued "now" may carry an iat up to five minutes old. The skew window is widened by that much
 # on the side it can shift to; see docs/requirements.md (CBA-TOKEN-003).
 ISSUER_BACKDATE = timedelta(minutes=5)
-NO_TOKEN = "the app obtained no token"
 _TIME_IN_TEXT = r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z?"
+
+
+def _no_token(attempt: TokenAttempt) -> str:
+    code = f"AADSTS{attempt.aadsts}" if attempt.aadsts is not None else attempt.error or "no answer"
+    return f"the app obtained no token ({code})"
 
 
 def _raise_diagnosed(check_id: str, message: str, diagnosis: Diagnosis) -> None:
@@ -197,7 +201,7 @@ def test_token_claims_are_right(
     only count once the token carries them. Exchange reads roles for Exchange.ManageAsApp and wids
     for the directory role; new grants reach tokens only after propagation.
     """
-    attempt = require(token_attempt if token_attempt.acquired else None, "CBA-TOKEN-001", NO_TOKEN)
+    attempt = require(token_attempt if token_attempt.acquired else None, "CBA-TOKEN-001", _no_token(token_attempt))
     claims = attempt.claims
     resource = cba_settings.cloud_endpoints.exchange_resource.rstrip("/")
     accepted = accepted_role_ids(cba_settings)
@@ -314,7 +318,7 @@ def test_local_clock_agrees_with_entra(
             f"Entra refused the client assertion of app {token_attempt.client_id} as outside its valid time range"
             f"{skew}; expected the local clock within 5 minutes of Entra's: synchronise it (NTP)"
         )
-    attempt = require(token_attempt if token_attempt.acquired else None, "CBA-TOKEN-001", NO_TOKEN)
+    attempt = require(token_attempt if token_attempt.acquired else None, "CBA-TOKEN-001", _no_token(token_attempt))
     issued = _claim_time(attempt.claims, "iat") or _claim_time(attempt.claims, "nbf")
     if issued is None:
         raise FactUnavailable(
@@ -374,7 +378,8 @@ def test_exchange_accepts_token(
             )
         )
     token = tenant_facts.token if isinstance(tenant_facts.token, TokenAttempt) else None
-    diagnosis = diagnose_exchange_error(probe, token)
+    organization = tenant_facts.organization if isinstance(tenant_facts.organization, Organization) else None
+    diagnosis = diagnose_exchange_error(probe, token, organization)
     evidence.add("diagnosis", diagnosis.as_evidence())
     request_id = f" (request-id {probe.request_id})" if probe.request_id else ""
     message = (

@@ -163,17 +163,14 @@ def test_exchange_manage_as_app_granted(
         if configured
         else "neither configured nor granted"
     )
+    held = ", ".join(
+        f"{permission_name(g, resource) or g.app_role_id} on {g.resource_display_name}" for g in app_role_grants
+    )
     assert granted, (
         f"service principal {principal.object_id} of app {principal.app_id} has no grant of Exchange.ManageAsApp "
-        f"on {resource.display_name} ({resource.object_id}): {state}; its {len(app_role_grants)} grant(s) are "
-        + (
-            ", ".join(
-                f"{permission_name(g, resource) or g.app_role_id} on {g.resource_display_name}" for g in app_role_grants
-            )
-            or "none"
-        )
-        + "; expected an appRoleAssignment for appRoleId "
-        + wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID
+        f"on {resource.display_name} ({resource.object_id}): {state}; "
+        + (f"it holds {held}" if held else "it holds no application permission grants")
+        + f"; expected an appRoleAssignment for appRoleId {wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID}"
     )
 
 

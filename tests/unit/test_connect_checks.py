@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -346,3 +347,16 @@ def test_outage_or_throttling_is_an_error_not_a_verdict(status: int | None) -> N
     with pytest.raises(FactUnavailable) as info:
         exo_001(tf.probe_error(status, "Service Unavailable", code="ServiceUnavailable"))
     assert "Get-OrganizationConfig" in str(info.value)
+
+
+def test_refusal_with_a_custom_domain_organization_follows_from_org_001() -> None:
+    probe = tf.probe_error(401, "The organization in the request does not match the tenant of the access token.")
+    probe = dataclasses.replace(probe, url="https://outlook.office365.com/adminapi/beta/contoso.com/InvokeCommand")
+    with pytest.raises(UpstreamFailure) as info:
+        exo_001(probe, tf.tenant(organization_setting=tf.CUSTOM_DOMAIN, exchange=probe))
+    assert info.value.upstream == "CBA-ORG-001" and tf.INITIAL_DOMAIN in str(info.value)
+
+
+def test_downstream_token_checks_name_the_aadsts_code_they_follow_from() -> None:
+    err = token_002_failure(tf.token_failure(7000112, "AADSTS7000112: disabled"))
+    assert "the app obtained no token (AADSTS7000112)" in str(err)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import tenantfactory as tf
 
 from cbacheck import catalogue, wellknown
 from cbacheck.config import setting_fields
-from cbacheck.diagnosis import AADSTS, EXCHANGE, diagnose_exchange_error, diagnose_token_error, find_entry
+from cbacheck.diagnosis import (
+    AADSTS,
+    EXCHANGE,
+    diagnose_exchange_error,
+    diagnose_token_error,
+    find_entry,
+    organization_in_url,
+)
 
 KEY_NOT_FOUND = (
     "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on "
@@ -225,3 +234,26 @@ def test_403_and_404_and_unknown_answers() -> None:
 def test_evidence_form_is_plain_strings() -> None:
     record = diagnose_token_error(tf.token_failure(700027, KEY_NOT_FOUND)).as_evidence()
     assert record["requirement"] == "CBA-KEY-001" and all(isinstance(v, str) for v in record.values())
+
+
+def test_refusal_for_an_organization_other_than_the_initial_domain_points_at_org_001() -> None:
+    probe = tf.probe_error(401, "The organization in the request does not match the tenant of the access token.")
+    probe = dataclasses.replace(probe, url="https://outlook.office365.com/adminapi/beta/contoso.com/InvokeCommand")
+    diagnosis = diagnose_exchange_error(probe, tf.token(), tf.organization())
+    assert diagnosis.requirement == "CBA-ORG-001" and "'contoso.com'" in diagnosis.cause
+    assert tf.INITIAL_DOMAIN in diagnosis.next_step
+
+
+def test_refusal_for_the_initial_domain_is_not_blamed_on_the_organization() -> None:
+    probe = tf.probe_error(401, "")
+    probe = dataclasses.replace(
+        probe, url=f"https://outlook.office365.com/adminapi/beta/{tf.INITIAL_DOMAIN}/InvokeCommand"
+    )
+    assert diagnose_exchange_error(probe, tf.token(), tf.organization()).requirement == "CBA-ROLE-001"
+
+
+def test_organization_segment_is_read_from_the_admin_api_url() -> None:
+    assert (
+        organization_in_url(f"https://outlook.office365.com/adminapi/beta/{tf.TENANT_ID}/InvokeCommand") == tf.TENANT_ID
+    )
+    assert organization_in_url("https://outlook.office365.com/elsewhere") is None

@@ -405,6 +405,7 @@ def test_configured_without_consent_fails_perm_003_and_passes_perm_002() -> None
     assert not isinstance(err, UpstreamFailure)
     assert "configured in requiredResourceAccess but admin consent is not granted" in str(err)
     assert tf.APP_SP_ID in str(err) and wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID in str(err)
+    assert "it holds no application permission grants" in str(err)
 
 
 def test_granted_without_manifest_entry_still_passes_perm_003() -> None:
@@ -417,6 +418,7 @@ def test_grant_on_another_resource_with_the_same_role_id_does_not_count() -> Non
     stray = tf.grant(resource_id=tf.GRAPH_SP_ID, resource_display_name="Microsoft Graph")
     err = failure(perm_003, app_role_grants=(stray,))
     assert "no grant of Exchange.ManageAsApp" in str(err)
+    assert f"it holds {wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID} on Microsoft Graph" in str(err)
 
 
 def test_consent_check_follows_from_missing_service_principals() -> None:
