@@ -234,7 +234,9 @@ def admin_graph_client(settings: Settings, session: requests.Session) -> GraphCl
         provider = tokens.graph_token_provider(settings, session, "admin")
     except CredentialError as err:
         raise FixError(f"nothing was changed: {err}") from err
-    return GraphClient(settings.cloud_endpoints.graph_url, provider, session, batching=False)
+    cloud = settings.cloud_endpoints
+    # The token is for the cloud's Graph resource even when graph_url points at a private endpoint.
+    return GraphClient(cloud.graph_url, provider, session, batching=False, scope=f"{cloud.graph_resource}/.default")
 
 
 # --- applying -----------------------------------------------------------------------------------------
