@@ -1054,8 +1054,12 @@ def order(actions: Iterable[Action]) -> list[Action]:
 
 
 def failed_ids(requirements: Iterable[Mapping[str, Any]]) -> set[str]:
-    """IDs whose outcome is failed; errors (could not verify) are never fixed blindly."""
-    return {str(req["id"]) for req in requirements if req.get("outcome") == "failed"}
+    """IDs that failed on their own account.
+
+    Errors (could not verify) are never fixed blindly, and a failure that follows from an upstream
+    one (an unuploaded key is not "valid now" either) is mended by the upstream fix, not its own.
+    """
+    return {str(req["id"]) for req in requirements if req.get("outcome") == "failed" and not req.get("follows_from")}
 
 
 def plan_from_results(

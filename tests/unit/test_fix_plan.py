@@ -453,6 +453,20 @@ def test_plan_from_results_plans_failed_outcomes_only(cert_facts: CertFacts) -> 
     json.dumps(rows)  # the reports serialise it as is
 
 
+def test_failures_that_follow_from_an_upstream_one_get_no_fix_of_their_own(cert_facts: CertFacts) -> None:
+    facts = healthy(cert_facts)
+    facts = dataclasses.replace(facts, app=dataclasses.replace(app_of(facts), key_credentials=()))
+    requirements = [
+        {"id": "CBA-KEY-001", "outcome": "failed", "follows_from": None},
+        {"id": "CBA-KEY-002", "outcome": "failed", "follows_from": "CBA-KEY-001"},
+        {"id": "CBA-TOKEN-001", "outcome": "failed", "follows_from": "CBA-KEY-001"},
+        {"id": "CBA-TOKEN-003", "outcome": "failed", "follows_from": "CBA-TOKEN-001"},
+    ]
+    rows = plan_from_results(requirements, settings(), facts, cert_facts)
+    assert [row["kind"] for row in rows] == ["AddKeyCredential"]
+    assert rows[0]["mends"] == ["CBA-KEY-001"]
+
+
 def test_plan_never_shows_key_bytes_pem_password_or_token(cert_facts: CertFacts) -> None:
     facts = healthy(cert_facts, app=None, app_sp=None, app_role_grants=(), role_assignments=())
     everything = {r.id for r in catalogue.CATALOGUE.values()}
