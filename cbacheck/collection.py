@@ -315,13 +315,9 @@ WHAT = {
 SECOND_ROUND_TRIP = ("app_role_grants", "role_assignments", "role_eligibilities")
 
 
-def _all_unavailable(names: tuple[str, ...] | list[str], reason: str, err: CbaCheckError) -> dict[str, Any]:
-    return {
-        name: unavailable_from(WHAT[name], err)
-        if isinstance(err, GraphError)
-        else Unavailable(WHAT[name], reason, error=err)
-        for name in names
-    }
+def _all_unavailable(names: tuple[str, ...] | list[str], err: CbaCheckError) -> dict[str, Any]:
+    """Every named fact unavailable for one reason (the auditor's sign-in, or the $batch itself failed)."""
+    return {name: unavailable_from(WHAT[name], err) for name in names}
 
 
 def _collect_graph(settings: Settings, session: requests.Session) -> tuple[dict[str, Any], str]:
@@ -331,7 +327,7 @@ def _collect_graph(settings: Settings, session: requests.Session) -> tuple[dict[
     try:
         provider = graph_token_provider(settings, session, "auditor")
     except CredentialError as err:
-        return _all_unavailable(list(WHAT), f"the auditor cannot sign in: {err}", err), f"not signed in: {err}"
+        return _all_unavailable(list(WHAT), err), f"not signed in: {err}"
     auditor = describe_provider(provider)
     graph = GraphClient(
         cloud.graph_url, provider, session, batching=settings.batching, scope=f"{cloud.graph_resource}/.default"
@@ -339,7 +335,7 @@ def _collect_graph(settings: Settings, session: requests.Session) -> tuple[dict[
     try:
         first = graph.batch(first_round_trip(settings.app_id))
     except (GraphError, CredentialError) as err:
-        return _all_unavailable(list(WHAT), f"the auditor cannot read Graph: {err}", err), auditor
+        return _all_unavailable(list(WHAT), err), auditor
     facts: dict[str, Any] = {
         "app": single(WHAT["app"], first.get("app"), parse_application),
         "app_sp": single(WHAT["app_sp"], first.get("app_sp"), parse_service_principal),
@@ -366,7 +362,7 @@ def _collect_graph(settings: Settings, session: requests.Session) -> tuple[dict[
     try:
         second = graph.batch(second_round_trip(app_sp.object_id))
     except (GraphError, CredentialError) as err:
-        facts.update(_all_unavailable(SECOND_ROUND_TRIP, f"the auditor cannot read Graph: {err}", err))
+        facts.update(_all_unavailable(SECOND_ROUND_TRIP, err))
         return facts, auditor
     facts["app_role_grants"] = collection(
         WHAT["app_role_grants"], second.get("app_role_grants"), graph, parse_app_role_grants

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import jwt
 import msal
 import requests
+from azure.core.exceptions import AzureError
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from msal.exceptions import MsalServiceError
 
@@ -262,8 +263,6 @@ class AzureIdentityProvider:
         cached = self._cache.get(scope)
         if cached is not None and cached.expires_on - REFRESH_MARGIN_S > time.time():
             return cached.value
-        from azure.core.exceptions import AzureError
-
         self.stats.token_requests += 1
         try:
             access = self.credential.get_token(scope)
