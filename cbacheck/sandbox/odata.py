@@ -184,6 +184,13 @@ def parse_filter(text: str, properties: frozenset[str], resource: str) -> Predic
     """Compile a $filter expression over the given filterable properties."""
     if not text.strip():
         raise QueryError("Invalid filter clause: the expression is empty.")
+    lambda_use = re.search(r"(\w+)/(?:any|all)\(", text)
+    if lambda_use:
+        raise QueryError(
+            "Unsupported or invalid query filter clause specified for property "
+            f"'{lambda_use.group(1)}' of resource '{resource}'.",
+            unsupported=True,
+        )
     return _FilterParser(text, properties, resource).parse()
 
 
