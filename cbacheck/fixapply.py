@@ -20,7 +20,15 @@ import requests
 from cbacheck import certs, wellknown
 from cbacheck.config import Settings
 from cbacheck.errors import CbaCheckError, CertificateError, CredentialError, FixError, GraphError
-from cbacheck.facts import AppRegistration, KeyCredential, ServicePrincipal, TenantFacts, TokenAttempt, Unavailable
+from cbacheck.facts import (
+    AppRegistration,
+    CertFacts,
+    KeyCredential,
+    ServicePrincipal,
+    TenantFacts,
+    TokenAttempt,
+    Unavailable,
+)
 from cbacheck.fixplan import (
     Action,
     AddKeyCredential,
@@ -34,7 +42,9 @@ from cbacheck.fixplan import (
     ManualStep,
     Ref,
     RemoveKeyCredentials,
+    failed_ids,
     order,
+    plan,
     redact,
     resolve_ref,
     token_roles,
@@ -1037,6 +1047,15 @@ class FixRun:
     def verdicts(self) -> dict[str, str]:
         return verdicts(self.results, self.probes)
 
+    def applied_rows(self) -> list[dict[str, Any]]:
+        """One row per action for the results file: before, request, response, after, and what verify saw."""
+        probes = {probe.action_id: probe.as_dict() for probe in self.probes}
+        verdict = self.verdicts()
+        return [
+            {**result.as_dict(), "verdict": verdict[result.action_id], "verification": probes.get(result.action_id)}
+            for result in self.results
+        ]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "plan": [action.as_dict() for action in self.actions],
@@ -1082,3 +1101,42 @@ def apply_and_verify(
         results = [by_id[result.action_id] for result in results]
         probe_results.extend(probe_and_wait(second))
     return FixRun(tuple(order(actions)), tuple(results), tuple(probe_results), after)
+
+
+def fix_on_request(
+    requirements: Sequence[Mapping[str, Any]],
+    settings: Settings,
+    tenant_facts: TenantFacts | None,
+    cert_facts: CertFacts | None,
+    *,
+    interactive: bool,
+    ask: Callable[[str], str],
+    progress: Callable[[str], None],
+    session: requests.Session | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> FixRun:
+    """`--fix apply` after evaluation: plan from the results, check the admin identity, ask, apply, wait, verify.
+
+    Raises FixError, before anything changes, when there is no admin identity or no yes.
+    """
+    from cbacheck.collection import collect
+    from cbacheck.transport import build_session
+
+    actions = plan(settings, tenant_facts, cert_facts, failed_ids(requirements))
+    if not any(action.automated for action in actions):
+        return FixRun(tuple(actions), (), (), settings)
+    active = session or build_session(settings)
+    graph = admin_graph_client(settings, active)
+    confirm_apply(actions, assume_yes=settings.yes, interactive=interactive, ask=ask)
+    return apply_and_verify(
+        actions,
+        graph,
+        settings,
+        journal=Journal(journal_path(settings)),
+        progress=progress,
+        collect=lambda current: collect(current, session=active),
+        token_with=lambda current: token_with_certificate(current, active),
+        sleep=sleep,
+        clock=clock,
+    )

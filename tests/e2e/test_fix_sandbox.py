@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from cbacheck import certs, config, democommand, wellknown
 from cbacheck.collection import collect
+from cbacheck.errors import FixError
 from cbacheck.facts import AppRegistration, CertFacts, ServicePrincipal, TenantFacts, TokenAttempt
 from cbacheck.fixapply import (
     ALREADY_DONE,
@@ -17,9 +19,8 @@ from cbacheck.fixapply import (
     VERIFIED,
     Journal,
     admin_graph_client,
-    apply_and_verify,
     apply_plan,
-    token_with_certificate,
+    fix_on_request,
 )
 from cbacheck.fixplan import plan
 from cbacheck.sandbox import Sandbox
@@ -77,14 +78,16 @@ def test_demo_broken_is_fixed_verified_and_planned_empty_afterwards(demo: Sandbo
     ]
 
     lines: list[str] = []
-    run = apply_and_verify(
-        actions,
-        admin_graph_client(settings, session),
-        settings,
-        journal=Journal(tmp_path / "journal.jsonl"),
+    requirements = [{"id": req_id, "outcome": "failed"} for req_id in sorted(failed)]
+    run = fix_on_request(
+        requirements,
+        dataclasses.replace(settings, yes=True),
+        before,
+        cert,
+        interactive=False,
+        ask=never_asked,
         progress=lines.append,
-        collect=lambda current: collect(current, session=session),
-        token_with=lambda current: token_with_certificate(current, session),
+        session=session,
     )
     assert [result.status for result in run.results] == [APPLIED] * 4, [r.as_dict() for r in run.results]
     assert set(run.verdicts().values()) == {VERIFIED}, run.as_dict()["verification"]
@@ -142,3 +145,28 @@ def test_an_apply_killed_midway_converges_when_run_again(demo: Sandbox, tmp_path
 
 def noop(line: str) -> None:
     del line
+
+
+def never_asked(prompt: str) -> str:
+    raise AssertionError(f"asked {prompt!r}")
+
+
+def test_apply_without_yes_or_terminal_changes_nothing(demo: Sandbox, tmp_path: Path) -> None:
+    settings = sandbox_settings(demo, tmp_path)
+    session = build_session(settings)
+    before = collect(settings, session=session)
+    requirements = [{"id": req_id, "outcome": "failed"} for req_id in demo.scenario.breaks]
+    with pytest.raises(FixError, match="refusing to apply 4 changes without confirmation"):
+        fix_on_request(
+            requirements,
+            settings,
+            before,
+            read_cert(settings),
+            interactive=False,
+            ask=never_asked,
+            progress=noop,
+            session=session,
+        )
+    after = collect(settings, session=session)
+    assert snapshot(after) == snapshot(before)
+    assert not (tmp_path / "journal.jsonl").exists()
