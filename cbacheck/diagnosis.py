@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from cbacheck import wellknown
 from cbacheck.catalogue import CATALOGUE, DOC_CERT_CREDENTIALS, DOC_EXO_APP_ONLY
-from cbacheck.facts import ExchangeProbe, Organization, TokenAttempt
+from cbacheck.facts import AppRegistration, ExchangeProbe, Organization, ServicePrincipal, TenantFacts, TokenAttempt
 
 DOC_AADSTS = "https://learn.microsoft.com/entra/identity-platform/reference-error-codes"
 DOC_CLIENT_CREDENTIALS = "https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow"
@@ -329,10 +329,48 @@ def find_entry(code: int, text: str) -> Entry | None:
     return next((row for row in rows if not row.text), None)
 
 
-def diagnose_token_error(attempt: TokenAttempt) -> Diagnosis:
-    """Explain why the identity platform refused the app's token request (pure: reads the attempt only)."""
+def _app_not_found_in_tenant(facts: TenantFacts, text: str) -> Diagnosis | None:
+    """AADSTS700016 when Graph shows the app: the service principal is missing, or the request went elsewhere."""
+    if not isinstance(facts.app, AppRegistration):
+        return None
+    if facts.app_sp is None:
+        return Diagnosis(
+            code="AADSTS700016",
+            name="UnauthorizedClient_DoesNotMatchRequest",
+            cause="the app registration exists but has no service principal in this tenant, so Entra does not "
+            "know the app here",
+            requirement="CBA-APP-002",
+            next_step="create the service principal (New-MgServicePrincipal -AppId <app id>, or cbacheck's fix)",
+            doc=DOC_AADSTS,
+            microsoft_text=text,
+        )
+    if isinstance(facts.app_sp, ServicePrincipal):
+        return Diagnosis(
+            code="AADSTS700016",
+            name="UnauthorizedClient_DoesNotMatchRequest",
+            cause="the app and its service principal exist in the tenant Graph was read from, so the token request "
+            "went to another tenant or cloud",
+            requirement="",
+            next_step="make tenant and cloud name the tenant that holds the app",
+            doc=DOC_AADSTS,
+            microsoft_text=text,
+            setting="tenant",
+        )
+    return None
+
+
+def diagnose_token_error(attempt: TokenAttempt, facts: TenantFacts | None = None) -> Diagnosis:
+    """Explain why the identity platform refused the app's token request.
+
+    Pure: reads the attempt, and the collected facts when given, which tell an app missing from the
+    tenant (AADSTS700016) apart from a missing service principal or a request sent to another tenant.
+    """
     text = attempt.error_description
     code = _aadsts_code(attempt)
+    if code == 700016 and facts is not None:
+        refined = _app_not_found_in_tenant(facts, text)
+        if refined is not None:
+            return refined
     entry = find_entry(code, text) if code is not None else None
     if entry is not None:
         return Diagnosis(

@@ -106,7 +106,7 @@ def test_organization_is_initial_domain(
 
 
 @pytest.mark.requirement("CBA-TOKEN-001", severity="critical", fix="follows")
-def test_app_obtains_exchange_token(token_attempt: TokenAttempt, evidence: Evidence) -> None:
+def test_app_obtains_exchange_token(token_attempt: TokenAttempt, tenant_facts: TenantFacts, evidence: Evidence) -> None:
     """The app obtains an Exchange token with the certificate
 
     cbacheck asks for the token exactly as Connect-ExchangeOnline does (client credentials, the
@@ -129,7 +129,7 @@ def test_app_obtains_exchange_token(token_attempt: TokenAttempt, evidence: Evide
         evidence.observed("token header", token_attempt.header)
         evidence.observed("token claims", token_attempt.claims)
         return
-    diagnosis = diagnose_token_error(token_attempt)
+    diagnosis = diagnose_token_error(token_attempt, tenant_facts)
     evidence.observed(
         "error",
         {

@@ -69,16 +69,20 @@ def test_unset_organization_is_skipped_naming_the_value_to_use() -> None:
 
 def test_acquired_token_passes_with_header_and_claims_but_nothing_raw() -> None:
     evidence = Evidence()
-    connect_checks.test_app_obtains_exchange_token(token_attempt=tf.token(), evidence=evidence)
+    connect_checks.test_app_obtains_exchange_token(
+        token_attempt=tf.token(), tenant_facts=tf.tenant(), evidence=evidence
+    )
     observed = evidence.as_dict()["observed"]
     assert observed["token claims"]["roles"] == [wellknown.EXCHANGE_MANAGE_AS_APP]
     assert observed["token header"]["alg"] == "RS256"
     assert "access_token" not in str(evidence.as_dict())
 
 
-def token_001_failure(attempt: Any) -> AssertionError:
+def token_001_failure(attempt: Any, facts: Any = None) -> AssertionError:
     with pytest.raises(AssertionError) as info:
-        connect_checks.test_app_obtains_exchange_token(token_attempt=attempt, evidence=Evidence())
+        connect_checks.test_app_obtains_exchange_token(
+            token_attempt=attempt, tenant_facts=facts or tf.tenant(token=attempt), evidence=Evidence()
+        )
     return info.value
 
 
@@ -101,11 +105,6 @@ def test_unregistered_key_follows_from_key_001_with_code_text_and_support_ids() 
             "CBA-KEY-002",
         ),
         (700027, "AADSTS700027: RSA key size 1024 is less than the minimum required 2048 bits", "CBA-CERT-005"),
-        (
-            700016,
-            f"AADSTS700016: Application with identifier '{tf.APP_ID}' was not found in the directory.",
-            "CBA-APP-001",
-        ),
         (7000112, "AADSTS7000112: Application is disabled.", "CBA-APP-002"),
         (
             500011,
@@ -118,6 +117,31 @@ def test_diagnosed_upstream_link_is_named_as_follows_from(code: int, text: str, 
     err = token_001_failure(tf.token_failure(code, text))
     assert isinstance(err, UpstreamFailure) and err.upstream == upstream
     assert f"AADSTS{code}" in str(err)
+
+
+APP_NOT_FOUND = (
+    f"AADSTS700016: Application with identifier '{tf.APP_ID}' was not found in the directory '{tf.TENANT_ID}'."
+)
+
+
+def test_app_not_found_follows_from_app_001_when_graph_agrees() -> None:
+    attempt = tf.token_failure(700016, APP_NOT_FOUND, error="unauthorized_client")
+    err = token_001_failure(attempt, tf.tenant(app=None, app_sp=None, token=attempt))
+    assert isinstance(err, UpstreamFailure) and err.upstream == "CBA-APP-001"
+
+
+def test_app_not_found_with_the_app_present_but_no_service_principal_follows_from_app_002() -> None:
+    attempt = tf.token_failure(700016, APP_NOT_FOUND, error="unauthorized_client")
+    err = token_001_failure(attempt, tf.tenant(app_sp=None, token=attempt))
+    assert isinstance(err, UpstreamFailure) and err.upstream == "CBA-APP-002"
+    assert "has no service principal in this tenant" in str(err)
+
+
+def test_app_not_found_while_graph_shows_app_and_principal_blames_the_tenant_setting() -> None:
+    attempt = tf.token_failure(700016, APP_NOT_FOUND, error="unauthorized_client")
+    err = token_001_failure(attempt, tf.tenant(token=attempt))
+    assert not isinstance(err, UpstreamFailure)
+    assert "another tenant or cloud" in str(err) and "check the setting 'tenant'" in str(err)
 
 
 def test_unknown_tenant_is_the_checks_own_failure_naming_the_tenant_setting() -> None:

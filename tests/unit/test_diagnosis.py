@@ -257,3 +257,12 @@ def test_organization_segment_is_read_from_the_admin_api_url() -> None:
         organization_in_url(f"https://outlook.office365.com/adminapi/beta/{tf.TENANT_ID}/InvokeCommand") == tf.TENANT_ID
     )
     assert organization_in_url("https://outlook.office365.com/elsewhere") is None
+
+
+def test_app_not_found_is_refined_by_the_collected_facts() -> None:
+    attempt = tf.token_failure(700016, "AADSTS700016: Application with identifier 'x' was not found.")
+    assert diagnose_token_error(attempt).requirement == "CBA-APP-001"
+    assert diagnose_token_error(attempt, tf.tenant(app=None, app_sp=None)).requirement == "CBA-APP-001"
+    assert diagnose_token_error(attempt, tf.tenant(app_sp=None)).requirement == "CBA-APP-002"
+    elsewhere = diagnose_token_error(attempt, tf.tenant())
+    assert elsewhere.requirement == "" and elsewhere.setting == "tenant"
