@@ -343,28 +343,41 @@ def _keys_without_bytes(keys: Iterable[Mapping[str, Any]]) -> list[str]:
 class _CreateCertificateHandler(_Handler[CreateCertificate]):
     def read(self, action: CreateCertificate, ctx: _Context) -> _Reading:
         password = ctx.settings.cert_password if action.encrypt_key else None
-        if not action.out_dir.is_dir():
-            return _Reading(False, {"folder": str(action.out_dir), "files": []})
-        for pem in sorted(action.out_dir.glob("*.pem")):
-            cer = pem.with_suffix(".cer")
-            try:
-                facts = certs.read_certificate(pem, password, CREATED_BY_FIX)
-            except CertificateError:
-                continue
-            if facts.private_key_matches and cer.is_file():
-                return _Reading(
-                    True,
-                    {"folder": str(action.out_dir), "files": [str(cer), str(pem)], "sha1": facts.sha1_thumbprint},
-                    {
-                        "pem_path": str(pem),
-                        "cer_path": str(cer),
-                        "der_base64": facts.der_base64,
-                        "sha1_thumbprint": facts.sha1_thumbprint,
-                        "not_after": facts.not_after.isoformat(),
-                    },
-                )
+        # A certificate an interrupted run already made (its path is in the journal) is reused, so a
+        # resumed rotation does not upload a second new key; one near expiry or already in use is not.
+        earlier = ctx.outputs.get(action.id, {}).get("pem_path")
+        candidates = [Path(str(earlier))] if earlier else []
+        if action.out_dir.is_dir():
+            candidates.extend(sorted(action.out_dir.glob("*.pem")))
+        for pem in candidates:
+            reading = self._usable(pem, password, ctx.settings)
+            if reading is not None:
+                return reading
+        files = sorted(p.name for p in action.out_dir.iterdir()) if action.out_dir.is_dir() else []
+        return _Reading(False, {"folder": str(action.out_dir), "files": files})
+
+    @staticmethod
+    def _usable(pem: Path, password: str | None, settings: Settings) -> _Reading | None:
+        cer = pem.with_suffix(".cer")
+        if settings.cert is not None and pem.resolve() == settings.cert.resolve():
+            return None
+        try:
+            facts = certs.read_certificate(pem, password, CREATED_BY_FIX)
+        except CertificateError:
+            return None
+        days_left = (facts.not_after - facts.read_at).days
+        if not (facts.private_key_matches and cer.is_file() and days_left >= settings.expiry_days):
+            return None
         return _Reading(
-            False, {"folder": str(action.out_dir), "files": sorted(p.name for p in action.out_dir.iterdir())}
+            True,
+            {"folder": str(pem.parent), "files": [str(cer), str(pem)], "sha1": facts.sha1_thumbprint},
+            {
+                "pem_path": str(pem),
+                "cer_path": str(cer),
+                "der_base64": facts.der_base64,
+                "sha1_thumbprint": facts.sha1_thumbprint,
+                "not_after": facts.not_after.isoformat(),
+            },
         )
 
     def perform(self, action: CreateCertificate, ctx: _Context, before: _Reading) -> _Sent:

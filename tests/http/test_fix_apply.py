@@ -528,3 +528,55 @@ def test_apply_without_an_admin_identity_refuses_naming_the_settings() -> None:
     message = str(refused.value)
     assert "nothing was changed" in message
     assert "admin_app_id" in message and "admin_cert" in message
+
+
+def test_a_created_certificate_is_uploaded_by_reference_and_reused_on_a_rerun(
+    tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    from cbacheck.fixplan import CreateCertificate
+
+    def rotation(stamp: str) -> list[Any]:
+        create = CreateCertificate(
+            id="create-certificate",
+            mends=("CBA-CERT-004",),
+            reason="r",
+            subject="CN=exo-new",
+            out_dir=tmp_path / stamp,
+            days=90,
+        )
+        upload = AddKeyCredential(
+            id="add-key-new-certificate",
+            mends=("CBA-CERT-004",),
+            reason="r",
+            app_object_id=APP_OBJECT,
+            certificate=Ref("create-certificate", "der_base64"),
+            display_name="CN=exo-new",
+            depends_on=("create-certificate",),
+        )
+        return [create, upload]
+
+    old = key_entry("key-old", der_of(tmp_path, "old"))
+    stored: list[dict[str, Any]] = [old]
+    uploaded: list[dict[str, Any]] = []
+
+    def get(request: Any) -> tuple[int, dict[str, str], str]:
+        return 200, {}, json.dumps({"keyCredentials": stored})
+
+    def patch(request: Any) -> tuple[int, dict[str, str], str]:
+        uploaded[:] = json.loads(request.body)["keyCredentials"]
+        stored[:] = [*uploaded[:-1], {**uploaded[-1], "keyId": "key-new"}]
+        return 204, {}, ""
+
+    mock.add_callback(responses.GET, f"{G}/applications/{APP_OBJECT}", callback=get)
+    mock.add_callback(responses.PATCH, f"{G}/applications/{APP_OBJECT}", callback=patch)
+    first = apply_plan(rotation("run-1"), graph, settings(), journal=journal, progress=lambda line: None)
+    assert [r.status for r in first] == [APPLIED, APPLIED]
+    assert uploaded[0] == old
+    pem = Path(first[0].output["pem_path"])
+    assert uploaded[1]["key"] == certs.read_certificate(pem, None, "test").der_base64
+    # A re-run (another stamp, as fresh facts give) reuses the certificate and finds its key uploaded.
+    second = apply_plan(rotation("run-2"), graph, settings(), journal=journal, progress=lambda line: None)
+    assert [r.status for r in second] == [ALREADY_DONE, ALREADY_DONE]
+    assert second[0].output["pem_path"] == str(pem)
+    assert not (tmp_path / "run-2").exists()
+    assert [call.request.method for call in mock.calls].count("PATCH") == 1
