@@ -274,13 +274,14 @@ def _shown_settings(settings: Settings) -> list[tuple[str, str]]:
         if spec.name not in HEADLINE_SETTINGS and source == "default":
             continue
         value = described[spec.name]["value"]
-        text = (
-            "(not set)"
-            if value is None or value == []
-            else ", ".join(map(str, value))
-            if isinstance(value, list)
-            else str(value)
-        )
+        if value is None or value == []:
+            text = "(not set)"
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list):
+            text = ", ".join(map(str, value))
+        else:
+            text = str(value)
         shown.append((spec.name, f"{text} ({'default' if source == 'default' else 'from ' + source})"))
     return shown
 

@@ -15,6 +15,7 @@ import pytest
 from cbacheck import results
 from cbacheck.config import option_name, pytest_option_name, setting_fields
 from cbacheck.errors import ExitCode
+from cbacheck.plugin import provenance_line
 from cbacheck.results import RunState, run_state_key
 
 # pytest's exit statuses in cbacheck's terms (errors.ExitCode); 2 with collection errors is handled apart.
@@ -195,6 +196,8 @@ def print_summary(state: RunState, out: TextIO) -> None:
     print("", file=out)
     if run["sandbox"]:
         print("SANDBOX run: the tenant is cbacheck's local sandbox, not a real tenant", file=out)
+    if state.settings is not None:
+        print(provenance_line(state.settings), file=out)
     print(f"cbacheck verdict: {run['verdict'].upper()} ({counts or 'no requirements ran'})", file=out)
     if document["summary"]["first_broken"] is not None:
         print(f"first broken: {results.describe_first_broken(document['summary']['first_broken'])}", file=out)

@@ -6,7 +6,12 @@ import os
 
 import pytest
 
-pytest_plugins = ["pytester"]
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest_plugins is only allowed in the rootdir's conftest; loading pytester here keeps these tests
+    # self-contained. pytest_configure runs for conftests registered after configuration, too.
+    if not config.pluginmanager.has_plugin("pytester"):
+        config.pluginmanager.import_plugin("pytester")
 
 
 @pytest.fixture(autouse=True)
