@@ -419,6 +419,7 @@ def builtin_exchange_sp(tenant_id: str) -> JsonObject:
             app_id,
         ],
         "signInAudience": "AzureADMultipleOrgs",
+        "keyCredentials": [],
         "appRoles": [
             _app_role(
                 wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID,
@@ -463,6 +464,7 @@ def builtin_graph_sp(tenant_id: str) -> JsonObject:
             app_id,
         ],
         "signInAudience": "AzureADMultipleOrgs",
+        "keyCredentials": [],
         "appRoles": roles,
     }
 

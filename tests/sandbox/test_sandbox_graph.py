@@ -544,7 +544,12 @@ def test_tampered_or_expired_token_is_401(healthy: Sandbox, auditor_token: str) 
     expired_claims = dict(claims(auditor_token), exp=1_000_000, nbf=900_000, iat=900_000)
     expired = Client(healthy, healthy.signer.sign(expired_claims))
     assert "expired" in graph_error(expired.graph("GET", "/applications"), 401, "InvalidAuthenticationToken")
-    other_key = jwt.encode(claims(auditor_token), "a-shared-secret-that-is-long-enough!", algorithm="HS256", headers={"kid": healthy.signer.kid})
+    other_key = jwt.encode(
+        claims(auditor_token),
+        "a-shared-secret-that-is-long-enough!",
+        algorithm="HS256",
+        headers={"kid": healthy.signer.kid},
+    )
     graph_error(Client(healthy, other_key).graph("GET", "/applications"), 401, "InvalidAuthenticationToken")
 
 

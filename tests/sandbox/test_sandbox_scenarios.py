@@ -1,0 +1,57 @@
+"""Each scenario gives the app under test the token and Exchange outcome it is designed for."""
+
+from __future__ import annotations
+
+import pytest
+from sandboxkit import Client, acquire
+
+from cbacheck.sandbox import Sandbox, scenario_names
+
+# scenario -> (AADSTS code of the token request or None, HTTP status of Get-OrganizationConfig)
+OUTCOMES: dict[str, tuple[int | None, int | None]] = {
+    "healthy": (None, 200),
+    "demo-broken": (700027, None),
+    "app-missing": (700016, None),
+    "sp-missing": (700016, None),
+    "sp-disabled": (7000112, None),
+    "cert-not-uploaded": (700027, None),
+    "key-expired": (700027, None),
+    "rsa-1024": (700027, None),
+    "consent-missing": (None, 401),
+    "permission-missing": (None, 401),
+    "wrong-permission-id": (None, 401),
+    "role-missing": (None, 401),
+    "role-unsupported": (None, 401),
+    "role-scoped-to-unit": (None, 401),
+    "role-eligible-only": (None, 401),
+    "role-too-weak": (None, 200),
+    "wrong-organization": (None, 401),
+    "exchange-sp-missing": (500011, None),
+    "client-secret": (None, 200),
+    "full-access-as-app": (None, 200),
+    "global-admin": (None, 200),
+    "expiring-soon": (None, 200),
+    "multi-tenant-audience": (None, 200),
+    "expired-leftover-key": (None, 200),
+    "cert-expired": (700027, None),
+}
+
+
+def test_every_shipped_scenario_has_an_expected_outcome() -> None:
+    assert set(OUTCOMES) == set(scenario_names())
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+@pytest.mark.parametrize("name", sorted(OUTCOMES))
+def test_scenario_outcome(name: str) -> None:
+    code, status = OUTCOMES[name]
+    with Sandbox(name) as sb:
+        result = acquire(sb)
+        if code is not None:
+            assert result.get("error_codes") == [code], result
+            assert any(b.startswith("CBA-TOKEN-001") for b in sb.scenario.breaks)
+            return
+        assert "access_token" in result, result.get("error_description")
+        resp = Client(sb, result["access_token"]).exchange("Get-OrganizationConfig")
+        assert resp.status_code == status, resp.text
+        assert ("CBA-EXO-001" in sb.scenario.breaks) == (status != 200)
