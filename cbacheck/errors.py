@@ -125,3 +125,7 @@ class CredentialError(CbaCheckError):
 
 class FixError(CbaCheckError):
     """Applying a fix was refused or failed."""
+
+
+class FixRefused(FixError):
+    """The user (or the lack of a terminal and of --yes) did not confirm the plan; nothing changed."""

@@ -19,7 +19,7 @@ import requests
 
 from cbacheck import certs, wellknown
 from cbacheck.config import Settings
-from cbacheck.errors import CbaCheckError, CertificateError, CredentialError, FixError, GraphError
+from cbacheck.errors import CbaCheckError, CertificateError, CredentialError, FixError, FixRefused, GraphError
 from cbacheck.facts import (
     AppRegistration,
     CertFacts,
@@ -227,13 +227,13 @@ def confirm_apply(actions: Sequence[Action], *, assume_yes: bool, interactive: b
     count = len(changes)
     noun = "change" if count == 1 else "changes"
     if not interactive:
-        raise FixError(f"refusing to apply {count} {noun} without confirmation: run at a terminal or pass --yes")
+        raise FixRefused(f"refusing to apply {count} {noun} without confirmation: run at a terminal or pass --yes")
     try:
         answer = ask(f"Apply these {count} {noun} to the tenant? Type yes to go on: ")
     except EOFError:
         answer = ""
     if answer.strip().lower() not in ("y", "yes"):
-        raise FixError(f"not applied: the answer was {answer.strip()!r}, not yes; nothing was changed")
+        raise FixRefused(f"not applied: the answer was {answer.strip()!r}, not yes; nothing was changed")
 
 
 def admin_graph_client(settings: Settings, session: requests.Session) -> GraphClient:

@@ -721,7 +721,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
     if not state.active or _is_worker(config):
         return
     plan = results.plan_fixes(session)
-    document = results.build_document(state, finished=datetime.now(UTC), exit_code=int(exitstatus), plan=plan)
+    applied = next(
+        (plugin for plugin in config.pluginmanager.get_plugins() if isinstance(plugin, results.AppliedFixes)), None
+    )
+    document = results.build_document(
+        state,
+        finished=datetime.now(UTC),
+        exit_code=int(exitstatus),
+        plan=plan,
+        applied=applied.rows if applied else None,
+        pending=applied.pending if applied else None,
+    )
     document = redacted(document, _secrets(config))
     if state.json_path is not None:
         results.write_atomic(state.json_path, document)

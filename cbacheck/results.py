@@ -62,6 +62,28 @@ class RunState:
 
 run_state_key = pytest.StashKey[RunState]()
 
+# `--fix apply` re-evaluates after applying; this object, passed to pytest as a plugin, tells that second
+# run what was done. eq=False keeps it hashable, as pluggy needs of a plugin.
+@dataclass(frozen=True, eq=False)
+class AppliedFixes:
+    """The actions an apply made before this evaluation, and the requirements still waiting on propagation."""
+
+    rows: list[dict[str, Any]]
+    pending: dict[str, str]  # requirement ID -> what it waits for and how long cbacheck waited
+
+
+def mark_pending(requirements: Iterable[dict[str, Any]], pending: Mapping[str, str]) -> None:
+    """A requirement mended by an action still propagating (or downstream of one) is pending, not broken."""
+    for record in requirements:
+        if record["outcome"] not in ("failed", "error"):
+            continue
+        reason = pending.get(record["id"]) or next(
+            (pending[upstream] for upstream in catalogue.upstream_closure(record["id"]) if upstream in pending), None
+        )
+        if reason:
+            record["outcome"] = "pending"
+            record["message"] = f"pending propagation: {reason}; last seen: {record['message']}"
+
 
 def utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -192,6 +214,7 @@ def build_document(
     exit_code: int,
     plan: list[dict[str, Any]],
     applied: list[dict[str, Any]] | None = None,
+    pending: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The results document (see schema/results.schema.json)."""
     settings = state.settings or Settings()
@@ -199,6 +222,7 @@ def build_document(
         {**record, "duration_s": round(state.durations.get(nodeid, 0.0), 3), "nodeid": nodeid}
         for nodeid, record in state.records.items()
     )
+    mark_pending(requirements, pending or {})
     fill_follows_from(requirements)
     return {
         "schema": SCHEMA_ID,

@@ -14,7 +14,7 @@ import pytest
 
 from cbacheck import results
 from cbacheck.config import option_name, pytest_option_name, setting_fields
-from cbacheck.errors import ExitCode
+from cbacheck.errors import ExitCode, FixError, FixRefused
 from cbacheck.plugin import provenance_line
 from cbacheck.results import RunState, run_state_key
 
@@ -129,8 +129,9 @@ def run_checks(
 ) -> int:
     """Run the shipped checks plus `check_dirs` with these settings options; print the closing summary.
 
-    Returns an errors.ExitCode value. The settings are resolved (and reported when wrong) by the plugin,
-    so `cbacheck run` and plain `pytest --cba-...` behave the same.
+    With fix = apply, the plan from this evaluation is applied (after confirmation), verified, and the
+    checks run a second time for the "after" reports. Returns an errors.ExitCode value. The settings are
+    resolved (and reported when wrong) by the plugin, so `cbacheck run` and `pytest --cba-...` agree.
     """
     out = out or sys.stdout
     for folder in check_dirs:
@@ -140,7 +141,25 @@ def run_checks(
                 file=sys.stderr,
             )
             return ExitCode.USAGE
+    code, state = _evaluate(settings_options, extra_args, check_dirs, config_file=config_file, out=out)
+    settings = state.settings if state is not None else None
+    if state is None or settings is None or settings.fix != "apply" or state.document is None:
+        return code
+    return _apply_then_reevaluate(state, settings_options, extra_args, check_dirs, config_file=config_file, out=out)
+
+
+def _evaluate(
+    settings_options: Mapping[str, Any],
+    extra_args: list[str],
+    check_dirs: list[Path],
+    *,
+    config_file: Path | None,
+    out: TextIO,
+    applied: results.AppliedFixes | None = None,
+) -> tuple[int, RunState | None]:
+    """One pytest session over the checks; the exit code and what the plugin gathered."""
     observer = RunObserver()
+    plugins: list[object] = [observer]
     with resources.as_file(resources.files("cbacheck.checks")) as checks_root:
         args = [
             str(checks_root),
@@ -157,6 +176,10 @@ def run_checks(
             "-p",
             "no:cacheprovider",
             "--import-mode=importlib",
+            # cbacheck itself is imported before pytest starts, so its modules cannot be rewritten;
+            # the checks' asserts (which matter) still are.
+            "-W",
+            "ignore::pytest.PytestAssertRewriteWarning",
             # Concise: the closing summary below lists each failure with its message; `-- --tb=short`
             # or `-- -v` bring pytest's detail back.
             "-q",
@@ -164,8 +187,84 @@ def run_checks(
             "--tb=no",
             *extra_args,
         ]
-        status = pytest.main(args, plugins=[observer])
-    return _close(status, observer, out)
+        if applied is not None:
+            plugins.append(applied)
+        status = pytest.main(args, plugins=plugins)
+    return _close(status, observer, out), observer.state
+
+
+def _after_path(path: Path | None) -> str | None:
+    return str(path.with_name(f"{path.stem}-after{path.suffix}")) if path is not None else None
+
+
+def _apply_then_reevaluate(
+    before: RunState,
+    settings_options: Mapping[str, Any],
+    extra_args: list[str],
+    check_dirs: list[Path],
+    *,
+    config_file: Path | None,
+    out: TextIO,
+) -> int:
+    """Apply the plan of the first evaluation, wait for it to take effect, then evaluate again."""
+    from cbacheck import fixers
+
+    settings = before.settings
+    assert settings is not None and before.document is not None
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    print("", file=out)
+    print("applying fixes (fix mode: apply)", file=out)
+    try:
+        fix_run = fixers.fix_on_request(
+            before.document["requirements"],
+            settings,
+            before.tenant_facts,
+            before.cert_facts,
+            interactive=sys.stdin.isatty(),
+            ask=input,
+            progress=progress,
+        )
+    except FixRefused as err:
+        print(f"cbacheck: {err}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except FixError as err:
+        print(f"cbacheck: {err}", file=sys.stderr)
+        return ExitCode.USAGE
+    if not fix_run.results:
+        print("nothing to apply: no failed requirement has an automated fix", file=out)
+        return int(before.document["run"]["exit_code"] and ExitCode.FAILED)
+    verdicts = fix_run.verdicts()
+    for row in fix_run.applied_rows():
+        request_id = f" request-id {row['request_id']}" if row.get("request_id") else ""
+        print(f"  {row['action_id']}: {row['status']} -> {verdicts.get(row['action_id'], '')}{request_id}", file=out)
+    pending = {
+        requirement: f"{action.id} applied; not yet in effect after {settings.propagation_timeout_s} s"
+        for action in fix_run.actions
+        if verdicts.get(action.id) == fixers.PENDING_PROPAGATION
+        for requirement in action.mends
+    }
+    after_options: dict[str, Any] = {**settings_options, "fix": "plan", "yes": None}
+    if fix_run.settings.app_id != settings.app_id:
+        after_options["app_id"] = fix_run.settings.app_id
+    if fix_run.settings.cert != settings.cert and fix_run.settings.cert is not None:
+        after_options["cert"] = str(fix_run.settings.cert)
+    after_options.update(
+        html=_after_path(before.html_path), json=_after_path(before.json_path), junit=_after_path(before.junit_path)
+    )
+    print("", file=out)
+    print("checking again after the fixes", file=out)
+    code, _ = _evaluate(
+        after_options,
+        extra_args,
+        check_dirs,
+        config_file=config_file,
+        out=out,
+        applied=results.AppliedFixes(rows=fix_run.applied_rows(), pending=pending),
+    )
+    return code
 
 
 def _close(status: int | pytest.ExitCode, observer: RunObserver, out: TextIO) -> int:
@@ -205,7 +304,10 @@ def print_summary(state: RunState, out: TextIO) -> None:
     if broken:
         print("failed or not verified:", file=out)
         for record in broken:
-            follows = f" [follows from {record['follows_from']}]" if record["follows_from"] else ""
+            # A message raised as UpstreamFailure already starts with "follows from ..."; say it once.
+            upstream = record["follows_from"]
+            said_already = record["message"].startswith("follows from")
+            follows = f" [follows from {upstream}]" if upstream and not said_already else ""
             print(
                 f"  {record['id']} ({record['severity']}) {record['outcome']}: {record['message']}{follows}", file=out
             )
@@ -215,10 +317,29 @@ def print_summary(state: RunState, out: TextIO) -> None:
             skipped[record["message"]] = skipped.get(record["message"], 0) + 1
     for reason, number in skipped.items():
         print(f"skipped: {number} ({reason})", file=out)
-    planned = len(document["fixes"]["plan"])
-    if planned:
-        print(f"fix actions planned: {planned} (fix mode: {document['fixes']['mode']})", file=out)
+    print_plan(document["fixes"], out)
     print("reports:", file=out)
     for label, path in (("HTML", state.html_path), ("JSON", state.json_path), ("JUnit", state.junit_path)):
         if path is not None:
             print(f"  {label:<5} {path}", file=out)
+
+
+def print_plan(fixes: Mapping[str, Any], out: TextIO) -> None:
+    """The planned fix actions: what each changes, why, and the permission it needs (shown on every run)."""
+    plan = fixes["plan"]
+    if not plan:
+        return
+    automated = sum(1 for action in plan if action.get("automated"))
+    print(
+        f"fix plan: {len(plan)} action(s), {automated} automated (fix mode: {fixes['mode']}; "
+        "`--fix apply` applies the automated ones)",
+        file=out,
+    )
+    for action in plan:
+        request = action.get("request") or {}
+        what = f"{request['method']} {request['path']}" if request.get("method") else "manual step"
+        mends = ", ".join(action.get("mends", []))
+        print(f"  {action['id']}: {what} [{mends}]", file=out)
+        print(f"      why: {action['reason']}", file=out)
+        if action.get("permission"):
+            print(f"      needs: {action['permission']}", file=out)
