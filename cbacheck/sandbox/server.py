@@ -129,7 +129,13 @@ class FaultInjector:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """Request handler that logs to the cbacheck.sandbox logger instead of stderr."""
+    """Request handler that logs to the cbacheck.sandbox logger instead of stderr.
+
+    Nagle's algorithm is off: werkzeug writes headers and body as separate TLS records and
+    closes every connection, so with Nagle on each request waits for a delayed ACK.
+    """
+
+    disable_nagle_algorithm = True
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.debug("%s %s %s", self.command, self.path, code)

@@ -147,12 +147,17 @@ def certificate_facts(key_b64: str) -> CertificateFacts:
 
 def key_credential_for(cert_der: bytes, *, key_id: str, **overrides: Any) -> JsonObject:
     """A complete keyCredential for a DER certificate, as Graph stores an uploaded one."""
-    cert = x509.load_der_x509_certificate(cert_der)
+    key = base64.b64encode(cert_der).decode("ascii")
+    return _key_credential(certificate_facts(key), key, key_id, overrides)
+
+
+def _key_credential(facts: CertificateFacts, key: str, key_id: str, overrides: Mapping[str, Any]) -> JsonObject:
+    cert = facts.certificate
     cred: JsonObject = {
-        "customKeyIdentifier": base64.b64encode(hashlib.sha1(cert_der).digest()).decode(),  # noqa: S324
+        "customKeyIdentifier": base64.b64encode(facts.sha1).decode(),
         "displayName": cert.subject.rfc4514_string(),
         "endDateTime": graph_time(cert.not_valid_after_utc),
-        "key": base64.b64encode(cert_der).decode("ascii"),
+        "key": key,
         "keyId": key_id,
         "startDateTime": graph_time(cert.not_valid_before_utc),
         "type": "AsymmetricX509Cert",
@@ -592,8 +597,7 @@ def validate_key_credential(check: _Check, cred: JsonObject, path: str, owner: s
     key_id = check.guid(cred, "keyId", path, required=False) or stable_guid(owner, facts.sha1_hex)
     check.time(cred, "startDateTime", path)
     check.time(cred, "endDateTime", path)
-    full = key_credential_for(facts.der, key_id=key_id)
-    full.update({k: v for k, v in cred.items() if v is not None})
+    full = _key_credential(facts, key, key_id, {k: v for k, v in cred.items() if v is not None})
     full["type"], full["usage"], full["keyId"] = kind, usage, key_id
     return full
 
@@ -697,8 +701,9 @@ def validate(doc: object, source: str) -> JsonObject:
     check.unique(data["servicePrincipals"], "id", "$.servicePrincipals")
     check.unique(data["servicePrincipals"], "appId", "$.servicePrincipals")
     sps = {sp["id"].lower(): sp for sp in data["servicePrincipals"]}
+    apps_by_app_id = {a["appId"].lower(): a for a in data["applications"]}
     for sp in data["servicePrincipals"]:
-        app = next((a for a in data["applications"] if a["appId"] == sp["appId"]), None)
+        app = apps_by_app_id.get(sp["appId"].lower())
         sp.setdefault("displayName", app["displayName"] if app else sp["appId"])
         sp.setdefault("appDisplayName", sp["displayName"])
         sp.setdefault("appOwnerOrganizationId", tenant_id if app else None)
