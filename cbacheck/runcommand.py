@@ -337,7 +337,10 @@ def print_plan(fixes: Mapping[str, Any], out: TextIO) -> None:
     )
     for action in plan:
         request = action.get("request") or {}
-        what = f"{request['method']} {request['path']}" if request.get("method") else "manual step"
+        if request.get("method") == "MANUAL":
+            what = f"manual: {request.get('step', '')}"
+        else:
+            what = f"{request.get('method', '')} {request.get('path', '')}".strip()
         mends = ", ".join(action.get("mends", []))
         print(f"  {action['id']}: {what} [{mends}]", file=out)
         print(f"      why: {action['reason']}", file=out)

@@ -1,0 +1,64 @@
+"""Every sandbox scenario through `cbacheck run`: each requirement reaches the outcome written down for it."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cbacheck import catalogue, cli, democommand
+from cbacheck.errors import ExitCode
+from cbacheck.sandbox import Sandbox, scenario_names
+
+EXPECTED = Path(__file__).resolve().parents[2] / "fixtures" / "expected"
+
+
+def expected_for(name: str) -> dict[str, Any]:
+    return tomllib.loads((EXPECTED / f"{name}.toml").read_text(encoding="utf-8"))
+
+
+def as_cli_options(options: dict[str, Any]) -> list[str]:
+    args: list[str] = []
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
+
+
+def test_every_scenario_has_expectations_for_every_requirement() -> None:
+    names = scenario_names()
+    assert names, "no scenarios shipped"
+    for name in names:
+        expected = expected_for(name)
+        assert set(expected["outcomes"]) == set(catalogue.CATALOGUE), name
+        assert set(expected["root_causes"]) <= {k for k, v in expected["outcomes"].items() if v != "passed"}, name
+
+
+@pytest.mark.parametrize("name", scenario_names())
+def test_cbacheck_run_reaches_the_expected_outcome_of_every_requirement(name: str, tmp_path: Path) -> None:
+    expected = expected_for(name)
+    results_file = tmp_path / "results.json"
+    with Sandbox(name, workdir=tmp_path / "sandbox") as sb:
+        options = democommand.sandbox_settings(sb, tmp_path / "reports")
+        declared_breaks = set(sb.scenario.breaks)
+        status = cli.main(["run", *as_cli_options(options), "--json", str(results_file)])
+
+    document = json.loads(results_file.read_text(encoding="utf-8"))
+    outcomes = {record["id"]: record["outcome"] for record in document["requirements"]}
+    roots = [
+        record["id"]
+        for record in document["requirements"]
+        if record["outcome"] != "passed" and not record["follows_from"]
+    ]
+    differences = {
+        req: (outcomes.get(req), want) for req, want in expected["outcomes"].items() if outcomes.get(req) != want
+    }
+    assert not differences, f"{name}: (got, expected) per requirement: {differences}"
+    assert sorted(roots, key=catalogue.chain_order) == expected["root_causes"]
+    # The scenario's own statement of what it breaks must agree with the verdicts.
+    assert {req for req in declared_breaks if outcomes[req] == "passed"} == set()
+    assert status == (ExitCode.OK if all(v == "passed" for v in outcomes.values()) else ExitCode.FAILED)
+    # A first broken link is named whenever something failed.
+    assert (document["summary"]["first_broken"] is None) == (not roots)
