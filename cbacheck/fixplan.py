@@ -627,8 +627,14 @@ def plan_rotate_certificate(ctx: PlanContext) -> list[Action]:
             display_name=_subject_of(ctx),
             existing_keys=tuple(key_summary(k) for k in app.key_credentials) if app else (),
             depends_on=(*app_depends, "create-certificate"),
-            # Both keys must be proven during the switch; an expired old certificate cannot sign in.
-            prove_old_certificate=ctx.cert is not None and ctx.cert.not_before <= ctx.now < ctx.cert.not_after,
+            # Both keys must be proven during the switch; an old certificate that is expired, or whose
+            # uploaded key is, cannot sign in and is not asked to.
+            prove_old_certificate=ctx.cert is not None
+            and ctx.cert.not_before <= ctx.now < ctx.cert.not_after
+            and any(
+                key.start is not None and key.end is not None and key.start <= ctx.now < key.end
+                for key in _keys_of_local_certificate(ctx)
+            ),
         )
     )
     old_keys = _keys_of_local_certificate(ctx)

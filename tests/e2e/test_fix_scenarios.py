@@ -1,0 +1,78 @@
+"""`cbacheck run --fix apply --yes` on every sandbox scenario: fixed requirements pass, nothing existing is lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cbacheck import cli, democommand
+from cbacheck.sandbox import Sandbox, scenario_names
+
+
+def as_cli_options(options: dict[str, Any]) -> list[str]:
+    args: list[str] = []
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
+
+
+def existing_objects(state: dict[str, Any]) -> set[tuple[str, str]]:
+    """Every key credential, app role grant and directory role assignment in a sandbox state dump."""
+    found = {
+        ("keyCredential", f"{app['appId']}:{key['keyId']}")
+        for app in state["applications"]
+        for key in app.get("keyCredentials", [])
+    }
+    found |= {("appRoleAssignment", grant["id"]) for grant in state["appRoleAssignments"]}
+    found |= {("roleAssignment", role["id"]) for role in state["roleAssignments"]}
+    return found
+
+
+def automated_mends(plan: list[dict[str, Any]]) -> set[str]:
+    return {req for action in plan if action["automated"] for req in action["mends"]}
+
+
+@pytest.mark.parametrize("name", scenario_names())
+def test_fix_apply_mends_what_it_plans_and_keeps_everything(name: str, tmp_path: Path) -> None:
+    before_json = tmp_path / "results.json"
+    with Sandbox(name, propagation_s=1.0, workdir=tmp_path / "sandbox") as sb:
+        state_before = sb.dump()
+        options = democommand.sandbox_settings(sb, tmp_path / "reports")
+        options.update(
+            propagation_timeout_s=30, new_cert_dir=tmp_path / "new-certs", journal=tmp_path / "journal.jsonl"
+        )
+        cli.main(["run", *as_cli_options(options), "--json", str(before_json), "--fix", "apply", "--yes"])
+        state_after = sb.dump()
+        before = json.loads(before_json.read_text(encoding="utf-8"))
+        fixable = automated_mends(before["fixes"]["plan"])
+        after_json = tmp_path / "results-after.json"
+
+        # Nothing that existed before the apply is gone after it.
+        assert existing_objects(state_before) <= existing_objects(state_after)
+
+        if not fixable:
+            assert not after_json.exists(), "an after-run happened although nothing was applied"
+            assert state_after == state_before
+            return
+
+        after = json.loads(after_json.read_text(encoding="utf-8"))
+        outcomes = {record["id"]: record["outcome"] for record in after["requirements"]}
+        assert {req: outcomes[req] for req in fixable if outcomes[req] != "passed"} == {}
+        assert after["fixes"]["applied"], "the after report must record the applied actions"
+        for row in after["fixes"]["applied"]:
+            assert row["status"] in ("applied", "already-done", "manual"), row
+            if row["status"] == "applied":
+                assert row["verdict"] == "verified", row
+                if row["kind"] != "CreateCertificate":  # the only action that writes local files, not Graph
+                    assert row["request_id"], row  # Graph's request id is the audit trail
+
+        # A second run with the settings the fixes produced (a new app id or certificate) plans nothing.
+        settings_after = after["run"]["settings"]
+        options.update(app_id=settings_after["app_id"]["value"], cert=settings_after["cert"]["value"])
+        second_json = tmp_path / "second.json"
+        cli.main(["run", *as_cli_options(options), "--json", str(second_json)])
+    second = json.loads(second_json.read_text(encoding="utf-8"))
+    assert [action["id"] for action in second["fixes"]["plan"] if action["automated"]] == []
