@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -872,6 +873,7 @@ def summary_html(document: dict[str, Any], settings: Settings, planned: int) -> 
     )
     mode = settings.fix
     parts.append(f"<p><strong>Fix actions planned:</strong> {planned} (fix mode: {escape(mode)})</p>")
+    parts.extend(fixes_html(document["fixes"]))
     setting_rows = "".join(
         f'<tr><th style="text-align:left;padding:1px 10px 1px 0">{escape(name)}</th><td>{escape(text)}</td></tr>'
         for name, text in _shown_settings(settings)
@@ -880,6 +882,59 @@ def summary_html(document: dict[str, Any], settings: Settings, planned: int) -> 
         "<details><summary>Settings and where they came from</summary>"
         f'<table class="cba-settings" style="margin:.3em 0">{setting_rows}</table></details>'
     )
+    return parts
+
+
+def _cell(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, indent=1, sort_keys=True, default=str)
+    pre = f'<pre style="margin:0;white-space:pre-wrap">{escape(text)}</pre>'
+    return f'<td style="vertical-align:top;padding:2px 8px">{pre}</td>'
+
+
+def fixes_html(fixes: dict[str, Any]) -> list[str]:
+    """The plan (every run) and, after an apply, each action's before, request, response and after. Escaped."""
+    parts: list[str] = []
+    head = "".join(
+        f'<th style="text-align:left;padding:2px 8px">{escape(h)}</th>'
+        for h in ("action", "mends", "why", "request", "needs")
+    )
+    if fixes["plan"]:
+        rows = "".join(
+            "<tr>"
+            + _cell(action["id"])
+            + _cell(", ".join(action.get("mends", [])))
+            + _cell(action.get("reason", ""))
+            + _cell(action.get("request", {}))
+            + _cell(action.get("permission", ""))
+            + "</tr>"
+            for action in fixes["plan"]
+        )
+        parts.append(
+            f"<details><summary><strong>Fix plan</strong> ({len(fixes['plan'])} actions; key bytes and secrets "
+            f'elided)</summary><table class="cba-plan" style="border-collapse:collapse">{head}{rows}</table></details>'
+        )
+    if fixes.get("applied"):
+        head = "".join(
+            f'<th style="text-align:left;padding:2px 8px">{escape(h)}</th>'
+            for h in ("action", "status", "verdict", "response", "request-id", "before", "after")
+        )
+        rows = "".join(
+            "<tr>"
+            + _cell(row.get("action_id", ""))
+            + _cell(row.get("status", ""))
+            + _cell(row.get("verdict", ""))
+            + _cell(str(row.get("response_status", "")))
+            + _cell(row.get("request_id", ""))
+            + _cell(row.get("before"))
+            + _cell(row.get("after"))
+            + "</tr>"
+            for row in fixes["applied"]
+        )
+        parts.append(
+            f"<details open><summary><strong>Fixes applied before this evaluation</strong> "
+            f"({len(fixes['applied'])} actions)</summary>"
+            f'<table class="cba-applied" style="border-collapse:collapse">{head}{rows}</table></details>'
+        )
     return parts
 
 
