@@ -470,7 +470,8 @@ class PlanContext:
             return self.tenant.collected_at
         if self.cert is not None:
             return self.cert.read_at
-        return datetime(1970, 1, 1, tzinfo=UTC)
+        # No facts at all (an unreadable certificate, no tenant): the clock only names the new files.
+        return datetime.now(UTC)
 
     @property
     def app(self) -> AppRegistration | None:
@@ -483,7 +484,8 @@ class PlanContext:
     def unavailable(self, name: str) -> Unavailable | None:
         """The reason a tenant fact could not be collected (None when it was)."""
         if self.tenant is None:
-            return Unavailable(name, "no tenant facts were collected")
+            # No tenant configured: tenant changes are simply not planned (the tenant links were skipped).
+            return None
         value = getattr(self.tenant, name)
         return value if isinstance(value, Unavailable) else None
 

@@ -300,17 +300,26 @@ def print_summary(state: RunState, out: TextIO) -> None:
     print(f"cbacheck verdict: {run['verdict'].upper()} ({counts or 'no requirements ran'})", file=out)
     if document["summary"]["first_broken"] is not None:
         print(f"first broken: {results.describe_first_broken(document['summary']['first_broken'])}", file=out)
-    broken = [r for r in document["requirements"] if r["outcome"] in ("failed", "error")]
-    if broken:
+    broken = [r for r in document["requirements"] if r["outcome"] in ("failed", "error", "pending")]
+    by_id = {r["id"]: r for r in broken}
+
+    def root_of(record: Mapping[str, Any]) -> str:
+        seen: set[str] = set()
+        while record["follows_from"] in by_id and record["id"] not in seen:
+            seen.add(record["id"])
+            record = by_id[record["follows_from"]]
+        return str(record["id"])
+
+    roots = [r for r in broken if root_of(r) == r["id"]]
+    if roots:
+        # One line per root cause; what follows from it (directly or not) is listed under it by ID, so a
+        # reviewer sees the causes, not one reason repeated (the reports keep every message in full).
         print("failed or not verified:", file=out)
-        for record in broken:
-            # A message raised as UpstreamFailure already starts with "follows from ..."; say it once.
-            upstream = record["follows_from"]
-            said_already = record["message"].startswith("follows from")
-            follows = f" [follows from {upstream}]" if upstream and not said_already else ""
-            print(
-                f"  {record['id']} ({record['severity']}) {record['outcome']}: {record['message']}{follows}", file=out
-            )
+        for record in roots:
+            print(f"  {record['id']} ({record['severity']}) {record['outcome']}: {record['message']}", file=out)
+            followers = [r["id"] for r in broken if r["id"] != record["id"] and root_of(r) == record["id"]]
+            if followers:
+                print(f"      and, following from it: {', '.join(followers)}", file=out)
     skipped: dict[str, int] = {}
     for record in document["requirements"]:
         if record["outcome"] == "skipped":
