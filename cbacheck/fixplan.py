@@ -48,21 +48,9 @@ DEFAULT_APP_NAME: Final = "Exchange Online automation"
 KEY_TYPE: Final = "AsymmetricX509Cert"
 KEY_USAGE: Final = "Verify"
 
-# The order planners run in, so that a plan reads along the chain (link 1 to 6).
-PLANNER_ORDER: Final = (
-    "new_certificate",
-    "rotate_certificate",
-    "create_app",
-    "create_service_principal",
-    "upload_certificate",
-    "add_exchange_permission",
-    "grant_exchange_consent",
-    "assign_directory_role",
-    "remove_expired_keys",
-    "use_initial_domain",
-    "manual",
-    "follows",
-)
+# Planners run in the catalogue's order of fixes, which follows the chain (link 1 to 6), so a plan reads
+# along it.
+PLANNER_ORDER: Final = catalogue.FIXES
 
 # A broken upstream object leaves nothing downstream to keep: a new app has no SP, key, permission,
 # consent or role; a new SP has no consent or role; a new local certificate is not uploaded yet.
