@@ -12,7 +12,7 @@ from typing import Any
 
 from cbacheck import runcommand
 from cbacheck.config import env_name
-from cbacheck.errors import CbaCheckError
+from cbacheck.errors import CbaCheckError, ExitCode
 
 DEFAULT_SCENARIO = "demo-broken"
 
@@ -25,7 +25,8 @@ def add_parser(subparsers: Any) -> None:
         description=(
             "Start the sandbox tenant in-process with a scenario, run every check against it with the "
             "certificate the scenario generated, write the reports and stop the sandbox. The reports are "
-            "marked SANDBOX. No other command ever uses the sandbox unless pointed at it."
+            "marked SANDBOX. No other command ever uses the sandbox unless pointed at it. Exits 0 when the demo "
+            "ran, whatever the scenario breaks; 2 for a bad scenario or option."
         ),
     )
     parser.add_argument(
@@ -118,4 +119,12 @@ def run(args: argparse.Namespace) -> int:
         with _marked_as_sandbox():
             status = runcommand.run_checks(options, list(getattr(args, "extra_pytest_args", [])), [])
     print("SANDBOX: stopped the sandbox tenant.", file=sys.stderr)
+    if status == ExitCode.FAILED:
+        # The demo's scenarios break links on purpose: failed requirements are what it shows, not a
+        # failure of the demo. `cbacheck run` is the command whose exit code gates a pipeline.
+        print(
+            f"SANDBOX: scenario {args.scenario!r} breaks these links on purpose; the demo itself succeeded.",
+            file=sys.stderr,
+        )
+        return ExitCode.OK
     return status
