@@ -852,7 +852,10 @@ class GraphService:
         return GraphResult(204)
 
     # directory roles -----------------------------------------------------------------------------
-    def _expand_role_definition(self, request: GraphRequest) -> Callable[[JsonObject, JsonObject], None] | None:
+    def _expand_role_definition(
+        self, request: GraphRequest, graph_type: str = "unifiedRoleAssignment"
+    ) -> Callable[[JsonObject, JsonObject], None] | None:
+        """roleDefinition and principal: relationships of role assignments and of role schedules alike."""
         expand = request.query.get("$expand")
         if expand is None:
             return None
@@ -861,7 +864,7 @@ class GraphService:
             if name not in ("roleDefinition", "principal"):
                 raise QueryError(
                     "Parsing OData Select and Expand failed: Could not find a property named "
-                    f"'{name}' on type 'microsoft.graph.unifiedRoleAssignment'."
+                    f"'{name}' on type 'microsoft.graph.{graph_type}'."
                 )
 
         def expander(obj: JsonObject, shaped: JsonObject) -> None:
@@ -977,12 +980,15 @@ class GraphService:
 
     def list_role_eligibility(self, request: GraphRequest) -> GraphResult:
         self.require(request.caller, "roleEligibility.read")
-        self.no_expand(request, "roleEligibilitySchedules")
+        # unifiedRoleScheduleBase has the same roleDefinition/principal relationships as an assignment.
+        expander = self._expand_role_definition(request, "unifiedRoleEligibilitySchedule")
         return self.listing(
             request,
             "roleEligibilitySchedules",
             self.state.data["roleEligibilitySchedules"],
             "roleManagement/directory/roleEligibilitySchedules",
+            expand=expander,
+            expand_name=request.query.get("$expand"),
         )
 
     # organization and domains --------------------------------------------------------------------

@@ -181,10 +181,11 @@ def test_role_eligibility_schedules_are_listed() -> None:
         body = client.graph(
             "GET",
             "/roleManagement/directory/roleEligibilitySchedules",
-            params={"$filter": f"principalId eq '{sp_id(sb)}'"},
+            params={"$filter": f"principalId eq '{sp_id(sb)}'", "$expand": "roleDefinition"},
         ).json()
         [schedule] = body["value"]
         assert schedule["roleDefinitionId"] == wellknown.EXCHANGE_ADMINISTRATOR
+        assert schedule["roleDefinition"]["displayName"] == "Exchange Administrator"
         assert schedule["scheduleInfo"]["expiration"]["type"] == "noExpiration"
         active = client.graph(
             "GET", "/roleManagement/directory/roleAssignments", params={"$filter": f"principalId eq '{sp_id(sb)}'"}
