@@ -63,14 +63,13 @@ def first_round_trip(app_id: str) -> list[BatchRequest]:
 
 def second_round_trip(sp_id: str) -> list[BatchRequest]:
     principal = f"$filter=principalId eq '{sp_id}'"
-    # Eligibility schedules are read without $expand: not every Graph endpoint accepts it there,
-    # and built-in roles are named from their template id (roleDefinitionId) anyway.
+    # Role schedules have the same roleDefinition relationship as assignments (unifiedRoleScheduleBase),
+    # so custom roles get their names too; built-in ones are also named from their template id.
+    expand = "$expand=roleDefinition"
     return [
         BatchRequest("app_role_grants", f"/servicePrincipals/{sp_id}/appRoleAssignments"),
-        BatchRequest(
-            "role_assignments", f"/roleManagement/directory/roleAssignments?{principal}&$expand=roleDefinition"
-        ),
-        BatchRequest("role_eligibilities", f"/roleManagement/directory/roleEligibilitySchedules?{principal}"),
+        BatchRequest("role_assignments", f"/roleManagement/directory/roleAssignments?{principal}&{expand}"),
+        BatchRequest("role_eligibilities", f"/roleManagement/directory/roleEligibilitySchedules?{principal}&{expand}"),
     ]
 
 
