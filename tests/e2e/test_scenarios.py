@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cbacheck import catalogue, cli, democommand
+from cbacheck import catalogue, cli, democommand, results
 from cbacheck.errors import ExitCode
 from cbacheck.sandbox import Sandbox, scenario_names
 
@@ -46,6 +46,7 @@ def test_cbacheck_run_reaches_the_expected_outcome_of_every_requirement(name: st
         status = cli.main(["run", *as_cli_options(options), "--json", str(results_file)])
 
     document = json.loads(results_file.read_text(encoding="utf-8"))
+    results.validate(document)  # a real run's output matches the published schema
     outcomes = {record["id"]: record["outcome"] for record in document["requirements"]}
     roots = [
         record["id"]
