@@ -50,7 +50,7 @@ class Unavailable:
 
     def __str__(self) -> str:
         text = f"could not collect {self.what}: {self.reason}"
-        if self.missing_permission:
+        if self.missing_permission and self.missing_permission not in self.reason:
             text += f" (the auditor needs {self.missing_permission})"
         return text
 

@@ -315,9 +315,16 @@ def print_summary(state: RunState, out: TextIO) -> None:
         # One line per root cause; what follows from it (directly or not) is listed under it by ID, so a
         # reviewer sees the causes, not one reason repeated (the reports keep every message in full).
         print("failed or not verified:", file=out)
+        shown: set[str] = set()
         for record in roots:
-            print(f"  {record['id']} ({record['severity']}) {record['outcome']}: {record['message']}", file=out)
-            followers = [r["id"] for r in broken if r["id"] != record["id"] and root_of(r) == record["id"]]
+            if record["id"] in shown:
+                continue
+            # Checks that could not be verified for one shared reason (say, a missing permission) are one line.
+            same = [r for r in roots if r["message"] == record["message"] and r["outcome"] == record["outcome"]]
+            shown.update(r["id"] for r in same)
+            ids = ", ".join(f"{r['id']} ({r['severity']})" for r in same)
+            print(f"  {ids} {record['outcome']}: {record['message']}", file=out)
+            followers = [r["id"] for r in broken if r["id"] not in shown and root_of(r) in {x["id"] for x in same}]
             if followers:
                 print(f"      and, following from it: {', '.join(followers)}", file=out)
     skipped: dict[str, int] = {}
