@@ -715,6 +715,13 @@ def exchange_probe(request: pytest.FixtureRequest, tenant_facts: TenantFacts) ->
 # --- end of the session: results file and summaries ---------------------------------------------
 
 
+def _applied_fixes(config: pytest.Config) -> results.AppliedFixes | None:
+    """What `--fix apply` did before this evaluation, when this is the run after it."""
+    return next(
+        (plugin for plugin in config.pluginmanager.get_plugins() if isinstance(plugin, results.AppliedFixes)), None
+    )
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
     # Runs before pytest-html's trylast sessionfinish, so its summary hook can use the document.
     config = session.config
@@ -722,9 +729,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
     if not state.active or _is_worker(config):
         return
     plan = results.plan_fixes(session)
-    applied = next(
-        (plugin for plugin in config.pluginmanager.get_plugins() if isinstance(plugin, results.AppliedFixes)), None
-    )
+    applied = _applied_fixes(config)
     document = results.build_document(
         state,
         finished=datetime.now(UTC),
@@ -813,6 +818,7 @@ class SessionHooks:
         cells.insert(1, '<th class="sortable" data-column-type="requirement">Requirement</th>')
         cells.insert(2, '<th class="sortable" data-column-type="severity">Severity</th>')
         cells.insert(3, '<th class="sortable" data-column-type="chainlink">Chain link</th>')
+        cells.insert(4, '<th class="sortable" data-column-type="verdict">Verdict</th>')
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
@@ -826,6 +832,15 @@ class SessionHooks:
         cells.insert(2, f'<td class="col-severity"><span hidden>{rank}</span>{escape(severity)}</td>')
         link = _link_text(record.get("link")) if record else ""
         cells.insert(3, f'<td class="col-chainlink">{escape(link)}</td>')
+        # cbacheck's own outcome: pytest-html's Result column knows neither "error" for a check that crashed
+        # (could not verify) nor "pending" for a fix still propagating.
+        outcome = str(record.get("outcome", ""))
+        applied = _applied_fixes(self.config)
+        if record and applied is not None:
+            marked = [dict(record)]
+            results.mark_pending(marked, applied.pending)
+            outcome = str(marked[0]["outcome"])
+        cells.insert(4, f'<td class="col-verdict">{escape(outcome)}</td>')
 
 
 VERDICT_COLOURS = {"pass": "#1b7f3b", "fail": "#b00020", "incomplete": "#b26a00"}

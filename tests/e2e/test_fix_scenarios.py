@@ -77,3 +77,22 @@ def test_fix_apply_mends_what_it_plans_and_keeps_everything(name: str, tmp_path:
         cli.main(["run", *as_cli_options(options), "--json", str(second_json)])
     second = json.loads(second_json.read_text(encoding="utf-8"))
     assert [action["id"] for action in second["fixes"]["plan"] if action["automated"]] == []
+
+
+def test_a_fix_still_propagating_is_pending_not_broken(tmp_path: Path) -> None:
+    results_file = tmp_path / "results.json"
+    # Consent reaches tokens only after a minute; cbacheck waits two seconds.
+    with Sandbox("consent-missing", propagation_s=60, workdir=tmp_path / "sandbox") as sb:
+        options = democommand.sandbox_settings(sb, tmp_path / "reports")
+        options.update(propagation_timeout_s=2, journal=tmp_path / "journal.jsonl")
+        cli.main(["run", *as_cli_options(options), "--json", str(results_file), "--fix", "apply", "--yes"])
+    after = json.loads((tmp_path / "results-after.json").read_text(encoding="utf-8"))
+    results.validate(after)
+    outcomes = {record["id"]: record["outcome"] for record in after["requirements"]}
+    assert outcomes["CBA-PERM-003"] == "passed"  # Graph shows the grant at once
+    assert outcomes["CBA-TOKEN-002"] == "pending"  # the token does not carry it yet
+    assert outcomes["CBA-EXO-001"] == "pending"
+    assert after["run"]["verdict"] == "incomplete"
+    assert [row["verdict"] for row in after["fixes"]["applied"]] == ["pending propagation"]
+    html = next((tmp_path / "reports").glob("*-after.html")).read_text(encoding="utf-8")
+    assert "col-verdict\\&#34;&gt;pending" in html  # the HTML row says pending, not just Failed
