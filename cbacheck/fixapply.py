@@ -967,8 +967,7 @@ def _probe_for(
     if isinstance(action, GrantAppRole):
 
         def in_roles(round_number: int) -> str | None:
-            token = facts(round_number).token
-            missing = _token_missing(token) if not isinstance(token, Unavailable) else str(token)
+            token, missing = _acquired_token(facts(round_number))
             if missing:
                 return missing
             roles = token_roles(token)
@@ -978,8 +977,7 @@ def _probe_for(
     if isinstance(action, AssignDirectoryRole):
 
         def in_wids(round_number: int) -> str | None:
-            token = facts(round_number).token
-            missing = _token_missing(token) if not isinstance(token, Unavailable) else str(token)
+            token, missing = _acquired_token(facts(round_number))
             if missing:
                 return missing
             wids = token_wids(token)
@@ -997,6 +995,12 @@ def _probe_for(
 
         return Probe(action.id, "the removed keys to disappear", removed)
     return None  # CreateCertificate: its files were read back right after the write
+
+
+def _acquired_token(tenant: TenantFacts) -> tuple[TokenAttempt | Unavailable, str | None]:
+    """The app's token attempt this round, and why it has no token (None when it has one)."""
+    token = tenant.token
+    return token, (_token_missing(token) if not isinstance(token, Unavailable) else str(token))
 
 
 def _key_probe(
