@@ -141,6 +141,26 @@ class KeyCredential:
             return hashlib.sha1(self.key_der).hexdigest().upper()
         return None
 
+    def summary(self) -> dict[str, Any]:
+        """What evidence and plans show of a key: identity, thumbprint and window, never the bytes."""
+        return {
+            "keyId": self.key_id,
+            "displayName": self.display_name,
+            "type": self.type,
+            "usage": self.usage,
+            "thumbprint": self.thumbprint,
+            "customKeyIdentifier": self.custom_key_identifier,
+            "startDateTime": self.start.isoformat() if self.start else None,
+            "endDateTime": self.end.isoformat() if self.end else None,
+        }
+
+    def one_line(self) -> str:
+        """The key in one line for a console plan: id, name, thumbprint and end date."""
+        end = self.end.strftime("%Y-%m-%d") if self.end else "no end date"
+        thumb = self.thumbprint or self.custom_key_identifier or "unknown thumbprint"
+        name = self.display_name or "(no name)"
+        return f"keyId {self.key_id} ({name}, SHA-1 {thumb}, ends {end})"
+
 
 @dataclass(frozen=True)
 class PasswordCredential:
@@ -162,6 +182,12 @@ class RequiredResource:
     resource_app_id: str
     access: tuple[ResourceAccess, ...]
 
+    def requests_app_role(self, resource_app_id: str, role_id: str) -> bool:
+        """This entry asks for the application permission (type Role, not a delegated Scope)."""
+        return self.resource_app_id == resource_app_id and any(
+            access.id == role_id and access.type == "Role" for access in self.access
+        )
+
 
 @dataclass(frozen=True)
 class AppRegistration:
@@ -174,6 +200,17 @@ class AppRegistration:
     required_resource_access: tuple[RequiredResource, ...]
     raw: dict[str, Any] = field(compare=False, repr=False)  # as Graph returned it (key bytes kept)
     source: Source | None = None
+
+    def requests_app_role(self, resource_app_id: str, role_id: str) -> bool:
+        """The manifest asks for this application permission (a Role entry; a delegated Scope is not it).
+
+        https://learn.microsoft.com/graph/api/resources/resourceaccess
+        """
+        return any(entry.requests_app_role(resource_app_id, role_id) for entry in self.required_resource_access)
+
+    def keys_matching(self, sha1_hex: str) -> tuple[KeyCredential, ...]:
+        """The keyCredentials that hold the certificate with this SHA-1 thumbprint."""
+        return tuple(key for key in self.key_credentials if key.matches_thumbprint(sha1_hex))
 
 
 @dataclass(frozen=True)
@@ -225,6 +262,15 @@ class DirectoryRoleAssignment:
     def tenant_wide(self) -> bool:
         return self.directory_scope_id == "/" and not self.app_scope_id
 
+    @property
+    def template_id(self) -> str:
+        """The role's template id, lower case; built-in roles assigned by template carry it as roleDefinitionId."""
+        return (self.role_template_id or self.role_definition_id).lower()
+
+    def grants_tenant_wide(self, accepted: frozenset[str] | set[str]) -> bool:
+        """An active assignment of one of these role templates (lower-case ids) at tenant scope "/"."""
+        return self.status == "active" and self.tenant_wide and self.template_id in accepted
+
 
 @dataclass(frozen=True)
 class Organization:
@@ -263,6 +309,22 @@ class TokenAttempt:
     @property
     def aadsts(self) -> int | None:
         return self.error_codes[0] if self.error_codes else None
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The token's `roles` claim (application permissions); empty without a token."""
+        return self._claim_list("roles", lower=False)
+
+    @property
+    def wids(self) -> tuple[str, ...]:
+        """The token's `wids` claim (directory role template ids), lower case; empty without a token."""
+        return self._claim_list("wids", lower=True)
+
+    def _claim_list(self, name: str, *, lower: bool) -> tuple[str, ...]:
+        values = self.claims.get(name) if self.acquired else None
+        if not isinstance(values, list | tuple):
+            return ()
+        return tuple(str(v).lower() if lower else str(v) for v in values)
 
 
 @dataclass(frozen=True)
@@ -318,3 +380,15 @@ class TenantFacts:
     auditor: str  # how the auditor signed in, for the report
     requests: tuple[Source, ...] = ()
     stats: CollectionStats = field(default_factory=CollectionStats)
+
+    def known(self, name: str) -> Any:
+        """The named fact, or None when it could not be collected (for cross-link inference only)."""
+        value = getattr(self, name)
+        return None if isinstance(value, Unavailable) else value
+
+    def holds_role_tenant_wide(self, accepted: frozenset[str] | set[str]) -> bool | None:
+        """Graph shows one of these roles assigned actively at tenant scope (None when that is unknown)."""
+        assignments = self.role_assignments
+        if isinstance(assignments, Unavailable):
+            return None
+        return any(a.grants_tenant_wide(accepted) for a in assignments)
