@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NoReturn
 
 from cbacheck import wellknown
-from cbacheck.catalogue import CATALOGUE, DOC_CERT_CREDENTIALS, DOC_EXO_APP_ONLY
+from cbacheck.catalogue import CATALOGUE, DOC_CERT_CREDENTIALS, DOC_EXO_APP_ONLY, upstream_closure
+from cbacheck.chain import follows_from
 from cbacheck.facts import AppRegistration, ExchangeProbe, Organization, ServicePrincipal, TenantFacts, TokenAttempt
 
 DOC_AADSTS = "https://learn.microsoft.com/entra/identity-platform/reference-error-codes"
@@ -57,6 +59,17 @@ class Diagnosis:
             "next_step": self.next_step,
             "doc": self.doc,
         }
+
+    def fail(self, check_id: str, message: str) -> NoReturn:
+        """Fail the check; as following from the diagnosed requirement when that one is upstream of `check_id`.
+
+        A diagnosed requirement downstream of the check (a clock error seen by CBA-TOKEN-001 points at
+        CBA-TOKEN-003) cannot be what the failure follows from, so the failure stays the check's own.
+        """
+        __tracebackhide__ = True
+        if self.requirement and self.requirement in upstream_closure(check_id):
+            follows_from(self.requirement, message)
+        raise AssertionError(message)
 
 
 @dataclass(frozen=True)
