@@ -86,7 +86,8 @@ class Entry:
     setting: str = ""
 
 
-# Sources: FACTS.md 3.5 (reference-error-codes.md and real messages) and PEERS.md part (c), rows 2-6, 10, 14-17.
+# Codes and names: https://learn.microsoft.com/entra/identity-platform/reference-error-codes; the `text` variants
+# are the wordings Entra returns (e.g. AADSTS700027 "The key was not found." or "The key used is expired.").
 # Variants of one code come first, most specific first; the row without `text` is the code's fallback.
 AADSTS: tuple[Entry, ...] = (
     Entry(
@@ -420,7 +421,8 @@ class ExchangeEntry:
     status: int | None = None
 
 
-# Sources: FACTS.md 5 (admin API errors) and PEERS.md part (c), rows 9, 11, 12.
+# Exchange's own texts for an app without a usable role or cmdlet; the supported roles are listed at
+# https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2#assign-microsoft-entra-roles-to-the-application
 EXCHANGE: tuple[ExchangeEntry, ...] = (
     ExchangeEntry(
         "isn't supported in this scenario",
