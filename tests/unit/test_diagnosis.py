@@ -278,7 +278,8 @@ def test_exchange_status_fallbacks_are_rows_and_the_last_row_takes_any_answer() 
         (None, None): "",
     }
     last = EXCHANGE[-1]
-    assert all(last.matches(text, status, held) for text in ("", "odd") for status in (None, 418) for held in (True, False))
+    answers = [(text, status, held) for text in ("", "odd") for status in (None, 418) for held in (True, False)]
+    assert all(last.matches(*answer) for answer in answers)
 
 
 def test_a_fallback_row_is_named_by_exchanges_own_error_code_when_it_gave_one() -> None:
