@@ -200,6 +200,8 @@ ROLE_CLAIM = GrantClaim(
     "; Graph shows the role assigned, so the assignment may still be propagating or the token predates it",
     "; no accepted role is actively assigned at tenant scope (CBA-ROLE-001)",
 )
+# A token with no wids claim at all says nothing about propagation; Graph only decides whether the
+# finding follows from CBA-ROLE-001.
 NO_WIDS_CLAIM = GrantClaim("CBA-ROLE-001", "", "")
 
 
