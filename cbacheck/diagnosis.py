@@ -559,13 +559,13 @@ def diagnose_exchange_error(
     lowered = text.lower()
     code = f"EXO {probe.status}" if probe.status is not None else "EXO"
     in_token = token is not None and wellknown.EXCHANGE_MANAGE_AS_APP in token.roles
-    by_text = next((row for row in EXCHANGE if row.text and row.matches(lowered, probe.status, in_token)), None)
-    if by_text is None:
+    entry = next((row for row in EXCHANGE if row.text and row.matches(lowered, probe.status, in_token)), None)
+    if entry is None:
         other_organization = _other_organization(probe, organization, code)
         if other_organization is not None:
             return other_organization
-    # The fallback row without status and text matches every answer, so a row is always found.
-    entry = by_text or next(row for row in EXCHANGE if not row.text and row.matches(lowered, probe.status, in_token))
+        # The last row (no text, no status) takes any answer, so a fallback is always found.
+        entry = next(row for row in EXCHANGE if not row.text and row.matches(lowered, probe.status, in_token))
     return Diagnosis(
         code=code,
         name=entry.name if entry.text else probe.error_code or entry.name,
