@@ -1,8 +1,10 @@
-"""The chain of links: a check whose input is missing because an upstream link broke names that link."""
+"""The check author's vocabulary: require, follows_from and cannot_verify (with assert, that is every outcome)."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import NoReturn, TypeVar
+
+from cbacheck.facts import FactUnavailable, Unavailable
 
 T = TypeVar("T")
 
@@ -25,3 +27,18 @@ def require(value: T | None, upstream: str, reason: str) -> T:
     if value is None:
         raise UpstreamFailure(upstream, reason)
     return value
+
+
+def follows_from(upstream: str, message: str) -> NoReturn:
+    """Fail the check as following from the upstream requirement: "follows from CBA-APP-001: <message>"."""
+    __tracebackhide__ = True
+    raise UpstreamFailure(upstream, message)
+
+
+def cannot_verify(what: str, reason: str, permission: str = "") -> NoReturn:
+    """End the check as error, never passed: `what` could not be established, for `reason`.
+
+    `permission` names the permission the auditor lacks, when that is why.
+    """
+    __tracebackhide__ = True
+    raise FactUnavailable(Unavailable(what, reason, missing_permission=permission))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NoReturn
 
 from cbacheck import wellknown
-from cbacheck.catalogue import CATALOGUE, DOC_CERT_CREDENTIALS, DOC_EXO_APP_ONLY
+from cbacheck.catalogue import CATALOGUE, DOC_CERT_CREDENTIALS, DOC_EXO_APP_ONLY, upstream_closure
+from cbacheck.chain import follows_from
 from cbacheck.facts import AppRegistration, ExchangeProbe, Organization, ServicePrincipal, TenantFacts, TokenAttempt
 
 DOC_AADSTS = "https://learn.microsoft.com/entra/identity-platform/reference-error-codes"
@@ -58,6 +60,17 @@ class Diagnosis:
             "doc": self.doc,
         }
 
+    def fail(self, check_id: str, message: str) -> NoReturn:
+        """Fail the check; as following from the diagnosed requirement when that one is upstream of `check_id`.
+
+        A diagnosed requirement downstream of the check (a clock error seen by CBA-TOKEN-001 points at
+        CBA-TOKEN-003) cannot be what the failure follows from, so the failure stays the check's own.
+        """
+        __tracebackhide__ = True
+        if self.requirement and self.requirement in upstream_closure(check_id):
+            follows_from(self.requirement, message)
+        raise AssertionError(message)
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -73,7 +86,8 @@ class Entry:
     setting: str = ""
 
 
-# Sources: FACTS.md 3.5 (reference-error-codes.md and real messages) and PEERS.md part (c), rows 2-6, 10, 14-17.
+# Codes and names: https://learn.microsoft.com/entra/identity-platform/reference-error-codes; the `text` variants
+# are the wordings Entra returns (e.g. AADSTS700027 "The key was not found." or "The key used is expired.").
 # Variants of one code come first, most specific first; the row without `text` is the code's fallback.
 AADSTS: tuple[Entry, ...] = (
     Entry(
@@ -396,7 +410,11 @@ def diagnose_token_error(attempt: TokenAttempt, facts: TenantFacts | None = None
 
 @dataclass(frozen=True)
 class ExchangeEntry:
-    """One Exchange answer: matched on a fragment of its text (lower case), optionally only for one status."""
+    """One Exchange answer, matched on a fragment of its text (lower case), its status and the token it refused.
+
+    A row with empty `text` is a status's fallback: it matches any text, and `name` stands in only when
+    Exchange gave no error code of its own.
+    """
 
     text: str
     name: str
@@ -405,9 +423,19 @@ class ExchangeEntry:
     next_step: str
     doc: str = DOC_EXO_APP_ONLY
     status: int | None = None
+    manage_as_app_in_token: bool | None = None  # None: whatever the token carries
+
+    def matches(self, lowered: str, status: int | None, manage_as_app_in_token: bool) -> bool:
+        return (
+            self.text in lowered
+            and (self.status is None or self.status == status)
+            and (self.manage_as_app_in_token is None or self.manage_as_app_in_token == manage_as_app_in_token)
+        )
 
 
-# Sources: FACTS.md 5 (admin API errors) and PEERS.md part (c), rows 9, 11, 12.
+# Exchange's own texts for an app without a usable role or cmdlet; the supported roles are listed at
+# https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2#assign-microsoft-entra-roles-to-the-application
+# Rows with text decide first, then the organization in the URL, then the status fallbacks (empty text) in order.
 EXCHANGE: tuple[ExchangeEntry, ...] = (
     ExchangeEntry(
         "isn't supported in this scenario",
@@ -444,6 +472,50 @@ EXCHANGE: tuple[ExchangeEntry, ...] = (
         "check exchange_cmdlet, or assign a role that includes the cmdlet",
         DOC_EXO_APP_ONLY,
     ),
+    ExchangeEntry(
+        "",
+        "Unauthorized",
+        "Exchange refused a token that carries Exchange.ManageAsApp: the directory role is missing, "
+        "not supported, or not yet in the token",
+        "CBA-ROLE-001",
+        "assign Exchange Administrator actively at tenant scope, then wait for a new token",
+        status=401,
+        manage_as_app_in_token=True,
+    ),
+    ExchangeEntry(
+        "",
+        "Unauthorized",
+        "the token does not carry Exchange.ManageAsApp in roles: admin consent (CBA-PERM-003) is missing "
+        "or not yet in the token",
+        "CBA-TOKEN-002",
+        "grant admin consent for Exchange.ManageAsApp, wait a few minutes, and run again",
+        status=401,
+        manage_as_app_in_token=False,
+    ),
+    ExchangeEntry(
+        "",
+        "Forbidden",
+        "Exchange accepted the sign-in but the role does not allow this cmdlet or object",
+        "",
+        "assign a role that includes the cmdlet (Exchange Administrator covers every task)",
+        status=403,
+    ),
+    ExchangeEntry(
+        "",
+        "NotFound",
+        "Exchange does not know the organization in the request URL (a custom domain or a tenant "
+        "without Exchange Online)",
+        "CBA-ORG-001",
+        "use the tenant's initial .onmicrosoft.com domain or its tenant ID as organization",
+        status=404,
+    ),
+    ExchangeEntry(
+        "",
+        "unrecognised answer",
+        "an answer cbacheck's catalogue does not list; Exchange's text is the best guide",
+        "",
+        "retry later; with the request id, ask Microsoft support if it persists",
+    ),
 )
 
 
@@ -456,6 +528,25 @@ def organization_in_url(url: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _other_organization(probe: ExchangeProbe, organization: Organization | None, code: str) -> Diagnosis | None:
+    """A refusal of a request made for an organization that is neither the initial domain nor the tenant ID."""
+    asked_for = organization_in_url(probe.url)
+    if organization is None or asked_for is None or probe.status not in (401, 403, 404):
+        return None
+    if asked_for.casefold() in {organization.initial_domain.casefold(), organization.tenant_id.casefold()}:
+        return None
+    return Diagnosis(
+        code=code,
+        name=probe.error_code or "Refused",
+        cause=f"the request names the organization {asked_for!r}, which is not the tenant's initial domain "
+        f"{organization.initial_domain!r} or its tenant ID",
+        requirement="CBA-ORG-001",
+        next_step=f"use {organization.initial_domain} (or {organization.tenant_id}) as organization",
+        doc=DOC_EXO_APP_ONLY,
+        microsoft_text=probe.error_message,
+    )
+
+
 def diagnose_exchange_error(
     probe: ExchangeProbe, token: TokenAttempt | None = None, organization: Organization | None = None
 ) -> Diagnosis:
@@ -466,86 +557,21 @@ def diagnose_exchange_error(
     """
     text = probe.error_message
     lowered = text.lower()
-    status = probe.status
-    code = f"EXO {status}" if status is not None else "EXO"
-    for entry in EXCHANGE:
-        if entry.text in lowered and (entry.status is None or entry.status == status):
-            return Diagnosis(
-                code=code,
-                name=entry.name,
-                cause=entry.cause,
-                requirement=entry.requirement,
-                next_step=entry.next_step,
-                doc=entry.doc,
-                microsoft_text=text,
-            )
-    asked_for = organization_in_url(probe.url)
-    if (
-        organization is not None
-        and asked_for is not None
-        and status in (401, 403, 404)
-        and asked_for.casefold() not in {organization.initial_domain.casefold(), organization.tenant_id.casefold()}
-    ):
-        return Diagnosis(
-            code=code,
-            name=probe.error_code or "Refused",
-            cause=f"the request names the organization {asked_for!r}, which is not the tenant's initial domain "
-            f"{organization.initial_domain!r} or its tenant ID",
-            requirement="CBA-ORG-001",
-            next_step=f"use {organization.initial_domain} (or {organization.tenant_id}) as organization",
-            doc=DOC_EXO_APP_ONLY,
-            microsoft_text=text,
-        )
-    if status == 401:
-        roles = (token.claims.get("roles") if token is not None and token.acquired else None) or []
-        if token is not None and token.acquired and wellknown.EXCHANGE_MANAGE_AS_APP in roles:
-            return Diagnosis(
-                code="EXO 401",
-                name=probe.error_code or "Unauthorized",
-                cause="Exchange refused a token that carries Exchange.ManageAsApp: the directory role is missing, "
-                "not supported, or not yet in the token",
-                requirement="CBA-ROLE-001",
-                next_step="assign Exchange Administrator actively at tenant scope, then wait for a new token",
-                doc=DOC_EXO_APP_ONLY,
-                microsoft_text=text,
-            )
-        return Diagnosis(
-            code="EXO 401",
-            name=probe.error_code or "Unauthorized",
-            cause="the token does not carry Exchange.ManageAsApp in roles: admin consent (CBA-PERM-003) is missing "
-            "or not yet in the token",
-            requirement="CBA-TOKEN-002",
-            next_step="grant admin consent for Exchange.ManageAsApp, wait a few minutes, and run again",
-            doc=DOC_EXO_APP_ONLY,
-            microsoft_text=text,
-        )
-    if status == 403:
-        return Diagnosis(
-            code="EXO 403",
-            name=probe.error_code or "Forbidden",
-            cause="Exchange accepted the sign-in but the role does not allow this cmdlet or object",
-            requirement="",
-            next_step="assign a role that includes the cmdlet (Exchange Administrator covers every task)",
-            doc=DOC_EXO_APP_ONLY,
-            microsoft_text=text,
-        )
-    if status == 404:
-        return Diagnosis(
-            code="EXO 404",
-            name=probe.error_code or "NotFound",
-            cause="Exchange does not know the organization in the request URL (a custom domain or a tenant "
-            "without Exchange Online)",
-            requirement="CBA-ORG-001",
-            next_step="use the tenant's initial .onmicrosoft.com domain or its tenant ID as organization",
-            doc=DOC_EXO_APP_ONLY,
-            microsoft_text=text,
-        )
+    code = f"EXO {probe.status}" if probe.status is not None else "EXO"
+    in_token = token is not None and wellknown.EXCHANGE_MANAGE_AS_APP in token.roles
+    entry = next((row for row in EXCHANGE if row.text and row.matches(lowered, probe.status, in_token)), None)
+    if entry is None:
+        other_organization = _other_organization(probe, organization, code)
+        if other_organization is not None:
+            return other_organization
+        # The last row (no text, no status) takes any answer, so a fallback is always found.
+        entry = next(row for row in EXCHANGE if not row.text and row.matches(lowered, probe.status, in_token))
     return Diagnosis(
-        code=f"EXO {status}" if status is not None else "EXO",
-        name=probe.error_code or "unrecognised answer",
-        cause="an answer cbacheck's catalogue does not list; Exchange's text is the best guide",
-        requirement="",
-        next_step="retry later; with the request id, ask Microsoft support if it persists",
-        doc=DOC_EXO_APP_ONLY,
+        code=code,
+        name=entry.name if entry.text else probe.error_code or entry.name,
+        cause=entry.cause,
+        requirement=entry.requirement,
+        next_step=entry.next_step,
+        doc=entry.doc,
         microsoft_text=text,
     )

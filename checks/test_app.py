@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from cbacheck.chain import require
 from cbacheck.config import Settings
-from cbacheck.facts import AppRegistration, KeyCredential, ServicePrincipal, TenantFacts
+from cbacheck.facts import AppRegistration, ServicePrincipal, TenantFacts
 
 if TYPE_CHECKING:
     from cbacheck.evidence import Evidence
@@ -16,18 +16,6 @@ if TYPE_CHECKING:
 SINGLE_TENANT = "AzureADMyOrg"
 MULTI_TENANT = "AzureADMultipleOrgs"
 NO_APP = "the app registration does not exist"
-
-
-def _key_summary(key: KeyCredential) -> dict[str, Any]:
-    return {
-        "keyId": key.key_id,
-        "displayName": key.display_name,
-        "type": key.type,
-        "usage": key.usage,
-        "thumbprint": key.thumbprint or key.custom_key_identifier,
-        "startDateTime": key.start.isoformat() if key.start else None,
-        "endDateTime": key.end.isoformat() if key.end else None,
-    }
 
 
 @pytest.mark.requirement("CBA-APP-001", severity="critical", fix="create_app")
@@ -131,7 +119,7 @@ def test_app_has_no_expired_key_credentials(
     application = require(app, "CBA-APP-001", NO_APP)
     now = tenant_facts.collected_at
     expired = [key for key in application.key_credentials if key.end is not None and key.end <= now]
-    evidence.observed("keyCredentials", [_key_summary(key) for key in application.key_credentials])
+    evidence.observed("keyCredentials", [key.summary() for key in application.key_credentials])
     evidence.add("collected_at", now.isoformat())
     evidence.expected(f"every keyCredential's endDateTime after {now.isoformat()}")
     listed = ", ".join(

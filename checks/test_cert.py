@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cbacheck.certs import MIN_RSA_KEY_SIZE, STRONG_SIGNATURE_HASHES
-from cbacheck.chain import UpstreamFailure
+from cbacheck.chain import cannot_verify, follows_from
 from cbacheck.config import Settings
-from cbacheck.facts import CertFacts, FactUnavailable, Unavailable
+from cbacheck.facts import CertFacts
 
 if TYPE_CHECKING:
     from cbacheck.evidence import Evidence
@@ -124,7 +124,7 @@ def test_certificate_not_expiring_within_rotation_window(
     evidence.observed("days_left", round(left.total_seconds() / 86400, 1))
     evidence.expected(f"at least {window} days left (expiry_days, {cba_settings.source('expiry_days')})")
     if left <= timedelta(0):
-        raise UpstreamFailure("CBA-CERT-003", f"{_name(cert)} already expired {_day(cert.not_after)}")
+        follows_from("CBA-CERT-003", f"{_name(cert)} already expired {_day(cert.not_after)}")
     assert left >= timedelta(days=window), (
         f"{_name(cert)} expires {_day(cert.not_after)}, {left.days} days after the check; "
         f"expected at least {window} days (expiry_days)"
@@ -207,17 +207,13 @@ def test_private_key_protected_at_rest(local_cert_facts: CertFacts, evidence: Ev
     evidence.observed("file_mode", None if cert.file_mode is None else f"{cert.file_mode:04o}")
     evidence.expected("an encrypted PEM or a PFX with a password, or a key file with no group/other access (0600)")
     if not cert.private_key_present:
-        raise UpstreamFailure(
-            "CBA-CERT-002", f"{_name(cert)} holds no private key, so its protection at rest cannot be judged"
-        )
+        follows_from("CBA-CERT-002", f"{_name(cert)} holds no private key, so its protection at rest cannot be judged")
     if cert.key_encrypted:
         return
     if cert.file_mode is None:
-        raise FactUnavailable(
-            Unavailable(
-                "the permissions of the key file",
-                f"the mode of {str(cert.path)!r} could not be read, and the key in it is not encrypted",
-            )
+        cannot_verify(
+            "the permissions of the key file",
+            f"the mode of {str(cert.path)!r} could not be read, and the key in it is not encrypted",
         )
     assert cert.file_mode & GROUP_OTHER_BITS == 0, (
         f"the private key of {_name(cert)} is not password-protected and the file mode is "

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from cbacheck import wellknown
-from cbacheck.catalogue import chain_order, upstream_closure
-from cbacheck.chain import UpstreamFailure, require
+from cbacheck.catalogue import chain_order
+from cbacheck.chain import cannot_verify, follows_from, require
 from cbacheck.config import GUID_RE, Settings, accepted_role_ids
-from cbacheck.diagnosis import Diagnosis, diagnose_exchange_error, diagnose_token_error
-from cbacheck.facts import (
-    ExchangeProbe,
-    FactUnavailable,
-    Organization,
-    TenantFacts,
-    TokenAttempt,
-    Unavailable,
-)
+from cbacheck.diagnosis import diagnose_exchange_error, diagnose_token_error
+from cbacheck.facts import AppRoleAssignment, ExchangeProbe, Organization, ServicePrincipal, TenantFacts, TokenAttempt
 
 if TYPE_CHECKING:
     from cbacheck.evidence import Evidence
@@ -38,13 +32,6 @@ _TIME_IN_TEXT = r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z?"
 def _no_token(attempt: TokenAttempt) -> str:
     code = f"AADSTS{attempt.aadsts}" if attempt.aadsts is not None else attempt.error or "no answer"
     return f"the app obtained no token ({code})"
-
-
-def _raise_diagnosed(check_id: str, message: str, diagnosis: Diagnosis) -> None:
-    """Fail; as following from the diagnosed requirement when that one is upstream of this check."""
-    if diagnosis.requirement and diagnosis.requirement in upstream_closure(check_id):
-        raise UpstreamFailure(diagnosis.requirement, message)
-    raise AssertionError(message)
 
 
 def _claim_time(claims: dict[str, Any], name: str) -> datetime | None:
@@ -92,14 +79,11 @@ def test_organization_is_initial_domain(
             f"(or the tenant ID {organization.tenant_id})"
         )
     value = setting.strip().casefold()
-    if value in {item.casefold() for item in accepted}:
-        return
-    verified = {domain.casefold() for domain in organization.verified_domains}
-    if value in verified:
+    if value in {domain.casefold() for domain in organization.verified_domains}:
         why = "a custom domain of this tenant, which Exchange app-only sessions do not accept"
     else:
         why = f"not a domain of tenant {organization.tenant_id} (another tenant, or a typo)"
-    raise AssertionError(
+    assert value in {item.casefold() for item in accepted}, (
         f"organization {setting!r} ({cba_settings.source('organization')}) is {why}; expected the initial "
         f"domain: use -Organization {organization.initial_domain} (or the tenant ID {organization.tenant_id})"
     )
@@ -155,18 +139,16 @@ def test_app_obtains_exchange_token(token_attempt: TokenAttempt, tenant_facts: T
         f"app {token_attempt.client_id} got no token from {token_attempt.authority} for {token_attempt.scope}; "
         f"expected an access token. {diagnosis.sentence()}" + (f" ({support})" if support else "")
     )
-    _raise_diagnosed("CBA-TOKEN-001", message, diagnosis)
+    diagnosis.fail("CBA-TOKEN-001", message)
 
 
-def _grant_in_facts(facts: TenantFacts) -> bool | None:
+def _consent_in_graph(facts: TenantFacts) -> bool | None:
     """Whether Graph shows Exchange.ManageAsApp granted to the app (None when that is unknown)."""
-    grants = facts.app_role_grants
-    if isinstance(grants, Unavailable):
+    grants: tuple[AppRoleAssignment, ...] | None = facts.known("app_role_grants")
+    if grants is None:
         return None
-    exchange_sp = facts.exchange_sp
-    resource_id = (
-        exchange_sp.object_id if exchange_sp is not None and not isinstance(exchange_sp, Unavailable) else None
-    )
+    exchange_sp: ServicePrincipal | None = facts.known("exchange_sp")
+    resource_id = exchange_sp.object_id if exchange_sp is not None else None
     return any(
         grant.app_role_id == wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID
         and (resource_id is None or grant.resource_id == resource_id)
@@ -174,21 +156,87 @@ def _grant_in_facts(facts: TenantFacts) -> bool | None:
     )
 
 
-def _role_in_facts(facts: TenantFacts, accepted: frozenset[str]) -> bool | None:
-    """Whether Graph shows an accepted role assigned actively at tenant scope (None when unknown)."""
-    assignments = facts.role_assignments
-    if isinstance(assignments, Unavailable):
-        return None
-    return any((a.role_template_id or a.role_definition_id).lower() in accepted and a.tenant_wide for a in assignments)
-
-
 def _expected_tenant_id(facts: TenantFacts) -> str | None:
-    organization = facts.organization
-    if not isinstance(organization, Unavailable):
+    organization: Organization | None = facts.known("organization")
+    if organization is not None:
         return organization.tenant_id.lower()
     if GUID_RE.match(facts.tenant):
         return facts.tenant.lower()
     return None
+
+
+@dataclass(frozen=True)
+class ClaimFinding:
+    """One thing wrong with the token; `upstream` names the requirement Graph shows broken behind it."""
+
+    text: str
+    upstream: str = ""
+
+
+@dataclass(frozen=True)
+class GrantClaim:
+    """A grant the token must carry, judged against what Graph shows when the token lacks it."""
+
+    upstream: str  # the requirement that grants it
+    propagating: str  # added when Graph shows the grant: the token may predate it
+    absent: str  # added when Graph shows no grant: the failure follows from `upstream`
+
+    def finding(self, text: str, shown: bool | None) -> ClaimFinding:
+        if shown:
+            return ClaimFinding(text + self.propagating)
+        if shown is False:
+            return ClaimFinding(text + self.absent, self.upstream)
+        return ClaimFinding(text)  # Graph could not tell: the token is what is wrong
+
+
+CONSENT_CLAIM = GrantClaim(
+    "CBA-PERM-003",
+    "; Graph shows the admin consent, so the grant may still be propagating or the token predates it "
+    "(wait a few minutes and run again)",
+    "; admin consent is not granted (CBA-PERM-003)",
+)
+ROLE_CLAIM = GrantClaim(
+    "CBA-ROLE-001",
+    "; Graph shows the role assigned, so the assignment may still be propagating or the token predates it",
+    "; no accepted role is actively assigned at tenant scope (CBA-ROLE-001)",
+)
+# A token with no wids claim at all says nothing about propagation; Graph only decides whether the
+# finding follows from CBA-ROLE-001.
+NO_WIDS_CLAIM = GrantClaim("CBA-ROLE-001", "", "")
+
+
+def _identity_findings(claims: dict[str, Any], resource: str, tenant_id: str | None, app_id: str) -> list[ClaimFinding]:
+    """aud, tid and appid (azp in v2 tokens): each wrong one is the token's own finding."""
+    aud = str(claims.get("aud", ""))
+    tid = str(claims.get("tid", "")).lower()
+    app_claim = str(claims.get("appid") or claims.get("azp") or "").lower()
+    # (claim, value in the token, value compared, accepted values or None when nothing can be compared, expected)
+    rules: tuple[tuple[str, str, str, set[str] | None, str | None], ...] = (
+        ("aud", aud, aud.rstrip("/").lower(), {resource.lower(), wellknown.EXCHANGE_ONLINE_APP_ID}, resource),
+        ("tid", tid, tid, None if tenant_id is None else {tenant_id}, tenant_id),
+        ("appid", app_claim, app_claim, {app_id.lower()}, app_id),
+    )
+    return [
+        ClaimFinding(f"{claim} is {value or 'missing'!r}, expected {expected!r}")
+        for claim, value, compared, accepted, expected in rules
+        if accepted is not None and compared not in accepted
+    ]
+
+
+def _grant_findings(attempt: TokenAttempt, facts: TenantFacts, accepted: frozenset[str]) -> list[ClaimFinding]:
+    """roles must carry Exchange.ManageAsApp, wids an accepted role; Graph tells propagation from absence."""
+    findings = []
+    if wellknown.EXCHANGE_MANAGE_AS_APP not in attempt.roles:
+        text = f"roles is {list(attempt.roles)!r}, without {wellknown.EXCHANGE_MANAGE_AS_APP}"
+        findings.append(CONSENT_CLAIM.finding(text, _consent_in_graph(facts)))
+    if "wids" not in attempt.claims:
+        text = "the token carries no wids claim, so Exchange sees no directory role"
+        findings.append(NO_WIDS_CLAIM.finding(text, facts.holds_role_tenant_wide(accepted)))
+    elif not set(attempt.wids) & accepted:
+        names = ", ".join(f"{wellknown.DIRECTORY_ROLE_NAMES.get(r, r)} ({r})" for r in sorted(accepted))
+        text = f"wids is {sorted(set(attempt.wids))!r}, with none of the accepted roles: {names}"
+        findings.append(ROLE_CLAIM.finding(text, facts.holds_role_tenant_wide(accepted)))
+    return findings
 
 
 @pytest.mark.requirement("CBA-TOKEN-002", severity="critical", fix="follows")
@@ -202,90 +250,51 @@ def test_token_claims_are_right(
     for the directory role; new grants reach tokens only after propagation.
     """
     attempt = require(token_attempt if token_attempt.acquired else None, "CBA-TOKEN-001", _no_token(token_attempt))
-    claims = attempt.claims
     resource = cba_settings.cloud_endpoints.exchange_resource.rstrip("/")
     accepted = accepted_role_ids(cba_settings)
     tenant_id = _expected_tenant_id(tenant_facts)
-    evidence.observed("token claims", claims)
+    evidence.observed("token claims", attempt.claims)
     evidence.expected(
         f"aud {resource} (or {wellknown.EXCHANGE_ONLINE_APP_ID}); tid {tenant_id or tenant_facts.tenant}; "
         f"appid {tenant_facts.app_id}; roles containing {wellknown.EXCHANGE_MANAGE_AS_APP}; wids containing one "
         f"of {', '.join(sorted(accepted))}"
     )
-
-    problems: list[str] = []
-    upstream: list[str] = []  # the upstream requirement behind each problem, when Graph shows it broken
-    own = False
-
-    aud = str(claims.get("aud", ""))
-    if aud.rstrip("/").lower() not in {resource.lower(), wellknown.EXCHANGE_ONLINE_APP_ID}:
-        problems.append(f"aud is {aud or 'missing'!r}, expected {resource!r}")
-        own = True
-    tid = str(claims.get("tid", "")).lower()
-    if tenant_id is not None and tid != tenant_id:
-        problems.append(f"tid is {tid or 'missing'!r}, expected {tenant_id!r}")
-        own = True
-    app_claim = str(claims.get("appid") or claims.get("azp") or "").lower()
-    if app_claim != tenant_facts.app_id.lower():
-        problems.append(f"appid is {app_claim or 'missing'!r}, expected {tenant_facts.app_id!r}")
-        own = True
-
-    roles = claims.get("roles") or []
-    if wellknown.EXCHANGE_MANAGE_AS_APP not in roles:
-        granted = _grant_in_facts(tenant_facts)
-        text = f"roles is {list(roles)!r}, without {wellknown.EXCHANGE_MANAGE_AS_APP}"
-        if granted:
-            text += (
-                "; Graph shows the admin consent, so the grant may still be propagating or the token predates it "
-                "(wait a few minutes and run again)"
-            )
-            own = True
-        elif granted is False:
-            text += "; admin consent is not granted (CBA-PERM-003)"
-            upstream.append("CBA-PERM-003")
-        else:
-            own = True
-        problems.append(text)
-
-    if "wids" not in claims:
-        problems.append("the token carries no wids claim, so Exchange sees no directory role")
-        assigned = _role_in_facts(tenant_facts, accepted)
-        if assigned is False:
-            upstream.append("CBA-ROLE-001")
-        else:
-            own = True
-    else:
-        wids = {str(w).lower() for w in claims.get("wids") or []}
-        if not wids & accepted:
-            assigned = _role_in_facts(tenant_facts, accepted)
-            names = ", ".join(f"{wellknown.DIRECTORY_ROLE_NAMES.get(r, r)} ({r})" for r in sorted(accepted))
-            text = f"wids is {sorted(wids)!r}, with none of the accepted roles: {names}"
-            if assigned:
-                text += (
-                    "; Graph shows the role assigned, so the assignment may still be propagating or the token "
-                    "predates it"
-                )
-                own = True
-            elif assigned is False:
-                text += "; no accepted role is actively assigned at tenant scope (CBA-ROLE-001)"
-                upstream.append("CBA-ROLE-001")
-            else:
-                own = True
-            problems.append(text)
-
-    if not problems and tenant_id is None:
-        raise FactUnavailable(
-            Unavailable(
-                "the tenant ID",
-                f"tenant {tenant_facts.tenant!r} is a domain and the organization could not be read, so the "
-                f"token's tid {tid!r} cannot be compared",
-                missing_permission="Organization.Read.All",
-            )
+    findings = _identity_findings(attempt.claims, resource, tenant_id, tenant_facts.app_id)
+    findings += _grant_findings(attempt, tenant_facts, accepted)
+    if not findings and tenant_id is None:
+        cannot_verify(
+            "the tenant ID",
+            f"tenant {tenant_facts.tenant!r} is a domain and the organization could not be read, so the "
+            f"token's tid {str(attempt.claims.get('tid', '')).lower()!r} cannot be compared",
+            permission="Organization.Read.All",
         )
-    message = f"the token of app {tenant_facts.app_id} is not right: {'; '.join(problems)}"
-    if problems and upstream and not own:
-        raise UpstreamFailure(min(upstream, key=chain_order), message)
-    assert not problems, message
+    message = f"the token of app {tenant_facts.app_id} is not right: {'; '.join(f.text for f in findings)}"
+    if findings and all(f.upstream for f in findings):
+        # Every finding has a broken link behind it in Graph: the token only shows it.
+        follows_from(min((f.upstream for f in findings), key=chain_order), message)
+    assert not findings, message
+
+
+def _refused_for_time(attempt: TokenAttempt, evidence: Evidence) -> str | None:
+    """The finding when Entra refused the client assertion for its time (AADSTS700024), with the skew it shows."""
+    if attempt.acquired or attempt.aadsts != 700024:
+        return None
+    text = attempt.error_description
+    entra_now = _time_after("Current time:", text)
+    assertion_from = _time_after("valid from", text)
+    evidence.observed("Entra's answer", text)
+    skew = ""
+    if entra_now and assertion_from:
+        seconds = int((assertion_from - entra_now).total_seconds())
+        evidence.observed("assertion valid from - Entra's time (seconds)", seconds)
+        skew = (
+            f" (assertion valid from {assertion_from.isoformat()}, Entra's time {entra_now.isoformat()}: "
+            f"the local clock is about {abs(seconds)} s {'ahead' if seconds > 0 else 'behind'})"
+        )
+    return (
+        f"Entra refused the client assertion of app {attempt.client_id} as outside its valid time range"
+        f"{skew}; expected the local clock within 5 minutes of Entra's: synchronise it (NTP)"
+    )
 
 
 @pytest.mark.requirement("CBA-TOKEN-003", severity="medium", fix="manual")
@@ -301,29 +310,12 @@ def test_local_clock_agrees_with_entra(
     now = tenant_facts.collected_at
     evidence.add("local time (collected_at)", now.isoformat())
     evidence.expected(f"local clock within {int(MAX_CLOCK_SKEW.total_seconds() // 60)} minutes of Entra's")
-    if not token_attempt.acquired and token_attempt.aadsts == 700024:
-        text = token_attempt.error_description
-        entra_now = _time_after("Current time:", text)
-        assertion_from = _time_after("valid from", text)
-        evidence.observed("Entra's answer", text)
-        skew = ""
-        if entra_now and assertion_from:
-            seconds = int((assertion_from - entra_now).total_seconds())
-            evidence.observed("assertion valid from - Entra's time (seconds)", seconds)
-            skew = (
-                f" (assertion valid from {assertion_from.isoformat()}, Entra's time {entra_now.isoformat()}: "
-                f"the local clock is about {abs(seconds)} s {'ahead' if seconds > 0 else 'behind'})"
-            )
-        raise AssertionError(
-            f"Entra refused the client assertion of app {token_attempt.client_id} as outside its valid time range"
-            f"{skew}; expected the local clock within 5 minutes of Entra's: synchronise it (NTP)"
-        )
+    refusal = _refused_for_time(token_attempt, evidence)
+    assert refusal is None, refusal
     attempt = require(token_attempt if token_attempt.acquired else None, "CBA-TOKEN-001", _no_token(token_attempt))
     issued = _claim_time(attempt.claims, "iat") or _claim_time(attempt.claims, "nbf")
     if issued is None:
-        raise FactUnavailable(
-            Unavailable("the token's issue time", "the token carries neither iat nor nbf, so no skew can be measured")
-        )
+        cannot_verify("the token's issue time", "the token carries neither iat nor nbf, so no skew can be measured")
     offset = now - issued
     evidence.observed("token iat/nbf", issued.isoformat())
     evidence.observed("collected_at - iat (seconds)", round(offset.total_seconds(), 1))
@@ -371,19 +363,15 @@ def test_exchange_accepts_token(
         return
     if probe.status is None or probe.status == 429 or probe.status >= 500:
         # No verdict from Exchange: an outage or throttling proves nothing about the setup.
-        raise FactUnavailable(
-            Unavailable(
-                "Exchange's answer",
-                f"{probe.cmdlet} via {probe.url} -> {probe.status or 'no response'}: {probe.error_message}",
-            )
+        cannot_verify(
+            "Exchange's answer",
+            f"{probe.cmdlet} via {probe.url} -> {probe.status or 'no response'}: {probe.error_message}",
         )
-    token = tenant_facts.token if isinstance(tenant_facts.token, TokenAttempt) else None
-    organization = tenant_facts.organization if isinstance(tenant_facts.organization, Organization) else None
-    diagnosis = diagnose_exchange_error(probe, token, organization)
+    diagnosis = diagnose_exchange_error(probe, tenant_facts.known("token"), tenant_facts.known("organization"))
     evidence.add("diagnosis", diagnosis.as_evidence())
     request_id = f" (request-id {probe.request_id})" if probe.request_id else ""
     message = (
         f"Exchange refused {probe.cmdlet} for app {tenant_facts.app_id}: HTTP {probe.status} "
         f"{probe.error_code} {probe.error_message!r}{request_id}; expected success. {diagnosis.sentence()}"
     )
-    _raise_diagnosed("CBA-EXO-001", message, diagnosis)
+    diagnosis.fail("CBA-EXO-001", message)

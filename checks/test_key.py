@@ -37,19 +37,6 @@ def configured_cert_facts(cba_settings: Settings, request: pytest.FixtureRequest
     return facts
 
 
-def _key_summary(key: KeyCredential) -> dict[str, Any]:
-    return {
-        "keyId": key.key_id,
-        "displayName": key.display_name,
-        "type": key.type,
-        "usage": key.usage,
-        "thumbprint": key.thumbprint,
-        "customKeyIdentifier": key.custom_key_identifier,
-        "startDateTime": key.start.isoformat() if key.start else None,
-        "endDateTime": key.end.isoformat() if key.end else None,
-    }
-
-
 def _cert_summary(cert: CertFacts) -> dict[str, Any]:
     return {
         "path": str(cert.path),
@@ -58,11 +45,6 @@ def _cert_summary(cert: CertFacts) -> dict[str, Any]:
         "notBefore": cert.not_before.isoformat(),
         "notAfter": cert.not_after.isoformat(),
     }
-
-
-def matching_keys(app: AppRegistration, cert: CertFacts) -> list[KeyCredential]:
-    """The app's keyCredentials that hold the local certificate (key bytes first, then customKeyIdentifier)."""
-    return [key for key in app.key_credentials if key.matches_thumbprint(cert.sha1_thumbprint)]
 
 
 def key_problems(key: KeyCredential, facts: TenantFacts) -> list[str]:
@@ -88,13 +70,14 @@ def test_certificate_uploaded_to_app(
 
     Entra checks the client assertion's signature against the app's keyCredentials; a certificate
     that is not among them fails with AADSTS700027. Matching uses the certificate bytes when Graph
-    returned them, then both forms of customKeyIdentifier (FACTS.md 1.2), never the display name.
+    returned them, then both forms of customKeyIdentifier (hex or base64 of the SHA-1 thumbprint), never the
+    display name.
     """
     application = require(app, "CBA-APP-001", NO_APP)
     cert = require(configured_cert_facts, "CBA-CERT-001", NO_CERT)
-    matches = matching_keys(application, cert)
+    matches = application.keys_matching(cert.sha1_thumbprint)
     evidence.observed("local certificate", _cert_summary(cert))
-    evidence.observed("keyCredentials", [_key_summary(key) for key in application.key_credentials])
+    evidence.observed("keyCredentials", [key.summary() for key in application.key_credentials])
     evidence.add("matching keyIds", [key.key_id for key in matches])
     evidence.expected(f"a keyCredential whose SHA-1 thumbprint is {cert.sha1_thumbprint}")
     uploaded = ", ".join(key.thumbprint or key.custom_key_identifier or "?" for key in application.key_credentials)
@@ -122,12 +105,12 @@ def test_uploaded_key_valid_now(
     application = require(app, "CBA-APP-001", NO_APP)
     cert = require(configured_cert_facts, "CBA-CERT-001", NO_CERT)
     matches = require(
-        matching_keys(application, cert) or None,
+        application.keys_matching(cert.sha1_thumbprint) or None,
         "CBA-KEY-001",
         f"the local certificate {cert.sha1_thumbprint} is not uploaded to app {application.app_id}",
     )
     verdicts = {key.key_id: key_problems(key, tenant_facts) for key in matches}
-    evidence.observed("matching keyCredentials", [_key_summary(key) for key in matches])
+    evidence.observed("matching keyCredentials", [key.summary() for key in matches])
     evidence.add("collected_at", tenant_facts.collected_at.isoformat())
     evidence.expected(
         f"startDateTime <= {tenant_facts.collected_at.isoformat()} < endDateTime, type {CERT_TYPE}, usage {CERT_USAGE}"

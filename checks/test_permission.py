@@ -57,6 +57,15 @@ def _is_manage_as_app(grant: AppRoleAssignment, exchange_sp: ServicePrincipal) -
     return grant.resource_id == exchange_sp.object_id and grant.app_role_id == wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID
 
 
+def _exchange_request_text(requested: list[dict[str, str]]) -> str:
+    """What the app asks of Exchange Online when it is not the application permission Exchange.ManageAsApp."""
+    if any(item["id"] == wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID for item in requested):
+        return "Exchange.ManageAsApp as a delegated permission (type Scope)"
+    if requested:
+        return "other Exchange permissions: " + ", ".join(f"{i['id']} ({i['type']})" for i in requested)
+    return "no Office 365 Exchange Online permission"
+
+
 @pytest.mark.requirement("CBA-PERM-001", severity="critical", fix="manual")
 def test_exchange_service_principal_exists(
     exchange_sp: ServicePrincipal | None, tenant_facts: TenantFacts, evidence: Evidence
@@ -111,21 +120,10 @@ def test_exchange_manage_as_app_configured(app: AppRegistration | None, evidence
         f"resourceAppId {wellknown.EXCHANGE_ONLINE_APP_ID} with resourceAccess "
         f"{{id: {wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID}, type: Role}}"
     )
-    configured = any(
-        item["id"] == wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID and item["type"] == "Role" for item in requested
-    )
-    if configured:
-        return
-    as_scope = any(item["id"] == wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID for item in requested)
-    if as_scope:
-        observed = "Exchange.ManageAsApp as a delegated permission (type Scope)"
-    elif requested:
-        observed = "other Exchange permissions: " + ", ".join(f"{i['id']} ({i['type']})" for i in requested)
-    else:
-        observed = "no Office 365 Exchange Online permission"
-    raise AssertionError(
-        f"app {application.app_id} requests {observed}; expected the application permission Exchange.ManageAsApp "
-        f"({wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID}, type Role) on {wellknown.EXCHANGE_ONLINE_DISPLAY_NAME}"
+    assert application.requests_app_role(wellknown.EXCHANGE_ONLINE_APP_ID, wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID), (
+        f"app {application.app_id} requests {_exchange_request_text(requested)}; expected the application "
+        f"permission Exchange.ManageAsApp ({wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID}, type Role) on "
+        f"{wellknown.EXCHANGE_ONLINE_DISPLAY_NAME}"
     )
 
 
@@ -151,11 +149,8 @@ def test_exchange_manage_as_app_granted(
         f"an appRoleAssignment principalId {principal.object_id} -> resourceId {resource.object_id} "
         f"appRoleId {wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID} (Exchange.ManageAsApp)"
     )
-    configured = app is not None and any(
-        access.id == wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID and access.type == "Role"
-        for entry in app.required_resource_access
-        if entry.resource_app_id == wellknown.EXCHANGE_ONLINE_APP_ID
-        for access in entry.access
+    configured = app is not None and app.requests_app_role(
+        wellknown.EXCHANGE_ONLINE_APP_ID, wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID
     )
     evidence.add("configured in requiredResourceAccess", configured)
     state = (

@@ -17,17 +17,12 @@ if TYPE_CHECKING:
 NO_SP = "the app has no service principal to hold a directory role"
 
 
-def role_template(assignment: DirectoryRoleAssignment) -> str:
-    """The role's template id; built-in roles assigned by template carry it as roleDefinitionId too."""
-    return (assignment.role_template_id or assignment.role_definition_id).lower()
-
-
 def role_name(template_id: str, fallback: str = "") -> str:
     return wellknown.DIRECTORY_ROLE_NAMES.get(template_id, fallback or template_id)
 
 
 def _assignment_summary(assignment: DirectoryRoleAssignment) -> dict[str, Any]:
-    template = role_template(assignment)
+    template = assignment.template_id
     return {
         "id": assignment.id,
         "role": role_name(template, assignment.role_display_name),
@@ -44,6 +39,29 @@ def _scope_text(assignment: DirectoryRoleAssignment) -> str:
     if assignment.directory_scope_id.startswith("/administrativeUnits/"):
         return f"administrative unit scope {assignment.directory_scope_id!r}"
     return f"scope {assignment.directory_scope_id!r}"
+
+
+def _why_no_tenant_wide_role(
+    active: tuple[DirectoryRoleAssignment, ...], eligible: tuple[DirectoryRoleAssignment, ...], accepted: frozenset[str]
+) -> list[str]:
+    """What the app holds instead of an accepted role at tenant scope: a narrower scope, PIM eligibility, or others."""
+    reasons = [
+        f"holds {role_name(a.template_id)} at {_scope_text(a)}, which Exchange does not honour "
+        "(not the tenant scope '/')"
+        for a in active
+        if a.template_id in accepted
+    ]
+    only_eligible = [a for a in eligible if a.template_id in accepted]
+    if only_eligible:
+        names = ", ".join(role_name(a.template_id) for a in only_eligible)
+        reasons.append(
+            f"is only eligible for {names} (PIM), not actively assigned; eligible roles never appear in an app "
+            "token's wids"
+        )
+    if not reasons:
+        held = ", ".join(role_name(a.template_id, a.role_display_name) for a in active) or "no role"
+        reasons.append(f"holds {held}")
+    return reasons
 
 
 @pytest.mark.requirement("CBA-ROLE-001", severity="critical", fix="assign_directory_role")
@@ -71,27 +89,11 @@ def test_supported_role_assigned_at_tenant_scope(
         evidence.add("accepted but not in Microsoft's supported list for Exchange app-only", unsupported)
     evidence.expected(f"an active assignment of {accepted_names} with directoryScopeId '/'")
 
-    relevant = [a for a in role_assignments if role_template(a) in accepted]
-    if any(a.tenant_wide for a in relevant):
-        return
-    subject = f"service principal {principal.object_id} of app {principal.app_id}"
-    expected = f"expected an active assignment of {accepted_names} at tenant scope '/'"
-    reasons = [
-        f"holds {role_name(role_template(a))} at {_scope_text(a)}, which Exchange does not honour "
-        "(not the tenant scope '/')"
-        for a in relevant
-    ]
-    eligible = [a for a in role_eligibilities if role_template(a) in accepted]
-    if eligible:
-        names = ", ".join(role_name(role_template(a)) for a in eligible)
-        reasons.append(
-            f"is only eligible for {names} (PIM), not actively assigned; eligible roles never appear in an app "
-            "token's wids"
-        )
-    if not reasons:
-        held = ", ".join(role_name(role_template(a), a.role_display_name) for a in role_assignments) or "no role"
-        reasons.append(f"holds {held}")
-    raise AssertionError(f"{subject} {'; and '.join(reasons)}; {expected}")
+    assert any(a.grants_tenant_wide(accepted) for a in role_assignments), (
+        f"service principal {principal.object_id} of app {principal.app_id} "
+        f"{'; and '.join(_why_no_tenant_wide_role(role_assignments, role_eligibilities, accepted))}; "
+        f"expected an active assignment of {accepted_names} at tenant scope '/'"
+    )
 
 
 @pytest.mark.requirement("CBA-ROLE-002", severity="high", fix="manual")
@@ -108,10 +110,10 @@ def test_no_over_privileged_role(
     activate them.
     """
     principal = require(app_sp, "CBA-APP-002", NO_SP)
-    over = [a for a in (*role_assignments, *role_eligibilities) if role_template(a) in wellknown.OVER_PRIVILEGED_ROLES]
+    over = [a for a in (*role_assignments, *role_eligibilities) if a.template_id in wellknown.OVER_PRIVILEGED_ROLES]
     evidence.observed("roles", [_assignment_summary(a) for a in (*role_assignments, *role_eligibilities)])
     evidence.expected("none of " + ", ".join(sorted(role_name(r) for r in wellknown.OVER_PRIVILEGED_ROLES)))
-    findings = ", ".join(f"{role_name(role_template(a))} ({a.status}, {_scope_text(a)})" for a in over)
+    findings = ", ".join(f"{role_name(a.template_id)} ({a.status}, {_scope_text(a)})" for a in over)
     assert not over, (
         f"service principal {principal.object_id} of app {principal.app_id} holds {findings}; expected no role "
         "above what Exchange automation needs (Exchange Administrator, or Global Reader for read-only use)"

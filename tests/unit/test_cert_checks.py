@@ -63,6 +63,15 @@ def check(req_id: str, facts: CertFacts, settings: Settings = SETTINGS) -> Evide
     return evidence
 
 
+def passes(req_id: str, facts: CertFacts, settings: Settings = SETTINGS) -> dict[str, Any]:
+    """Run a check that must pass; it must also record what it saw, the rule and which certificate it judged."""
+    record = check(req_id, facts, settings).as_dict()
+    assert record["observed"], f"{req_id} passed recording nothing it observed"
+    assert record["expected"], f"{req_id} passed recording no rule"
+    assert record["details"]["sha1_thumbprint"] == facts.sha1_thumbprint
+    return record
+
+
 def failure(req_id: str, facts: CertFacts, settings: Settings = SETTINGS) -> str:
     """The finding sentence of a failing check; it names the certificate."""
     with pytest.raises(AssertionError) as caught:
@@ -115,10 +124,7 @@ def test_every_cert_requirement_has_exactly_one_check() -> None:
 
 @pytest.mark.parametrize("req_id", sorted(CHECKS))
 def test_good_certificate_passes_with_evidence(good: CertFacts, req_id: str) -> None:
-    recorded = check(req_id, good).as_dict()
-    assert recorded["observed"], "every check records what it saw"
-    assert recorded["expected"], "every check records the rule it applied"
-    assert recorded["details"]["sha1_thumbprint"] == good.sha1_thumbprint
+    recorded = passes(req_id, good)
     assert recorded["details"]["sha256_thumbprint"] == good.sha256_thumbprint
     assert recorded["details"]["subject"] == "CN=exo-automation"
 
@@ -129,7 +135,7 @@ def test_generated_certificate_passes_every_check(tmp_path: Path) -> None:
         assert path is not None
         facts = certs.read_certificate(path, PASSWORD, "option --cert", now=NOW)
         for req_id in CHECKS:
-            check(req_id, facts)
+            passes(req_id, facts)
 
 
 # --- CBA-CERT-001 ------------------------------------------------------------------------------------
@@ -197,7 +203,8 @@ def test_003_fails_for_a_not_yet_valid_certificate(tmp_path: Path) -> None:
 
 
 def test_003_boundaries_use_the_read_time_not_the_wall_clock(good: CertFacts) -> None:
-    check("CBA-CERT-003", dataclasses.replace(good, read_at=good.not_before))
+    at_start = passes("CBA-CERT-003", dataclasses.replace(good, read_at=good.not_before))
+    assert at_start["expected"] == [f"notBefore <= now < notAfter, now = {good.not_before.isoformat()}"]
     with pytest.raises(AssertionError, match="expired"):
         check("CBA-CERT-003", dataclasses.replace(good, read_at=good.not_after))
 
@@ -211,9 +218,9 @@ def test_004_fails_inside_the_rotation_window(good: CertFacts) -> None:
 
 def test_004_window_comes_from_settings(good: CertFacts) -> None:
     soon = dataclasses.replace(good, not_after=good.read_at + timedelta(days=10))
-    evidence = check("CBA-CERT-004", soon, Settings(expiry_days=7))
-    assert evidence.as_dict()["expected"] == ["at least 7 days left (expiry_days, default)"]
-    assert evidence.as_dict()["observed"]["days_left"] == 10.0
+    record = passes("CBA-CERT-004", soon, Settings(expiry_days=7))
+    assert record["expected"] == ["at least 7 days left (expiry_days, default)"]
+    assert record["observed"]["days_left"] == 10.0
     with pytest.raises(AssertionError, match="at least 11 days"):
         check("CBA-CERT-004", soon, Settings(expiry_days=11))
 
@@ -243,7 +250,8 @@ def test_005_fails_for_non_rsa_keys(tmp_path: Path, make_key: Callable[[], Any],
 
 
 def test_005_passes_for_larger_rsa(good: CertFacts) -> None:
-    check("CBA-CERT-005", dataclasses.replace(good, key_size=4096))
+    observed = passes("CBA-CERT-005", dataclasses.replace(good, key_size=4096))["observed"]
+    assert observed == {"key_type": "RSA", "key_size": 4096}
 
 
 def test_006_fails_for_sha1(tmp_path: Path) -> None:
@@ -253,7 +261,9 @@ def test_006_fails_for_sha1(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("algorithm", ["sha384", "sha512"])
 def test_006_passes_for_stronger_hashes(good: CertFacts, algorithm: str) -> None:
-    check("CBA-CERT-006", dataclasses.replace(good, signature_hash=algorithm))
+    assert passes("CBA-CERT-006", dataclasses.replace(good, signature_hash=algorithm))["observed"] == {
+        "signature_hash": algorithm
+    }
 
 
 def test_006_unknown_algorithm_is_not_strong(good: CertFacts) -> None:
@@ -262,7 +272,8 @@ def test_006_unknown_algorithm_is_not_strong(good: CertFacts) -> None:
 
 
 def test_006_hashless_signature_passes_only_for_eddsa(good: CertFacts) -> None:
-    check("CBA-CERT-006", dataclasses.replace(good, signature_hash=None, key_type="Ed25519", key_size=None))
+    eddsa = passes("CBA-CERT-006", dataclasses.replace(good, signature_hash=None, key_type="Ed25519", key_size=None))
+    assert eddsa["observed"] == {"signature_hash": None}
     with pytest.raises(AssertionError, match="names no signature hash"):
         check("CBA-CERT-006", dataclasses.replace(good, signature_hash=None))
 
@@ -279,7 +290,7 @@ def test_007_fails_for_a_two_year_certificate(good: CertFacts) -> None:
 
 def test_007_exactly_the_maximum_passes_and_the_maximum_comes_from_settings(good: CertFacts) -> None:
     one_year = dataclasses.replace(good, not_after=good.not_before + timedelta(days=365))
-    check("CBA-CERT-007", one_year)
+    assert passes("CBA-CERT-007", one_year)["observed"]["lifetime_days"] == 365.0
     with pytest.raises(AssertionError, match="at most 90 days"):
         check("CBA-CERT-007", one_year, Settings(max_lifetime_days=90))
 
@@ -292,13 +303,16 @@ def test_008_passes_for_encrypted_pem_and_pfx_even_when_world_readable(tmp_path:
     for path in (files.encrypted_pem, files.pfx_with_password):
         facts = certs.read_certificate(path, PASSWORD, "option --cert", now=NOW)
         assert facts.file_mode == 0o644
-        check("CBA-CERT-008", facts)
+        observed = passes("CBA-CERT-008", facts)["observed"]
+        assert observed["key_encrypted"] is True and observed["file_mode"] == "0644"
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o400])
 def test_008_passes_for_unencrypted_key_readable_by_owner_only(tmp_path: Path, mode: int) -> None:
     key = rsa_key()
-    check("CBA-CERT-008", real(tmp_path, "plain.pem", pem_bytes(make_certificate(key)) + key_pem(key), mode=mode))
+    facts = real(tmp_path, "plain.pem", pem_bytes(make_certificate(key)) + key_pem(key), mode=mode)
+    observed = passes("CBA-CERT-008", facts)["observed"]
+    assert observed["key_encrypted"] is False and observed["file_mode"] == f"{mode:04o}"
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660])
@@ -312,7 +326,7 @@ def test_008_fails_for_unencrypted_key_open_to_group_or_others(tmp_path: Path, m
 def test_008_unencrypted_pfx_is_judged_by_its_mode(tmp_path: Path) -> None:
     files = write_all_formats(tmp_path)
     facts = certs.read_certificate(files.pfx_without_password, None, "option --cert", now=NOW)
-    check("CBA-CERT-008", facts)
+    assert passes("CBA-CERT-008", facts)["observed"]["private_key_present"] is True
     failure("CBA-CERT-008", dataclasses.replace(facts, file_mode=0o644))
 
 
@@ -340,8 +354,7 @@ def test_009_fails_when_key_usage_lacks_digital_signature(tmp_path: Path) -> Non
 
 def test_009_passes_when_key_usage_is_absent(tmp_path: Path) -> None:
     facts = real(tmp_path, "bare.cer", der_bytes(make_certificate(with_key_usage=False)))
-    evidence = check("CBA-CERT-009", facts)
-    assert evidence.as_dict()["observed"]["key_usage"] == "(extension absent)"
+    assert passes("CBA-CERT-009", facts)["observed"]["key_usage"] == "(extension absent)"
 
 
 def test_009_empty_key_usage_fails(good: CertFacts) -> None:

@@ -27,21 +27,33 @@ AADSTS700024 = (
 )
 
 
+def recorded(evidence: Evidence) -> dict[str, Any]:
+    """The evidence of a passing check, which never passes on nothing: something observed, a rule stated."""
+    record = evidence.as_dict()
+    assert record["observed"], "a passing check records what it observed"
+    assert record["expected"], "a passing check records the rule it applied"
+    return record
+
+
 # --- CBA-ORG-001 ----------------------------------------------------------------------------------
 
 
-def org_001(setting: str | None) -> None:
+def org_001(setting: str | None) -> dict[str, Any]:
+    evidence = Evidence()
     connect_checks.test_organization_is_initial_domain(
         organization=tf.organization(),
         tenant_facts=tf.tenant(organization_setting=setting),
         cba_settings=tf.settings(organization=setting),
-        evidence=Evidence(),
+        evidence=evidence,
     )
+    return recorded(evidence)
 
 
 @pytest.mark.parametrize("value", [tf.INITIAL_DOMAIN, tf.INITIAL_DOMAIN.upper(), tf.TENANT_ID, tf.TENANT_ID.upper()])
 def test_initial_domain_or_tenant_id_passes_in_any_case(value: str) -> None:
-    org_001(value)
+    record = org_001(value)
+    assert record["observed"]["organization setting"] == value
+    assert record["observed"]["tenant"]["initialDomain"] == tf.INITIAL_DOMAIN
 
 
 def test_custom_domain_fails_showing_the_corrected_value() -> None:
@@ -72,7 +84,8 @@ def test_acquired_token_passes_with_header_and_claims_but_nothing_raw() -> None:
     connect_checks.test_app_obtains_exchange_token(
         token_attempt=tf.token(), tenant_facts=tf.tenant(), evidence=evidence
     )
-    observed = evidence.as_dict()["observed"]
+    observed = recorded(evidence)["observed"]
+    assert observed["token request"]["client_id"] == tf.APP_ID
     assert observed["token claims"]["roles"] == [wellknown.EXCHANGE_MANAGE_AS_APP]
     assert observed["token header"]["alg"] == "RS256"
     assert "access_token" not in str(evidence.as_dict())
@@ -161,13 +174,15 @@ def test_clock_error_is_the_token_checks_own_failure_pointing_at_token_003() -> 
 # --- CBA-TOKEN-002: effective ---------------------------------------------------------------------
 
 
-def token_002(attempt: Any = None, facts: Any = None, **settings: Any) -> None:
+def token_002(attempt: Any = None, facts: Any = None, **settings: Any) -> dict[str, Any]:
+    evidence = Evidence()
     connect_checks.test_token_claims_are_right(
         token_attempt=attempt or tf.token(),
         tenant_facts=facts or tf.tenant(),
         cba_settings=tf.settings(**settings),
-        evidence=Evidence(),
+        evidence=evidence,
     )
+    return recorded(evidence)
 
 
 def token_002_failure(attempt: Any = None, facts: Any = None, **settings: Any) -> AssertionError:
@@ -177,12 +192,14 @@ def token_002_failure(attempt: Any = None, facts: Any = None, **settings: Any) -
 
 
 def test_right_token_passes() -> None:
-    token_002()
+    record = token_002()
+    assert record["observed"]["token claims"]["appid"] == tf.APP_ID
+    assert f"appid {tf.APP_ID}" in record["expected"][0] and f"tid {tf.TENANT_ID}" in record["expected"][0]
 
 
 @pytest.mark.parametrize("aud", ["https://outlook.office365.com/", wellknown.EXCHANGE_ONLINE_APP_ID])
 def test_audience_as_resource_uri_with_slash_or_app_id_passes(aud: str) -> None:
-    token_002(tf.token(aud=aud))
+    assert token_002(tf.token(aud=aud))["observed"]["token claims"]["aud"] == aud
 
 
 def test_consent_granted_but_role_missing_from_token_says_propagating() -> None:
@@ -235,12 +252,12 @@ def test_wrong_audience_tenant_and_app_are_each_named() -> None:
 
 
 def test_v2_token_azp_counts_as_appid() -> None:
-    token_002(tf.token(appid=None, azp=tf.APP_ID))
+    assert token_002(tf.token(appid=None, azp=tf.APP_ID))["observed"]["token claims"]["azp"] == tf.APP_ID
 
 
 def test_tid_compared_with_the_organization_when_tenant_is_a_domain() -> None:
     facts = tf.tenant(tenant=tf.INITIAL_DOMAIN)
-    token_002(tf.token(), facts)
+    assert f"tid {tf.TENANT_ID}" in token_002(tf.token(), facts)["expected"][0]
     err = token_002_failure(tf.token(tid="ffffffff-0000-4000-8000-000000000000"), facts)
     assert tf.TENANT_ID in str(err)
 
@@ -258,7 +275,8 @@ def test_token_claims_follow_from_token_001_when_no_token() -> None:
 
 
 def test_national_cloud_audience_is_expected_for_that_cloud() -> None:
-    token_002(tf.token(aud="https://outlook.office365.us"), cloud="gcchigh")
+    record = token_002(tf.token(aud="https://outlook.office365.us"), cloud="gcchigh")
+    assert record["expected"][0].startswith("aud https://outlook.office365.us ")
     err = token_002_failure(tf.token(), cloud="gcchigh")
     assert "expected 'https://outlook.office365.us'" in str(err)
 
@@ -266,16 +284,20 @@ def test_national_cloud_audience_is_expected_for_that_cloud() -> None:
 # --- CBA-TOKEN-003 --------------------------------------------------------------------------------
 
 
-def token_003(attempt: Any) -> None:
+def token_003(attempt: Any) -> dict[str, Any]:
+    evidence = Evidence()
     connect_checks.test_local_clock_agrees_with_entra(
-        token_attempt=attempt, tenant_facts=tf.tenant(), evidence=Evidence()
+        token_attempt=attempt, tenant_facts=tf.tenant(), evidence=evidence
     )
+    return recorded(evidence)
 
 
 @pytest.mark.parametrize("minutes_before_collection", [-4, 0, 5, 9])
 def test_clock_within_window_passes(minutes_before_collection: int) -> None:
     issued = int((tf.NOW - timedelta(minutes=minutes_before_collection)).timestamp())
-    token_003(tf.token(iat=issued, nbf=issued))
+    record = token_003(tf.token(iat=issued, nbf=issued))
+    assert record["observed"]["collected_at - iat (seconds)"] == minutes_before_collection * 60.0
+    assert record["details"]["local time (collected_at)"] == tf.NOW.isoformat() and record["details"]["rule"]
 
 
 @pytest.mark.parametrize(("minutes_before_collection", "direction"), [(-6, "behind"), (11, "ahead of")])
@@ -324,7 +346,7 @@ def test_successful_probe_passes_showing_what_came_back() -> None:
     connect_checks.test_exchange_accepts_token(
         exchange_probe=tf.probe_ok(), tenant_facts=tf.tenant(), evidence=evidence
     )
-    answer = evidence.as_dict()["observed"]["Exchange answer"]
+    answer = recorded(evidence)["observed"]["Exchange answer"]
     assert answer["cmdlet"] == "Get-OrganizationConfig" and answer["status"] == 200
     assert answer["summary"]["Name"] == tf.INITIAL_DOMAIN
 

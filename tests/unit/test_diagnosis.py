@@ -266,3 +266,24 @@ def test_app_not_found_is_refined_by_the_collected_facts() -> None:
     assert diagnose_token_error(attempt, tf.tenant(app_sp=None)).requirement == "CBA-APP-002"
     elsewhere = diagnose_token_error(attempt, tf.tenant())
     assert elsewhere.requirement == "" and elsewhere.setting == "tenant"
+
+
+def test_exchange_status_fallbacks_are_rows_and_the_last_row_takes_any_answer() -> None:
+    fallbacks = {(row.status, row.manage_as_app_in_token): row.requirement for row in EXCHANGE if not row.text}
+    assert fallbacks == {
+        (401, True): "CBA-ROLE-001",
+        (401, False): "CBA-TOKEN-002",
+        (403, None): "",
+        (404, None): "CBA-ORG-001",
+        (None, None): "",
+    }
+    last = EXCHANGE[-1]
+    answers = [(text, status, held) for text in ("", "odd") for status in (None, 418) for held in (True, False)]
+    assert all(last.matches(*answer) for answer in answers)
+
+
+def test_a_fallback_row_is_named_by_exchanges_own_error_code_when_it_gave_one() -> None:
+    assert diagnose_exchange_error(tf.probe_error(403, "", code="")).name == "Forbidden"
+    assert diagnose_exchange_error(tf.probe_error(403, "", code="AccessDenied")).name == "AccessDenied"
+    text_row = diagnose_exchange_error(tf.probe_error(401, "x is not recognized", code="BadCmdlet"))
+    assert text_row.name == "Cmdlet not available"

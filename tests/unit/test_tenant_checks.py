@@ -20,32 +20,46 @@ from cbacheck.evidence import Evidence
 from cbacheck.facts import RequiredResource, ResourceAccess
 
 
-def failure(check: Callable[..., None], *args: Any, **kwargs: Any) -> AssertionError:
+def failure(check: Callable[..., object], *args: Any, **kwargs: Any) -> AssertionError:
     with pytest.raises(AssertionError) as info:
         check(*args, **kwargs)
     return info.value
 
 
-def upstream_failure(check: Callable[..., None], **kwargs: Any) -> UpstreamFailure:
+def upstream_failure(check: Callable[..., object], **kwargs: Any) -> UpstreamFailure:
     with pytest.raises(UpstreamFailure) as info:
         check(**kwargs)
     return info.value
 
 
-def own_failure(check: Callable[..., None], **kwargs: Any) -> str:
+def own_failure(check: Callable[..., object], **kwargs: Any) -> str:
     """The message of a failure that is the check's own, not one that follows from upstream."""
     err = failure(check, **kwargs)
     assert not isinstance(err, UpstreamFailure), f"expected the check's own failure, got {err}"
     return str(err)
 
 
+def passes(check: Callable[..., None], **kwargs: Any) -> dict[str, Any]:
+    """Run a check that must pass; it must also record what it saw and the rule it applied."""
+    evidence = Evidence()
+    check(**kwargs, evidence=evidence)
+    return recorded(evidence)
+
+
+def recorded(evidence: Evidence) -> dict[str, Any]:
+    """The evidence of a passing check, which never passes on nothing: something observed, a rule stated."""
+    record = evidence.as_dict()
+    assert record["observed"], "a passing check records what it observed"
+    assert record["expected"], "a passing check records the rule it applied"
+    return record
+
+
 # --- CBA-APP-001 ----------------------------------------------------------------------------------
 
 
 def test_app_registration_found_passes_with_its_ids_as_evidence() -> None:
-    evidence = Evidence()
-    app_checks.test_app_registration_exists(app=tf.application(), tenant_facts=tf.tenant(), evidence=evidence)
-    assert evidence.as_dict()["observed"]["application"]["id"] == tf.APP_OBJECT_ID
+    record = passes(app_checks.test_app_registration_exists, app=tf.application(), tenant_facts=tf.tenant())
+    assert record["observed"]["application"]["id"] == tf.APP_OBJECT_ID
 
 
 def test_missing_app_registration_names_app_id_tenant_and_aadsts700016() -> None:
@@ -59,9 +73,13 @@ def test_missing_app_registration_names_app_id_tenant_and_aadsts700016() -> None
 
 
 def test_enabled_service_principal_passes() -> None:
-    app_checks.test_service_principal_exists_and_enabled(
-        app=tf.application(), app_sp=tf.app_sp(), tenant_facts=tf.tenant(), evidence=Evidence()
+    record = passes(
+        app_checks.test_service_principal_exists_and_enabled,
+        app=tf.application(),
+        app_sp=tf.app_sp(),
+        tenant_facts=tf.tenant(),
     )
+    assert record["observed"]["servicePrincipal"] == {"id": tf.APP_SP_ID, "appId": tf.APP_ID, "accountEnabled": True}
 
 
 def test_missing_service_principal_fails_on_its_own_when_the_app_exists() -> None:
@@ -102,9 +120,10 @@ def test_disabled_service_principal_fails_naming_aadsts7000112() -> None:
 
 
 def test_single_tenant_audience_passes() -> None:
-    app_checks.test_sign_in_audience_is_this_organization(
-        app=tf.application(), cba_settings=tf.settings(), evidence=Evidence()
+    record = passes(
+        app_checks.test_sign_in_audience_is_this_organization, app=tf.application(), cba_settings=tf.settings()
     )
+    assert record["observed"]["signInAudience"] == "AzureADMyOrg" and record["details"]["multi_tenant"] is False
 
 
 def test_multi_tenant_audience_fails_unless_configured_multi_tenant() -> None:
@@ -116,9 +135,10 @@ def test_multi_tenant_audience_fails_unless_configured_multi_tenant() -> None:
         evidence=Evidence(),
     )
     assert "'AzureADMultipleOrgs'" in message and "expected 'AzureADMyOrg'" in message and "multi_tenant" in message
-    app_checks.test_sign_in_audience_is_this_organization(
-        app=multi, cba_settings=tf.settings(multi_tenant=True), evidence=Evidence()
+    record = passes(
+        app_checks.test_sign_in_audience_is_this_organization, app=multi, cba_settings=tf.settings(multi_tenant=True)
     )
+    assert record["observed"]["signInAudience"] == "AzureADMultipleOrgs" and record["details"]["multi_tenant"] is True
 
 
 def test_personal_accounts_audience_fails_even_when_multi_tenant() -> None:
@@ -143,7 +163,8 @@ def test_audience_check_follows_from_missing_app() -> None:
 
 
 def test_app_without_secrets_passes() -> None:
-    app_checks.test_app_has_no_client_secrets(app=tf.application(), evidence=Evidence())
+    record = passes(app_checks.test_app_has_no_client_secrets, app=tf.application())
+    assert record["observed"]["passwordCredentials"] == []
 
 
 def test_client_secret_is_listed_by_key_id_name_and_hint() -> None:
@@ -161,9 +182,10 @@ def test_client_secret_is_listed_by_key_id_name_and_hint() -> None:
 
 
 def test_no_expired_keys_passes() -> None:
-    app_checks.test_app_has_no_expired_key_credentials(
-        app=tf.application(), tenant_facts=tf.tenant(), evidence=Evidence()
-    )
+    record = passes(app_checks.test_app_has_no_expired_key_credentials, app=tf.application(), tenant_facts=tf.tenant())
+    [key] = record["observed"]["keyCredentials"]
+    assert key["keyId"] == "k0000000-0000-4000-8000-000000000001" and key["thumbprint"] == tf.THUMBPRINT
+    assert record["details"]["collected_at"] == tf.NOW.isoformat()
 
 
 def test_expired_key_is_listed_with_its_end_date() -> None:
@@ -193,11 +215,11 @@ def test_key_ending_exactly_at_collection_counts_as_expired() -> None:
 
 
 def test_uploaded_certificate_matches_on_key_bytes() -> None:
-    evidence = Evidence()
-    key_checks.test_certificate_uploaded_to_app(
-        app=tf.application(), configured_cert_facts=tf.cert_facts(), evidence=evidence
+    record = passes(
+        key_checks.test_certificate_uploaded_to_app, app=tf.application(), configured_cert_facts=tf.cert_facts()
     )
-    assert evidence.as_dict()["details"]["matching keyIds"] == ["k0000000-0000-4000-8000-000000000001"]
+    assert record["details"]["matching keyIds"] == ["k0000000-0000-4000-8000-000000000001"]
+    assert record["observed"]["local certificate"]["sha1_thumbprint"] == tf.THUMBPRINT
 
 
 @pytest.mark.parametrize(
@@ -211,9 +233,13 @@ def test_uploaded_certificate_matches_on_key_bytes() -> None:
 )
 def test_uploaded_certificate_matches_on_custom_key_identifier_without_key_bytes(identifier: str) -> None:
     key = tf.key_credential(with_key=False, custom_key_identifier=identifier)
-    key_checks.test_certificate_uploaded_to_app(
-        app=tf.application(key_credentials=(key,)), configured_cert_facts=tf.cert_facts(), evidence=Evidence()
+    record = passes(
+        key_checks.test_certificate_uploaded_to_app,
+        app=tf.application(key_credentials=(key,)),
+        configured_cert_facts=tf.cert_facts(),
     )
+    assert record["details"]["matching keyIds"] == [key.key_id]
+    assert record["observed"]["keyCredentials"][0]["customKeyIdentifier"] == identifier
 
 
 def test_other_certificate_on_the_app_fails_naming_both_thumbprints() -> None:
@@ -281,9 +307,14 @@ def key_002(*keys: Any, cert: Any = None) -> str:
 
 
 def test_current_verify_key_passes() -> None:
-    key_checks.test_uploaded_key_valid_now(
-        app=tf.application(), configured_cert_facts=tf.cert_facts(), tenant_facts=tf.tenant(), evidence=Evidence()
+    record = passes(
+        key_checks.test_uploaded_key_valid_now,
+        app=tf.application(),
+        configured_cert_facts=tf.cert_facts(),
+        tenant_facts=tf.tenant(),
     )
+    [key] = record["observed"]["matching keyCredentials"]
+    assert key["usage"] == "Verify" and key["type"] == "AsymmetricX509Cert"
 
 
 def test_expired_uploaded_key_fails_with_its_end_date() -> None:
@@ -305,12 +336,13 @@ def test_wrong_type_and_usage_are_both_named() -> None:
 def test_one_usable_copy_among_expired_ones_passes() -> None:
     expired = tf.key_credential(key_id="k-exp", end=tf.NOW - timedelta(days=1))
     current = tf.key_credential(key_id="k-cur")
-    key_checks.test_uploaded_key_valid_now(
+    record = passes(
+        key_checks.test_uploaded_key_valid_now,
         app=tf.application(key_credentials=(expired, current)),
         configured_cert_facts=tf.cert_facts(),
         tenant_facts=tf.tenant(),
-        evidence=Evidence(),
     )
+    assert [key["keyId"] for key in record["observed"]["matching keyCredentials"]] == ["k-exp", "k-cur"]
 
 
 def test_key_validity_follows_from_key_001_when_not_uploaded() -> None:
@@ -328,9 +360,11 @@ def test_key_validity_follows_from_key_001_when_not_uploaded() -> None:
 
 
 def test_exchange_service_principal_present_passes() -> None:
-    perm_checks.test_exchange_service_principal_exists(
-        exchange_sp=tf.exchange_sp(), tenant_facts=tf.tenant(), evidence=Evidence()
+    record = passes(
+        perm_checks.test_exchange_service_principal_exists, exchange_sp=tf.exchange_sp(), tenant_facts=tf.tenant()
     )
+    observed = record["observed"]["Exchange service principal"]
+    assert observed["id"] == tf.EXCHANGE_SP_ID and observed["has Exchange.ManageAsApp role"] is True
 
 
 def test_missing_exchange_service_principal_names_aadsts500011() -> None:
@@ -347,7 +381,10 @@ def test_missing_exchange_service_principal_names_aadsts500011() -> None:
 
 
 def test_manage_as_app_configured_passes() -> None:
-    perm_checks.test_exchange_manage_as_app_configured(app=tf.application(), evidence=Evidence())
+    record = passes(perm_checks.test_exchange_manage_as_app_configured, app=tf.application())
+    [entry] = record["observed"]["requiredResourceAccess"]
+    assert entry["resourceAppId"] == wellknown.EXCHANGE_ONLINE_APP_ID
+    assert entry["resourceAccess"] == [{"id": wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID, "type": "Role"}]
 
 
 def test_missing_manage_as_app_request_fails() -> None:
@@ -383,7 +420,7 @@ def test_wrong_exchange_permission_id_is_named() -> None:
     assert "c97b873f-0000-4000-8000-000000000000 (Role)" in message
 
 
-def perm_003(**overrides: Any) -> None:
+def perm_003(**overrides: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
         "app": tf.application(),
         "app_sp": tf.app_sp(),
@@ -393,14 +430,18 @@ def perm_003(**overrides: Any) -> None:
     }
     values.update(overrides)
     perm_checks.test_exchange_manage_as_app_granted(**values)
+    return recorded(values["evidence"])
 
 
 def test_manage_as_app_granted_passes() -> None:
-    perm_003()
+    record = perm_003()
+    [grant] = record["observed"]["appRoleAssignments"]
+    assert grant["value"] == wellknown.EXCHANGE_MANAGE_AS_APP and grant["resourceId"] == tf.EXCHANGE_SP_ID
+    assert record["details"]["configured in requiredResourceAccess"] is True
 
 
 def test_configured_without_consent_fails_perm_003_and_passes_perm_002() -> None:
-    perm_checks.test_exchange_manage_as_app_configured(app=tf.application(), evidence=Evidence())
+    passes(perm_checks.test_exchange_manage_as_app_configured, app=tf.application())
     err = failure(perm_003, app_role_grants=())
     assert not isinstance(err, UpstreamFailure)
     assert "configured in requiredResourceAccess but admin consent is not granted" in str(err)
@@ -409,9 +450,8 @@ def test_configured_without_consent_fails_perm_003_and_passes_perm_002() -> None
 
 
 def test_granted_without_manifest_entry_still_passes_perm_003() -> None:
-    evidence = Evidence()
-    perm_003(app=tf.application(required_resource_access=()), evidence=evidence)
-    assert evidence.as_dict()["details"]["configured in requiredResourceAccess"] is False
+    record = perm_003(app=tf.application(required_resource_access=()))
+    assert record["details"]["configured in requiredResourceAccess"] is False
 
 
 def test_grant_on_another_resource_with_the_same_role_id_does_not_count() -> None:
@@ -434,9 +474,13 @@ def test_consent_check_follows_from_missing_service_principals() -> None:
 
 
 def test_no_full_access_as_app_passes() -> None:
-    perm_checks.test_full_access_as_app_not_granted(
-        app_sp=tf.app_sp(), exchange_sp=tf.exchange_sp(), app_role_grants=(tf.grant(),), evidence=Evidence()
+    record = passes(
+        perm_checks.test_full_access_as_app_not_granted,
+        app_sp=tf.app_sp(),
+        exchange_sp=tf.exchange_sp(),
+        app_role_grants=(tf.grant(),),
     )
+    assert [grant["value"] for grant in record["observed"]["appRoleAssignments"]] == [wellknown.EXCHANGE_MANAGE_AS_APP]
 
 
 def test_full_access_as_app_grant_fails() -> None:
@@ -454,18 +498,20 @@ def test_full_access_as_app_grant_fails() -> None:
 # --- CBA-PERM-005 ---------------------------------------------------------------------------------
 
 
-def perm_005(*grants: Any, **settings: Any) -> None:
-    perm_checks.test_no_permissions_beyond_allowed_list(
+def perm_005(*grants: Any, **settings: Any) -> dict[str, Any]:
+    return passes(
+        perm_checks.test_no_permissions_beyond_allowed_list,
         app_sp=tf.app_sp(),
         exchange_sp=tf.exchange_sp(),
         app_role_grants=grants,
         cba_settings=tf.settings(**settings),
-        evidence=Evidence(),
     )
 
 
 def test_only_manage_as_app_passes_the_default_allowed_list() -> None:
-    perm_005(tf.grant())
+    record = perm_005(tf.grant())
+    assert [grant["value"] for grant in record["observed"]["appRoleAssignments"]] == [wellknown.EXCHANGE_MANAGE_AS_APP]
+    assert record["details"]["allowed_permissions"] == [wellknown.EXCHANGE_MANAGE_AS_APP]
 
 
 def test_graph_permission_is_a_finding_with_its_name() -> None:
@@ -485,34 +531,42 @@ def test_unknown_resource_role_is_named_by_resource_and_id() -> None:
 
 
 def test_allowed_list_admits_names_and_ids() -> None:
-    perm_005(
+    record = perm_005(
         tf.grant(),
         tf.graph_grant("Application.Read.All"),
         allowed_permissions=("Exchange.ManageAsApp", "application.read.all"),
     )
+    values = [grant["value"] for grant in record["observed"]["appRoleAssignments"]]
+    assert values == [wellknown.EXCHANGE_MANAGE_AS_APP, "Application.Read.All"]
     odd = tf.grant("d0000000-0000-4000-8000-00000000000d", resource_id="r-1", resource_display_name="Contoso API")
     perm_005(odd, allowed_permissions=("d0000000-0000-4000-8000-00000000000d",))
 
 
 def test_default_access_assignment_is_not_a_permission() -> None:
-    perm_005(tf.grant(), tf.grant(perm_checks.DEFAULT_ACCESS_ROLE_ID, resource_id="r-2", resource_display_name="X"))
+    record = perm_005(
+        tf.grant(), tf.grant(perm_checks.DEFAULT_ACCESS_ROLE_ID, resource_id="r-2", resource_display_name="X")
+    )
+    assert [grant["resourceId"] for grant in record["observed"]["appRoleAssignments"]] == [tf.EXCHANGE_SP_ID]
 
 
 # --- CBA-ROLE-001 ---------------------------------------------------------------------------------
 
 
-def role_001(active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = (), **settings: Any) -> None:
-    role_checks.test_supported_role_assigned_at_tenant_scope(
+def role_001(active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = (), **settings: Any) -> dict[str, Any]:
+    return passes(
+        role_checks.test_supported_role_assigned_at_tenant_scope,
         app_sp=tf.app_sp(),
         role_assignments=active,
         role_eligibilities=eligible,
         cba_settings=tf.settings(**settings),
-        evidence=Evidence(),
     )
 
 
 def test_active_tenant_wide_exchange_administrator_passes() -> None:
-    role_001((tf.role(),))
+    record = role_001((tf.role(),))
+    [assignment] = record["observed"]["active roleAssignments"]
+    assert assignment["role"] == "Exchange Administrator" and assignment["directoryScopeId"] == "/"
+    assert record["details"]["accepted roles"] == [wellknown.EXCHANGE_ADMINISTRATOR]
 
 
 def test_role_scoped_to_an_administrative_unit_fails_with_that_reason() -> None:
@@ -537,8 +591,10 @@ def test_accepted_roles_setting_widens_what_passes() -> None:
     reader = (tf.role(wellknown.GLOBAL_READER),)
     with pytest.raises(AssertionError):
         role_001(reader)
-    role_001(reader, accepted_roles=("Global Reader",))
-    role_001(reader, required_role=wellknown.GLOBAL_READER)
+    widened = role_001(reader, accepted_roles=("Global Reader",))["details"]["accepted roles"]
+    assert wellknown.GLOBAL_READER in widened and wellknown.EXCHANGE_ADMINISTRATOR in widened
+    required = role_001(reader, required_role=wellknown.GLOBAL_READER)["details"]["accepted roles"]
+    assert required == [wellknown.GLOBAL_READER]
 
 
 def test_role_check_follows_from_missing_service_principal() -> None:
@@ -556,14 +612,18 @@ def test_role_check_follows_from_missing_service_principal() -> None:
 # --- CBA-ROLE-002 ---------------------------------------------------------------------------------
 
 
-def role_002(active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = ()) -> None:
-    role_checks.test_no_over_privileged_role(
-        app_sp=tf.app_sp(), role_assignments=active, role_eligibilities=eligible, evidence=Evidence()
+def role_002(active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = ()) -> dict[str, Any]:
+    return passes(
+        role_checks.test_no_over_privileged_role,
+        app_sp=tf.app_sp(),
+        role_assignments=active,
+        role_eligibilities=eligible,
     )
 
 
 def test_exchange_administrator_alone_is_not_over_privileged() -> None:
-    role_002((tf.role(),))
+    record = role_002((tf.role(),))
+    assert [role["role"] for role in record["observed"]["roles"]] == ["Exchange Administrator"]
 
 
 @pytest.mark.parametrize("template", sorted(wellknown.OVER_PRIVILEGED_ROLES))
