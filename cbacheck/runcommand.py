@@ -13,7 +13,7 @@ from typing import Any, TextIO
 import pytest
 
 from cbacheck import results
-from cbacheck.config import option_name, pytest_option_name, setting_fields
+from cbacheck.config import option_name, plugin_option_name, setting_fields
 from cbacheck.errors import ExitCode, FixError, FixRefused
 from cbacheck.plugin import provenance_line
 from cbacheck.results import RunState, run_state_key
@@ -115,7 +115,7 @@ def _option_args(settings_options: Mapping[str, Any]) -> list[str]:
             value = "true" if value else "false"
         elif isinstance(value, list | tuple):
             value = ",".join(map(str, value))
-        args.append(f"{pytest_option_name(name)}={value}")
+        args.append(f"{plugin_option_name(name)}={value}")
     return args
 
 
@@ -297,6 +297,8 @@ def print_summary(state: RunState, out: TextIO) -> None:
         print("SANDBOX run: the tenant is cbacheck's local sandbox, not a real tenant", file=out)
     if state.settings is not None:
         print(provenance_line(state.settings), file=out)
+        if state.settings.endpoint_overrides():
+            print(f"cbacheck: {state.settings.endpoint_overrides()}", file=out)
     print(f"cbacheck verdict: {run['verdict'].upper()} ({counts or 'no requirements ran'})", file=out)
     if document["summary"]["first_broken"] is not None:
         print(f"first broken: {results.describe_first_broken(document['summary']['first_broken'])}", file=out)
