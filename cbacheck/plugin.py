@@ -98,7 +98,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             settings_table.plugin_option_name(spec.name), dest=_dest(spec.name), default=None, help=help_text, **extra
         )
     group.addoption(
-        "--cba-config", dest="cba_config", default=None, metavar="PATH", help="cbacheck TOML config file to read"
+        "--cba-config", dest="cba_config", default=None, metavar="PATH", help="trusted TOML config file (any setting)"
     )
     group.addoption(
         "--cba-run",

@@ -41,7 +41,8 @@ def add_run_parser(subparsers: Any) -> None:
         description=(
             "Run every requirement check and write the reports. Each option can also come from the "
             "environment (CBACHECK_NAME) or a config file (cbacheck.toml or [tool.cbacheck] in "
-            "pyproject.toml); secrets such as the PFX password come only from the environment or a file. "
+            "pyproject.toml, found here: the subject only; --config PATH: any setting); secrets such as "
+            "the PFX password come only from the environment or a file. "
             "Arguments after a bare -- go to pytest unchanged."
         ),
     )
@@ -63,7 +64,9 @@ def add_run_parser(subparsers: Any) -> None:
             groups[group_name].add_argument(
                 option_name(spec.name), dest=_dest(spec.name), metavar=spec.name.upper(), help=help_text
             )
-    parser.add_argument("--config", type=Path, metavar="PATH", help="config file (TOML) to read settings from")
+    parser.add_argument(
+        "--config", type=Path, metavar="PATH", help="trusted TOML config file: may set any setting (or CBACHECK_CONFIG)"
+    )
     parser.add_argument(
         "--checks",
         type=Path,

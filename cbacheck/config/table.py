@@ -206,7 +206,11 @@ class Settings:
     )
     batching: bool = _setting("bool", True, "Use Graph JSON $batch to collect facts", group="network")
     sandbox: bool = _setting(
-        "bool", False, "Set by `cbacheck demo`: the tenant is the local sandbox", cli=False, group="network"
+        "bool",
+        False,
+        "Set by `cbacheck demo`: the tenant is the local sandbox; loopback endpoints are accepted",
+        cli=False,
+        group="network",
     )
 
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)

@@ -236,3 +236,17 @@ def test_a_found_file_may_still_hold_a_password_as_documented(tmp_path: Path) ->
 
 def test_settings_built_in_code_keep_their_defaults_for_the_new_flag() -> None:
     assert Settings().allow_custom_endpoints is False
+
+
+def test_the_configuration_doc_says_which_settings_a_found_file_may_set() -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    rows = {
+        line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[1:-1]]
+        for line in doc.read_text(encoding="utf-8").splitlines()
+        if line.startswith("| `")
+    }
+    for spec in setting_fields():
+        cells = rows[f"`{spec.name}` ({spec.metadata['kind']})"]
+        assert cells[4] == ("yes" if spec.metadata["trust"] == "subject" else "no"), spec.name
+        if spec.metadata["minimum"] is not None:
+            assert f"{spec.metadata['minimum']:g} to {spec.metadata['maximum']:g}" in cells[6], spec.name
