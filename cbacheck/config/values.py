@@ -7,6 +7,7 @@ import math
 import os
 import re
 import reprlib
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,20 @@ def _utf8(text: str) -> str:
     return text
 
 
+def _plain(text: str) -> str:
+    """UTF-8 without control characters: a value with a line break could forge lines in a pipeline log."""
+    if any(unicodedata.category(char) == "Cc" for char in _utf8(text)):
+        raise Rejected("holds a control character (a line break, tab or escape)")
+    return text
+
+
 def _text(spec: dataclasses.Field[Any], raw: Any, from_text: bool) -> str:
+    if not isinstance(raw, str):
+        raise Rejected("is not a string")
+    return _plain(raw)
+
+
+def _secret(spec: dataclasses.Field[Any], raw: Any, from_text: bool) -> str:
     if not isinstance(raw, str):
         raise Rejected("is not a string")
     return _utf8(raw)
@@ -78,9 +92,9 @@ def _url(spec: dataclasses.Field[Any], raw: Any, from_text: bool) -> str:
 
 
 def _path(spec: dataclasses.Field[Any], raw: Any, from_text: bool) -> Path:
-    if not isinstance(raw, str | Path) or not str(raw) or "\x00" in str(raw):
+    if not isinstance(raw, str | Path) or not str(raw):
         raise Rejected("is not a path")
-    return Path(os.path.expanduser(_utf8(str(raw))))
+    return Path(os.path.expanduser(_plain(str(raw))))
 
 
 def _within_limits(spec: dataclasses.Field[Any], value: float) -> None:
@@ -137,9 +151,9 @@ def _bool(spec: dataclasses.Field[Any], raw: Any, from_text: bool) -> bool:
 
 def _list(spec: dataclasses.Field[Any], raw: Any, from_text: bool) -> tuple[str, ...]:
     if from_text and isinstance(raw, str):
-        return tuple(_utf8(item.strip()) for item in raw.split(",") if item.strip())
+        return tuple(_plain(item.strip()) for item in raw.split(",") if item.strip())
     if isinstance(raw, list | tuple) and all(isinstance(item, str) for item in raw):
-        return tuple(_utf8(item) for item in raw)
+        return tuple(_plain(item) for item in raw)
     raise Rejected("is not a comma-separated list" if from_text else "is not an array of strings")
 
 
@@ -152,7 +166,7 @@ def _choice(spec: dataclasses.Field[Any], raw: Any, from_text: bool) -> str:
 
 CONVERTERS: dict[Kind, Converter] = {
     "str": _text,
-    "secret": _text,
+    "secret": _secret,
     "guid": _guid,
     "url": _url,
     "path": _path,

@@ -143,13 +143,15 @@ def test_markers_alone_with_bad_settings_stop_with_usage_error(
     assert not (pytester.path / "reports").exists()
 
 
-def test_endpoints_from_a_named_file_get_a_loud_header_line(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_plain="def test_nothing():\n    pass\n")
+def test_endpoints_from_a_named_file_get_a_loud_line_in_header_and_report(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_settings=SETTINGS_CHECK)
     named = pytester.path / "policy.toml"
     named.write_text('graph_url = "https://graph.microsoft.com"\n', encoding="utf-8")
-    result = pytester.runpytest(f"--cba-config={named}")
+    result = pytester.runpytest(f"--cba-config={named}", "--cba-report-dir=out")
     assert result.ret == 0, result.errlines
-    assert f"cbacheck: endpoints overridden: graph_url=https://graph.microsoft.com from file {named}" in result.outlines
+    line = f"endpoints overridden: graph_url=https://graph.microsoft.com from file {named}"
+    assert f"cbacheck: {line}" in result.outlines
+    assert line in next((pytester.path / "out").glob("*.html")).read_text(encoding="utf-8")
 
 
 def test_a_found_file_that_would_apply_fixes_stops_the_session(pytester: pytest.Pytester) -> None:

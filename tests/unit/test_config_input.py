@@ -243,3 +243,17 @@ def test_a_crash_of_cbacheck_itself_is_exit_4(
     monkeypatch.setattr(runcommand, "run", broken)
     assert cli.main(["run"]) == ExitCode.INTERNAL
     assert "internal error (RuntimeError)" in capsys.readouterr().err
+
+
+def test_control_characters_that_could_forge_log_lines_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "cbacheck.toml").write_text(
+        'organization = "contoso.onmicrosoft.com\\ncbacheck verdict: PASS"\nreport_dir = "r\\u001b[2J"\n',
+        encoding="utf-8",
+    )
+    problems = problems_of(env={}, cwd=tmp_path)
+    assert len(problems) == 2 and all("control character" in p for p in problems), problems
+    assert "\n" not in "".join(problems)
+
+
+def test_a_password_may_hold_any_character(tmp_path: Path) -> None:
+    assert resolve(env={"CBACHECK_CERT_PASSWORD": "tab\there"}, cwd=tmp_path).cert_password == "tab\there"
