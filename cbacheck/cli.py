@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from cbacheck import __version__
@@ -67,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cbacheck: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - a bug in cbacheck: its own exit code, never 1 (a failed check)
+        traceback.print_exc(file=sys.stderr)
+        print(
+            f"cbacheck: internal error ({type(err).__name__}); this is a bug in cbacheck, "
+            "please report it with the trace above",
+            file=sys.stderr,
+        )
+        return ExitCode.INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised through `python -m cbacheck`

@@ -28,6 +28,17 @@ class ConfigError(CbaCheckError):
         super().__init__("\n".join(self.problems))
 
 
+class InputFileError(CbaCheckError):
+    """A file given as input (config, password, state) cannot be read; the message names it and its source."""
+
+    def __init__(self, what: str, path: str, origin: str, reason: str) -> None:
+        self.what = what
+        self.path = path
+        self.origin = origin
+        self.reason = reason
+        super().__init__(f"{what} {path!r} ({origin}) {reason}")
+
+
 class CertificateError(CbaCheckError):
     """A certificate or key file cannot be read or used."""
 

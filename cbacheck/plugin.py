@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from cbacheck import catalogue, results
-from cbacheck import config as settings_table  # imported bare, its pytest_option_name would pass for a hook
+from cbacheck import config as settings_table
 from cbacheck.chain import UpstreamFailure
 from cbacheck.config import Settings, resolve, setting_fields
 from cbacheck.errors import CbaCheckError, CertificateError, ConfigError
@@ -95,10 +95,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             extra = {"metavar": spec.name.upper()}
         group.addoption(
-            settings_table.pytest_option_name(spec.name), dest=_dest(spec.name), default=None, help=help_text, **extra
+            settings_table.plugin_option_name(spec.name), dest=_dest(spec.name), default=None, help=help_text, **extra
         )
     group.addoption(
-        "--cba-config", dest="cba_config", default=None, metavar="PATH", help="cbacheck TOML config file to read"
+        "--cba-config", dest="cba_config", default=None, metavar="PATH", help="trusted TOML config file (any setting)"
     )
     group.addoption(
         "--cba-run",
@@ -145,7 +145,7 @@ def _resolve(config: pytest.Config) -> Settings:
     # Under plain pytest the user typed --cba-NAME, so the provenance says so.
     renamed = {
         name: source.replace(
-            f"option {settings_table.option_name(name)}", f"option {settings_table.pytest_option_name(name)}"
+            f"option {settings_table.option_name(name)}", f"option {settings_table.plugin_option_name(name)}"
         )
         for name, source in settings.sources.items()
     }
@@ -297,6 +297,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if not state.active or state.settings is None:
         return []
     lines = [provenance_line(state.settings)]
+    if state.settings.endpoint_overrides():
+        lines.append(f"cbacheck: {state.settings.endpoint_overrides()}")
     if state.settings.sandbox:
         lines.insert(0, "cbacheck: SANDBOX run: the tenant is cbacheck's local sandbox, not a real tenant")
     return lines
@@ -402,6 +404,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None and state.settings is not None:
             reporter.write_line(provenance_line(state.settings))
+            if state.settings.endpoint_overrides():
+                reporter.write_line(f"cbacheck: {state.settings.endpoint_overrides()}")
 
     def chain_position(item: pytest.Item) -> tuple[int, str]:
         mark = item.stash.get(requirement_key, None)
@@ -858,6 +862,8 @@ def summary_html(document: dict[str, Any], settings: Settings, planned: int) -> 
             "letter-spacing:.08em\">SANDBOX &mdash; this run checked cbacheck's local sandbox tenant, "
             "not a real tenant</div>"
         )
+    if settings.endpoint_overrides():
+        parts.append(f'<p style="font-weight:bold;color:#b00020">{escape(settings.endpoint_overrides() or "")}</p>')
     explanation = {
         "pass": "every requirement that was configured passed",
         "fail": "at least one requirement failed",

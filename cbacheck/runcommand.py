@@ -13,7 +13,7 @@ from typing import Any, TextIO
 import pytest
 
 from cbacheck import results
-from cbacheck.config import option_name, pytest_option_name, setting_fields
+from cbacheck.config import option_name, plugin_option_name, setting_fields
 from cbacheck.errors import ExitCode, FixError, FixRefused
 from cbacheck.plugin import provenance_line
 from cbacheck.results import RunState, run_state_key
@@ -41,7 +41,8 @@ def add_run_parser(subparsers: Any) -> None:
         description=(
             "Run every requirement check and write the reports. Each option can also come from the "
             "environment (CBACHECK_NAME) or a config file (cbacheck.toml or [tool.cbacheck] in "
-            "pyproject.toml); secrets such as the PFX password come only from the environment or a file. "
+            "pyproject.toml, found here: the subject only; --config PATH: any setting); secrets such as "
+            "the PFX password come only from the environment or a file. "
             "Arguments after a bare -- go to pytest unchanged."
         ),
     )
@@ -63,7 +64,9 @@ def add_run_parser(subparsers: Any) -> None:
             groups[group_name].add_argument(
                 option_name(spec.name), dest=_dest(spec.name), metavar=spec.name.upper(), help=help_text
             )
-    parser.add_argument("--config", type=Path, metavar="PATH", help="config file (TOML) to read settings from")
+    parser.add_argument(
+        "--config", type=Path, metavar="PATH", help="trusted TOML config file: may set any setting (or CBACHECK_CONFIG)"
+    )
     parser.add_argument(
         "--checks",
         type=Path,
@@ -115,7 +118,7 @@ def _option_args(settings_options: Mapping[str, Any]) -> list[str]:
             value = "true" if value else "false"
         elif isinstance(value, list | tuple):
             value = ",".join(map(str, value))
-        args.append(f"{pytest_option_name(name)}={value}")
+        args.append(f"{plugin_option_name(name)}={value}")
     return args
 
 
@@ -297,6 +300,8 @@ def print_summary(state: RunState, out: TextIO) -> None:
         print("SANDBOX run: the tenant is cbacheck's local sandbox, not a real tenant", file=out)
     if state.settings is not None:
         print(provenance_line(state.settings), file=out)
+        if state.settings.endpoint_overrides():
+            print(f"cbacheck: {state.settings.endpoint_overrides()}", file=out)
     print(f"cbacheck verdict: {run['verdict'].upper()} ({counts or 'no requirements ran'})", file=out)
     if document["summary"]["first_broken"] is not None:
         print(f"first broken: {results.describe_first_broken(document['summary']['first_broken'])}", file=out)

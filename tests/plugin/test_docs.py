@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cbacheck import results
-from cbacheck.config import env_name, option_name, pytest_option_name, setting_fields
+from cbacheck.config import env_name, option_name, plugin_option_name, setting_fields
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -16,10 +16,10 @@ def test_configuration_doc_lists_every_setting_with_its_names() -> None:
     for spec in setting_fields():
         row = rows.get(f"`{spec.name}` ({spec.metadata['kind']})")
         assert row is not None, f"docs/configuration.md has no row for {spec.name}"
-        assert f"`{env_name(spec.name)}" in row
+        assert (f"`{env_name(spec.name)}" in row) == (spec.metadata["trust"] != "command_line")
         assert spec.metadata["help"] in row
         if spec.metadata["cli"]:
-            assert f"`{option_name(spec.name)}`" in row and f"`{pytest_option_name(spec.name)}" in row
+            assert f"`{option_name(spec.name)}`" in row and f"`{plugin_option_name(spec.name)}" in row
         else:
             assert option_name(spec.name) not in row
 

@@ -28,24 +28,31 @@ def test_option_beats_env_beats_file_beats_default(pytester: pytest.Pytester, mo
     pytester.makepyfile(test_settings=SETTINGS_CHECK)
     pytester.makefile(
         ".toml",
-        cbacheck=f'tenant = "file.onmicrosoft.com"\napp_id = "{APP_ID}"\nexpiry_days = 10\nretries = 2\n',
+        cbacheck=(
+            f'tenant = "file.onmicrosoft.com"\napp_id = "{APP_ID}"\n'
+            'organization = "file.onmicrosoft.com"\ncloud = "gcc"\n'
+        ),
     )
     monkeypatch.setenv("CBACHECK_TENANT", "env.onmicrosoft.com")
+    monkeypatch.setenv("CBACHECK_ORGANIZATION", "env.onmicrosoft.com")
     monkeypatch.setenv("CBACHECK_EXPIRY_DAYS", "20")
-    settings = run_document(pytester, "--cba-expiry-days=40")["run"]["settings"]
+    settings = run_document(pytester, "--cba-expiry-days=40", "--cba-organization=option.onmicrosoft.com")["run"][
+        "settings"
+    ]
     assert settings["expiry_days"] == {"value": 40, "source": "option --cba-expiry-days"}
+    assert settings["organization"] == {"value": "option.onmicrosoft.com", "source": "option --cba-organization"}
     assert settings["tenant"] == {"value": "env.onmicrosoft.com", "source": "env CBACHECK_TENANT"}
-    assert settings["retries"]["value"] == 2
-    assert settings["retries"]["source"].startswith("file ") and settings["retries"]["source"].endswith("cbacheck.toml")
+    assert settings["cloud"]["value"] == "gcc"
+    assert settings["cloud"]["source"].startswith("file ") and settings["cloud"]["source"].endswith("cbacheck.toml")
     assert settings["max_lifetime_days"] == {"value": 365, "source": "default"}
 
 
 def test_pyproject_tool_cbacheck_table_is_read(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_settings=SETTINGS_CHECK)
-    pytester.makepyprojecttoml('[tool.cbacheck]\ncloud = "gcchigh"\nexpiry_days = 14\n')
+    pytester.makepyprojecttoml('[tool.cbacheck]\ncloud = "gcchigh"\norganization = "contoso.onmicrosoft.us"\n')
     settings = run_document(pytester, "--cba-run")["run"]["settings"]
     assert settings["cloud"]["value"] == "gcchigh"
-    assert settings["expiry_days"]["value"] == 14
+    assert settings["organization"]["value"] == "contoso.onmicrosoft.us"
     assert "[tool.cbacheck]" in settings["cloud"]["source"]
 
 
@@ -133,4 +140,25 @@ def test_markers_alone_with_bad_settings_stop_with_usage_error(
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert any("cloud = 'mars' (env CBACHECK_CLOUD)" in line for line in result.errlines), result.errlines
+    assert not (pytester.path / "reports").exists()
+
+
+def test_endpoints_from_a_named_file_get_a_loud_line_in_header_and_report(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_settings=SETTINGS_CHECK)
+    named = pytester.path / "policy.toml"
+    named.write_text('graph_url = "https://graph.microsoft.com"\n', encoding="utf-8")
+    result = pytester.runpytest(f"--cba-config={named}", "--cba-report-dir=out")
+    assert result.ret == 0, result.errlines
+    line = f"endpoints overridden: graph_url=https://graph.microsoft.com from file {named}"
+    assert f"cbacheck: {line}" in result.outlines
+    assert line in next((pytester.path / "out").glob("*.html")).read_text(encoding="utf-8")
+
+
+def test_a_found_file_that_would_apply_fixes_stops_the_session(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_settings=SETTINGS_CHECK)
+    pytester.makefile(".toml", cbacheck='fix = "apply"\nyes = true\n')
+    result = pytester.runpytest("--cba-run")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if line.startswith("ERROR: cbacheck:")]
+    assert len(errors) == 2 and all("cbacheck.toml" in line for line in errors), result.errlines
     assert not (pytester.path / "reports").exists()

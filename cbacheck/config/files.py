@@ -1,0 +1,146 @@
+"""Input files: one reader for every file cbacheck takes as input, and the config file it finds or is given."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cbacheck.config.table import CONFIG_FILE, ENV_PREFIX, setting_fields
+from cbacheck.errors import InputFileError
+
+# Far larger than any real cbacheck.toml or pyproject.toml, small enough to parse at once.
+MAX_CONFIG_BYTES = 1024 * 1024
+# A password file holds one line.
+MAX_SECRET_BYTES = 64 * 1024
+
+
+def read_input_text(path: Path, what: str, origin: str, *, max_bytes: int) -> str:
+    """The UTF-8 text of the regular file `path`, at most `max_bytes` long; InputFileError otherwise.
+
+    The file is opened without blocking and judged on the open descriptor, so a FIFO, /dev/zero or a
+    device swapped in after a check is refused instead of being read forever.
+    """
+
+    def fail(reason: str) -> InputFileError:
+        return InputFileError(what, str(path), origin, reason)
+
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise fail("does not exist; check the path") from None
+    except PermissionError:
+        raise fail("cannot be read: permission denied; fix its permissions or run as its owner") from None
+    except (OSError, ValueError) as err:
+        raise fail(f"cannot be opened: {getattr(err, 'strerror', None) or err}") from None
+    try:
+        info = os.fstat(descriptor)
+        if stat.S_ISDIR(info.st_mode):
+            raise fail("is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise fail("is not a regular file (a pipe, socket or device); give the path of a file")
+        if info.st_size > max_bytes:
+            raise fail(f"is {info.st_size} bytes; cbacheck reads at most {max_bytes} bytes here")
+        data = _read_at_most(descriptor, max_bytes + 1)
+    except OSError as err:
+        raise fail(f"cannot be read: {err.strerror or err}") from None
+    finally:
+        os.close(descriptor)
+    if len(data) > max_bytes:
+        raise fail(f"grew past {max_bytes} bytes while being read")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise fail(f"is not UTF-8 text (byte {err.start} cannot be decoded); save it as UTF-8") from None
+
+
+def _read_at_most(descriptor: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = os.read(descriptor, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """The config file a run reads: its path, the table inside it, and whether it was named or found."""
+
+    path: Path
+    table: str  # '' or 'tool.cbacheck'
+    named_by: str | None  # 'option --config' or 'env CBACHECK_CONFIG'; None for a file found in the folder
+
+    @property
+    def origin(self) -> str:
+        return f"file {self.path}" + (f" [{self.table}]" if self.table else "")
+
+
+def _table_of(path: Path) -> str:
+    return "tool.cbacheck" if path.name == "pyproject.toml" else ""
+
+
+def find_config_file(cwd: Path, explicit: Path | None, named_by: str = "option --config") -> ConfigFile | None:
+    """The config file named explicitly, else cbacheck.toml, else pyproject.toml in `cwd`; None when none."""
+    if explicit is not None:
+        return ConfigFile(explicit, _table_of(explicit), named_by)
+    for name in (CONFIG_FILE, "pyproject.toml"):
+        candidate = cwd / name
+        # lexists, not is_file: a FIFO or a dangling link under that name is reported, not passed over.
+        if os.path.lexists(candidate):
+            return ConfigFile(candidate, _table_of(candidate), None)
+    return None
+
+
+def _parse_toml(config: ConfigFile, problems: list[str]) -> dict[str, Any] | None:
+    origin = f"named by {config.named_by}" if config.named_by else "found in the working folder"
+    try:
+        text = read_input_text(config.path, "config file", origin, max_bytes=MAX_CONFIG_BYTES)
+    except InputFileError as err:
+        problems.append(str(err))
+        return None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        problems.append(f"config file {str(config.path)!r} is not valid TOML: {err}")
+    except ValueError as err:  # an integer past Python's digit limit
+        problems.append(f"config file {str(config.path)!r} is not usable TOML: {err}")
+    except RecursionError:
+        problems.append(f"config file {str(config.path)!r} nests arrays or tables too deeply to be a config file")
+    return None
+
+
+def read_config_file(config: ConfigFile, problems: list[str]) -> dict[str, Any]:
+    """The settings the file sets (known keys only); every problem with the file is added to `problems`."""
+    data = _parse_toml(config, problems)
+    if data is None:
+        return {}
+    for key in filter(None, config.table.split(".")):
+        node = data.get(key, {})
+        if not isinstance(node, dict):
+            problems.append(f"config file {str(config.path)!r}: [{config.table}] must be a table")
+            return {}
+        data = node
+    known = {f.name for f in setting_fields()}
+    for key in data:
+        if key not in known:
+            problems.append(
+                f"config file {str(config.path)!r}: unknown setting {key[:80]!r}; "
+                f"known settings: {', '.join(sorted(known))}"
+            )
+    return {k: v for k, v in data.items() if k in known}
+
+
+def config_file_named(options_config: Path | None, env: dict[str, str]) -> tuple[Path | None, str]:
+    """The explicitly named config file and who named it: `--config` wins over CBACHECK_CONFIG."""
+    if options_config is not None:
+        return options_config, "option --config"
+    if env.get(ENV_PREFIX + "CONFIG"):
+        return Path(env[ENV_PREFIX + "CONFIG"]), f"env {ENV_PREFIX}CONFIG"
+    return None, ""
