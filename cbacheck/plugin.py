@@ -610,12 +610,12 @@ def tenant_facts(cba_settings: Settings, pytestconfig: pytest.Config) -> TenantF
     if not cba_settings.tenant_configured:
         pytest.skip(NOT_CONFIGURED)
     try:
-        collection = importlib.import_module("cbacheck.collection")
+        collection = importlib.import_module("cbacheck.collect")
     except ModuleNotFoundError as err:
-        if err.name != "cbacheck.collection":
+        if err.name != "cbacheck.collect":
             raise
         raise FactUnavailable(
-            Unavailable("tenant facts", "this cbacheck installation has no tenant collection (cbacheck.collection)")
+            Unavailable("tenant facts", "this cbacheck installation has no tenant collection (cbacheck.collect)")
         ) from None
     try:
         facts: TenantFacts = collection.collect(cba_settings)

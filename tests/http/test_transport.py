@@ -9,8 +9,8 @@ import requests
 import responses
 from mockhttp import Waits, make_session
 
+from cbacheck.collect.transport import MAX_RETRY_AFTER_S, build_session, is_token_request
 from cbacheck.config import Settings
-from cbacheck.transport import MAX_RETRY_AFTER_S, build_session, is_token_request
 
 URL = "https://graph.microsoft.com/v1.0/organization"
 
