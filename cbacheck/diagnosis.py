@@ -73,7 +73,8 @@ class Entry:
     setting: str = ""
 
 
-# Sources: FACTS.md 3.5 (reference-error-codes.md and real messages) and PEERS.md part (c), rows 2-6, 10, 14-17.
+# Sources: https://learn.microsoft.com/entra/identity-platform/reference-error-codes and the messages the
+# identity platform gives for each code.
 # Variants of one code come first, most specific first; the row without `text` is the code's fallback.
 AADSTS: tuple[Entry, ...] = (
     Entry(
@@ -407,7 +408,8 @@ class ExchangeEntry:
     status: int | None = None
 
 
-# Sources: FACTS.md 5 (admin API errors) and PEERS.md part (c), rows 9, 11, 12.
+# Sources: the errors the admin API answers with the texts the ExchangeOnlineManagement module shows
+# (https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2).
 EXCHANGE: tuple[ExchangeEntry, ...] = (
     ExchangeEntry(
         "isn't supported in this scenario",
@@ -446,6 +448,31 @@ EXCHANGE: tuple[ExchangeEntry, ...] = (
     ),
 )
 
+# Answers whose text the table above does not know, explained by their status alone.
+EXCHANGE_BY_STATUS: dict[int, ExchangeEntry] = {
+    403: ExchangeEntry(
+        "",
+        "Forbidden",
+        "Exchange accepted the sign-in but the role does not allow this cmdlet or object",
+        "",
+        "assign a role that includes the cmdlet (Exchange Administrator covers every task)",
+    ),
+    404: ExchangeEntry(
+        "",
+        "NotFound",
+        "Exchange does not know the organization in the request URL (a custom domain or a tenant "
+        "without Exchange Online)",
+        "CBA-ORG-001",
+        "use the tenant's initial .onmicrosoft.com domain or its tenant ID as organization",
+    ),
+}
+EXCHANGE_UNKNOWN = ExchangeEntry(
+    "",
+    "unrecognised answer",
+    "an answer cbacheck's catalogue does not list; Exchange's text is the best guide",
+    "",
+    "retry later; with the request id, ask Microsoft support if it persists",
+)
 
 _ORGANIZATION_IN_URL = re.compile(r"/adminapi/[^/]+/([^/]+)/", re.IGNORECASE)
 
@@ -496,56 +523,35 @@ def diagnose_exchange_error(
             doc=DOC_EXO_APP_ONLY,
             microsoft_text=text,
         )
-    if status == 401:
-        roles = (token.claims.get("roles") if token is not None and token.acquired else None) or []
-        if token is not None and token.acquired and wellknown.EXCHANGE_MANAGE_AS_APP in roles:
-            return Diagnosis(
-                code="EXO 401",
-                name=probe.error_code or "Unauthorized",
-                cause="Exchange refused a token that carries Exchange.ManageAsApp: the directory role is missing, "
-                "not supported, or not yet in the token",
-                requirement="CBA-ROLE-001",
-                next_step="assign Exchange Administrator actively at tenant scope, then wait for a new token",
-                doc=DOC_EXO_APP_ONLY,
-                microsoft_text=text,
-            )
-        return Diagnosis(
-            code="EXO 401",
-            name=probe.error_code or "Unauthorized",
-            cause="the token does not carry Exchange.ManageAsApp in roles: admin consent (CBA-PERM-003) is missing "
-            "or not yet in the token",
-            requirement="CBA-TOKEN-002",
-            next_step="grant admin consent for Exchange.ManageAsApp, wait a few minutes, and run again",
-            doc=DOC_EXO_APP_ONLY,
-            microsoft_text=text,
-        )
-    if status == 403:
-        return Diagnosis(
-            code="EXO 403",
-            name=probe.error_code or "Forbidden",
-            cause="Exchange accepted the sign-in but the role does not allow this cmdlet or object",
-            requirement="",
-            next_step="assign a role that includes the cmdlet (Exchange Administrator covers every task)",
-            doc=DOC_EXO_APP_ONLY,
-            microsoft_text=text,
-        )
-    if status == 404:
-        return Diagnosis(
-            code="EXO 404",
-            name=probe.error_code or "NotFound",
-            cause="Exchange does not know the organization in the request URL (a custom domain or a tenant "
-            "without Exchange Online)",
-            requirement="CBA-ORG-001",
-            next_step="use the tenant's initial .onmicrosoft.com domain or its tenant ID as organization",
-            doc=DOC_EXO_APP_ONLY,
-            microsoft_text=text,
-        )
+    entry = _unauthorized(token) if status == 401 else EXCHANGE_BY_STATUS.get(status or 0, EXCHANGE_UNKNOWN)
     return Diagnosis(
-        code=f"EXO {status}" if status is not None else "EXO",
-        name=probe.error_code or "unrecognised answer",
-        cause="an answer cbacheck's catalogue does not list; Exchange's text is the best guide",
-        requirement="",
-        next_step="retry later; with the request id, ask Microsoft support if it persists",
-        doc=DOC_EXO_APP_ONLY,
+        code=code,
+        name=probe.error_code or entry.name,
+        cause=entry.cause,
+        requirement=entry.requirement,
+        next_step=entry.next_step,
+        doc=entry.doc,
         microsoft_text=text,
+    )
+
+
+def _unauthorized(token: TokenAttempt | None) -> ExchangeEntry:
+    """A bare 401: whether the token carried Exchange.ManageAsApp tells a missing role from missing consent."""
+    roles = (token.claims.get("roles") if token is not None and token.acquired else None) or []
+    if token is not None and token.acquired and wellknown.EXCHANGE_MANAGE_AS_APP in roles:
+        return ExchangeEntry(
+            "",
+            "Unauthorized",
+            "Exchange refused a token that carries Exchange.ManageAsApp: the directory role is missing, "
+            "not supported, or not yet in the token",
+            "CBA-ROLE-001",
+            "assign Exchange Administrator actively at tenant scope, then wait for a new token",
+        )
+    return ExchangeEntry(
+        "",
+        "Unauthorized",
+        "the token does not carry Exchange.ManageAsApp in roles: admin consent (CBA-PERM-003) is missing "
+        "or not yet in the token",
+        "CBA-TOKEN-002",
+        "grant admin consent for Exchange.ManageAsApp, wait a few minutes, and run again",
     )
