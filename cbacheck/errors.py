@@ -28,6 +28,10 @@ class ConfigError(CbaCheckError):
         super().__init__("\n".join(self.problems))
 
 
+class InputError(ConfigError):
+    """A file the settings name cannot be used as given (a missing password, no private key); exit 2."""
+
+
 class CertificateError(CbaCheckError):
     """A certificate or key file cannot be read or used."""
 

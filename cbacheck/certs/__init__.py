@@ -14,6 +14,7 @@ from cbacheck.certs.reading import (
     PASSWORD_FILE_ENV,
     SigningMaterial,
     load_signing_material,
+    preflight,
     read_certificate,
 )
 from cbacheck.facts import CertFacts
@@ -33,5 +34,6 @@ __all__ = [
     "describe",
     "generate_certificate",
     "load_signing_material",
+    "preflight",
     "read_certificate",
 ]

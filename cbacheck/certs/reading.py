@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from cbacheck.certs.inspecting import certificate_facts, key_matches, key_type
-from cbacheck.errors import CertificateError
+from cbacheck.config import Settings
+from cbacheck.errors import CertificateError, InputError
 from cbacheck.facts import CertFacts
 
 PASSWORD_ENV: Final = "CBACHECK_CERT_PASSWORD"
@@ -27,6 +28,17 @@ PASSWORD_FILE_ENV: Final = "CBACHECK_CERT_PASSWORD_FILE"
 MAX_FILE_BYTES: Final = 1024 * 1024
 _PEM_BLOCK_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
 _PKCS7_DATA_OID_PREFIX = bytes.fromhex("06092a864886f70d0107")  # 1.2.840.113549.1.7.x (data / signedData)
+# What cryptography raises for a certificate it will not parse: ValueError for broken DER, and classes of its
+# own (not ValueError subclasses) for an X.509 version it does not know, a duplicated extension or a general
+# name type it does not support. Caught by class, so every certificate of that kind is one read error.
+CERTIFICATE_REJECTED: Final = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
 NEXT_STEP_NEW = (
     "Check the path (a .cer/.crt, .pem or .pfx/.p12 file), or create a certificate with `cbacheck cert new`."
 )
@@ -37,6 +49,10 @@ def _password_next_step(password_env: str) -> str:
         f"Set the password in {password_env} (or name a file holding it in {password_env}_FILE), "
         "or use a PEM file instead."
     )
+
+
+class PasswordProblem(CertificateError):
+    """The private key is protected and the password is missing or does not open it."""
 
 
 @dataclass(frozen=True)
@@ -79,9 +95,9 @@ def read_certificate(
     loaded = _load(data, path, password, source, password_env)
     try:
         return certificate_facts(loaded, path, source, read_at)
-    except (ValueError, UnsupportedAlgorithm) as err:
+    except CERTIFICATE_REJECTED as err:
         # cryptography parses extensions, names and keys lazily, so a malformed part only shows up here.
-        raise CertificateError(str(path), source, f"the certificate is malformed ({err})", NEXT_STEP_NEW) from None
+        raise _malformed(path, source, err) from None
 
 
 def load_signing_material(
@@ -153,7 +169,20 @@ def _read_bytes(path: Path, source: str) -> bytes:
     return data
 
 
+def _malformed(path: Path, source: str, err: Exception) -> CertificateError:
+    return CertificateError(str(path), source, f"the certificate is malformed ({err})", NEXT_STEP_NEW)
+
+
 def _load(data: bytes, path: Path, password: str | None, source: str, password_env: str) -> LoadedFile:
+    try:
+        return _load_by_format(data, path, password, source, password_env)
+    except CertificateError:
+        raise
+    except CERTIFICATE_REJECTED as err:
+        raise _malformed(path, source, err) from None
+
+
+def _load_by_format(data: bytes, path: Path, password: str | None, source: str, password_env: str) -> LoadedFile:
     if b"-----BEGIN" in data:
         return _load_pem(data, path, password, source, password_env)
     declared = _der_declared_length(data)
@@ -235,7 +264,7 @@ def _load_pkcs12(data: bytes, path: Path, password: str | None, source: str, pas
                 "Export the PFX again (Export-PfxCertificate), or create a new certificate with `cbacheck cert new`.",
             ) from None
         if password is None:
-            raise CertificateError(
+            raise PasswordProblem(
                 str(path),
                 source,
                 f"the PFX is protected by a password and {password_env} is not set",
@@ -244,7 +273,7 @@ def _load_pkcs12(data: bytes, path: Path, password: str | None, source: str, pas
         try:
             key, certificate, extra_certificates = pkcs12.load_key_and_certificates(data, password.encode("utf-8"))
         except ValueError as err:
-            raise CertificateError(
+            raise PasswordProblem(
                 str(path),
                 source,
                 f"the password from {password_env} was rejected ({err})",
@@ -294,7 +323,7 @@ def _load_pem(data: bytes, path: Path, password: str | None, source: str, passwo
     for block in cert_blocks:
         try:
             certificates.append(x509.load_pem_x509_certificate(block))
-        except ValueError as err:
+        except CERTIFICATE_REJECTED as err:
             raise CertificateError(
                 str(path),
                 source,
@@ -330,7 +359,7 @@ def _load_pem_key(
             "Export the key again, or create a new certificate with `cbacheck cert new`.",
         ) from None
     if password is None:
-        raise CertificateError(
+        raise PasswordProblem(
             str(path),
             source,
             f"the private key in the PEM is encrypted and {password_env} is not set",
@@ -339,9 +368,43 @@ def _load_pem_key(
     try:
         return serialization.load_pem_private_key(block, password.encode("utf-8")), True
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise CertificateError(
+        raise PasswordProblem(
             str(path),
             source,
             f"the password from {password_env} does not decrypt the private key in the PEM",
             "Check the password, or export the key again with a known one.",
         ) from None
+
+
+def preflight(settings: Settings) -> None:
+    """InputError, before anything is evaluated, when the app's certificate file cannot be used as given.
+
+    A password that is missing or wrong, and a file without the private key (the .cer given instead
+    of the .pfx), are mistakes in the input: nothing about the certificate could be judged, and a
+    plan built on them could replace a healthy certificate. A file that cannot be parsed is left
+    to CBA-CERT-001, which fails with the reason.
+    """
+    path = settings.cert
+    if path is None:
+        return
+    source = settings.source("cert")
+    setting = f"cert = {str(path)!r} ({source})"
+    try:
+        loaded = _load(_read_bytes(path, source), path, settings.cert_password, source, PASSWORD_ENV)
+        certificate_facts(loaded, path, source, datetime.now(UTC))
+    except PasswordProblem as err:
+        raise InputError(
+            [
+                f"{setting}: {err.reason}; set cert_password through {PASSWORD_ENV} or a file named by "
+                f"{PASSWORD_FILE_ENV}"
+            ]
+        ) from None
+    except (CertificateError, *CERTIFICATE_REJECTED):
+        return  # unreadable or malformed: CBA-CERT-001 fails with the reason
+    if loaded.private_key is None:
+        raise InputError(
+            [
+                f"{setting} holds no private key ({loaded.no_key_reason}); set cert to the .pfx or .pem "
+                "that holds the key created with this certificate"
+            ]
+        )
