@@ -8,22 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from cbacheck.collection import collect
+from cbacheck.collect import FACT_NAMES, collect
 from cbacheck.config import Settings
 from cbacheck.facts import TenantFacts, Unavailable
 from cbacheck.sandbox import Sandbox
 
-FACT_NAMES = (
-    "organization",
-    "app",
-    "app_sp",
-    "exchange_sp",
-    "app_role_grants",
-    "role_assignments",
-    "role_eligibilities",
-    "token",
-    "exchange",
-)
 TARGET_ROUND_TRIPS = 2
 TARGET_WALL_S = 1.5
 

@@ -34,7 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     new.add_argument("--subject", required=True, metavar="CN=NAME", help="subject, e.g. CN=exo-automation")
     new.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the files (created if absent)")
-    new.add_argument("--days", type=int, default=365, metavar="N", help="validity in days (default 365)")
+    new.add_argument(
+        "--days", type=int, default=365, metavar="N", help=f"validity in days, 1 to {certs.MAX_DAYS} (default 365)"
+    )
     new.add_argument("--key-size", type=int, default=2048, metavar="N", help="RSA key size in bits (default 2048)")
 
     inspect = commands.add_parser(

@@ -39,6 +39,10 @@ class InputFileError(CbaCheckError):
         super().__init__(f"{what} {path!r} ({origin}) {reason}")
 
 
+class InputError(ConfigError):
+    """A file the settings name cannot be used as given (a missing password, no private key); exit 2."""
+
+
 class CertificateError(CbaCheckError):
     """A certificate or key file cannot be read or used."""
 

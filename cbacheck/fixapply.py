@@ -18,6 +18,7 @@ from typing import Any, Final, Generic, TypeVar
 import requests
 
 from cbacheck import certs, wellknown
+from cbacheck.collect.graph import GraphClient, GraphResponse
 from cbacheck.config import Settings
 from cbacheck.errors import CbaCheckError, CertificateError, CredentialError, FixError, FixRefused, GraphError
 from cbacheck.facts import (
@@ -50,7 +51,6 @@ from cbacheck.fixplan import (
     token_roles,
     token_wids,
 )
-from cbacheck.graph import GraphClient, GraphResponse
 
 APPLIED: Final = "applied"
 ALREADY_DONE: Final = "already-done"
@@ -238,7 +238,7 @@ def confirm_apply(actions: Sequence[Action], *, assume_yes: bool, interactive: b
 
 def admin_graph_client(settings: Settings, session: requests.Session) -> GraphClient:
     """A Graph client signed in as the admin identity; FixError naming the settings when there is none."""
-    from cbacheck import tokens  # msal and azure-identity load only when a fix is applied
+    from cbacheck.collect import tokens  # msal and azure-identity load only when a fix is applied
 
     try:
         provider = tokens.graph_token_provider(settings, session, "admin")
@@ -871,7 +871,7 @@ TokenWith = Callable[[Path, str | None], TokenAttempt | Unavailable]
 
 def token_with_certificate(settings: Settings, session: requests.Session) -> TokenWith:
     """A function asking for the app's Exchange token with a given certificate file (for key probes)."""
-    from cbacheck import tokens
+    from cbacheck.collect import tokens
 
     def attempt(path: Path, password: str | None) -> TokenAttempt | Unavailable:
         try:
@@ -1137,8 +1137,8 @@ def fix_on_request(
 
     Raises FixError, before anything changes, when there is no admin identity or no yes.
     """
-    from cbacheck.collection import collect
-    from cbacheck.transport import build_session
+    from cbacheck.collect import collect
+    from cbacheck.collect.transport import build_session
 
     actions = plan(settings, tenant_facts, cert_facts, failed_ids(requirements))
     if not any(action.automated for action in actions):

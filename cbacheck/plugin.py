@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from cbacheck import catalogue, results
+from cbacheck import catalogue, certs, results
 from cbacheck import config as settings_table
 from cbacheck.chain import UpstreamFailure
+from cbacheck.collect.exchange import require_read_only_cmdlet
 from cbacheck.config import Settings, resolve, setting_fields
 from cbacheck.errors import CbaCheckError, CertificateError, ConfigError
 from cbacheck.evidence import Evidence, redacted, render_html
@@ -137,6 +138,8 @@ def _resolve(config: pytest.Config) -> Settings:
             invocation_dir,
             config_file=invocation_dir / config_file if config_file else None,
         )
+        certs.preflight(settings)
+        require_read_only_cmdlet(settings)
     except ConfigError as err:
         # One UsageError: pytest prints each problem as its own ERROR: line and exits 4.
         raise pytest.UsageError(*(f"cbacheck: {problem}" for problem in err.problems)) from None
@@ -614,12 +617,12 @@ def tenant_facts(cba_settings: Settings, pytestconfig: pytest.Config) -> TenantF
     if not cba_settings.tenant_configured:
         pytest.skip(NOT_CONFIGURED)
     try:
-        collection = importlib.import_module("cbacheck.collection")
+        collection = importlib.import_module("cbacheck.collect")
     except ModuleNotFoundError as err:
-        if err.name != "cbacheck.collection":
+        if err.name != "cbacheck.collect":
             raise
         raise FactUnavailable(
-            Unavailable("tenant facts", "this cbacheck installation has no tenant collection (cbacheck.collection)")
+            Unavailable("tenant facts", "this cbacheck installation has no tenant collection (cbacheck.collect)")
         ) from None
     try:
         facts: TenantFacts = collection.collect(cba_settings)

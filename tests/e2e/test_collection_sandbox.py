@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from cbacheck import wellknown
-from cbacheck.collection import collect
+from cbacheck.collect import collect
+from cbacheck.collect.transport import CbaSession, TransportStats
 from cbacheck.config import Settings
 from cbacheck.facts import (
     AppRegistration,
@@ -21,7 +22,6 @@ from cbacheck.facts import (
     Unavailable,
 )
 from cbacheck.sandbox import Sandbox
-from cbacheck.transport import CbaSession, TransportStats
 
 
 def settings_for(sandbox: Sandbox, *, auditor: bool = True) -> Settings:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from cbacheck import certs, config, democommand, wellknown
-from cbacheck.collection import collect
+from cbacheck.collect import collect
+from cbacheck.collect.transport import build_session
 from cbacheck.errors import FixError
 from cbacheck.facts import AppRegistration, CertFacts, ServicePrincipal, TenantFacts, TokenAttempt
 from cbacheck.fixapply import (
@@ -24,7 +25,6 @@ from cbacheck.fixapply import (
 )
 from cbacheck.fixplan import plan
 from cbacheck.sandbox import Sandbox
-from cbacheck.transport import build_session
 
 PROPAGATION_S = 2.0
 

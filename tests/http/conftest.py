@@ -9,8 +9,8 @@ import responses
 from mockhttp import APP_ID, AUDITOR_ID, TENANT_ID, Waits, make_session
 
 from cbacheck import certs
+from cbacheck.collect.transport import CbaSession
 from cbacheck.config import Settings
-from cbacheck.transport import CbaSession
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from urllib.parse import parse_qs
 import jwt
 import responses
 
+from cbacheck.collect.transport import CbaSession, TransportStats
 from cbacheck.config import Settings
-from cbacheck.transport import CbaSession, TransportStats
 
 TENANT_ID = "11111111-2222-3333-4444-555555555555"
 APP_ID = "aaaaaaaa-0000-0000-0000-000000000001"

@@ -26,7 +26,8 @@ from mockhttp import (
 )
 
 from cbacheck import certs, wellknown
-from cbacheck.collection import collect, parse_time
+from cbacheck.collect import collect
+from cbacheck.collect.parse import parse_time
 from cbacheck.config import Settings
 from cbacheck.facts import (
     AppRegistration,

@@ -9,8 +9,8 @@ import responses
 from mockhttp import EXO, TENANT_ID, Waits, make_session
 from responses import matchers
 
+from cbacheck.collect.exchange import probe_exchange
 from cbacheck.config import Settings
-from cbacheck.exchange import probe_exchange
 from cbacheck.facts import ExchangeProbe, Unavailable
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJyb2xlcyI6W119.c2lnbmF0dXJl"

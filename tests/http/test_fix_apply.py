@@ -14,6 +14,7 @@ import responses
 from responses import matchers
 
 from cbacheck import certs, wellknown
+from cbacheck.collect.graph import GraphClient
 from cbacheck.config import Settings
 from cbacheck.errors import FixError
 from cbacheck.fixapply import (
@@ -37,7 +38,6 @@ from cbacheck.fixplan import (
     Ref,
     RemoveKeyCredentials,
 )
-from cbacheck.graph import GraphClient
 
 G = "https://graph.microsoft.com/v1.0"
 TENANT = "contoso.onmicrosoft.com"

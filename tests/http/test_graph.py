@@ -11,9 +11,9 @@ import responses
 from mockhttp import GRAPH, Waits, make_session
 from responses import matchers
 
+from cbacheck.collect.graph import BatchRequest, GraphClient, chunk_batch, permission_for
 from cbacheck.config import Settings
 from cbacheck.errors import GraphError
-from cbacheck.graph import BatchRequest, GraphClient, chunk_batch, permission_for
 
 TOKEN = "eyJ.fake-bearer.sig"
 

@@ -28,15 +28,15 @@ from mockhttp import (
 )
 
 from cbacheck import certs
-from cbacheck.config import Settings
-from cbacheck.errors import CertificateError, CredentialError
-from cbacheck.facts import TokenAttempt, Unavailable
-from cbacheck.tokens import (
+from cbacheck.collect.tokens import (
     AzureIdentityProvider,
     CertificateAppProvider,
     attempt_app_token,
     graph_token_provider,
 )
+from cbacheck.config import Settings
+from cbacheck.errors import CertificateError, CredentialError
+from cbacheck.facts import TokenAttempt, Unavailable
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,10 @@ import requests
 import responses
 from mockhttp import Waits, make_session
 
+from cbacheck.collect import FACT_NAMES
+from cbacheck.collect.fetch import WHAT
+from cbacheck.collect.transport import MAX_RETRY_AFTER_S, build_session, is_token_request, utc_stamp
 from cbacheck.config import Settings
-from cbacheck.transport import MAX_RETRY_AFTER_S, build_session, is_token_request
 
 URL = "https://graph.microsoft.com/v1.0/organization"
 
@@ -135,3 +138,25 @@ def test_token_requests_are_counted(mock: responses.RequestsMock, waits: Waits) 
     assert session.stats.token_requests == 1
     assert is_token_request("POST", token_url)
     assert not is_token_request("GET", "https://login.microsoftonline.com/t/v2.0/.well-known/openid-configuration")
+
+
+def test_utc_stamp_has_milliseconds_and_z() -> None:
+    moment = datetime(2026, 5, 1, 14, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+
+    assert utc_stamp(moment) == "2026-05-01T12:00:00.123Z"
+    assert utc_stamp().endswith("Z") and len(utc_stamp()) == len("2026-05-01T12:00:00.123Z")
+
+
+def test_fact_names_are_the_collected_fields_of_tenant_facts() -> None:
+    assert FACT_NAMES == (
+        "organization",
+        "app",
+        "app_sp",
+        "exchange_sp",
+        "app_role_grants",
+        "role_assignments",
+        "role_eligibilities",
+        "token",
+        "exchange",
+    )
+    assert set(WHAT) <= set(FACT_NAMES)

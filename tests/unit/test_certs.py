@@ -295,7 +295,7 @@ def test_malformed_part_found_late_is_a_read_error(files: CertFiles, monkeypatch
         raise ValueError("error parsing asn1 value: duplicate extension")
 
     # cryptography parses extensions lazily; a broken one surfaces only when the facts are built.
-    monkeypatch.setattr(certs, "_key_usage", malformed)
+    monkeypatch.setattr(certs.inspecting, "_key_usage", malformed)
     assert "malformed (error parsing asn1 value" in read_error(files.der_cer)
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -21,11 +21,43 @@ from cbacheck.facts import Source
 MAX_RETRY_AFTER_S = 60.0
 BACKOFF_FACTOR_S = 0.5
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-# POST is retried on the read session because every POST sent through it is safe to repeat: the
-# token endpoint, a Graph $batch of GETs and the Exchange probe's read-only cmdlet. Graph writes
-# go through `CbaSession.for_writes()`, which never repeats a request the server may have applied.
+# POST is retried on the read session because every POST sent through it is known to be read-only:
+# the token endpoint (a new token changes nothing in the tenant), a Graph $batch of GETs only (a
+# batch holding a write goes through the write session) and the Exchange probe, whose cmdlet
+# `exchange.require_read_only_cmdlet` limits to Get-* before anything is sent. Graph writes go
+# through `CbaSession.for_writes()`, which never repeats a request the server may have applied.
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST"})
 WRITE_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Hosts outside a request's own origin that a service may send cbacheck to, by domain suffix. Empty:
+# Graph, the token endpoint and the Exchange admin API answer on the origin they were asked on.
+# A profile that needs Security & Compliance would add "ps.compliance.protection.outlook.com",
+# whose endpoint redirects to regional hosts under that domain.
+SERVICE_DOMAINS: tuple[str, ...] = ()
+
+
+def utc_stamp(moment: datetime | None = None) -> str:
+    """An instant as ISO 8601 UTC with milliseconds and 'Z' (now when none is given): 2026-01-01T00:00:00.000Z."""
+    return (moment or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def trusted_target(origin_url: str, target_url: str, service_domains: Iterable[str] = SERVICE_DOMAINS) -> bool:
+    """May a request for `origin_url` continue at `target_url` (a nextLink or a redirect) with its token?
+
+    Only over https, and only to the same origin (scheme, host, port) or to a host under one of
+    `service_domains`. This is the one place that decides it for pages and redirects alike.
+    """
+    origin, target = urlsplit(origin_url), urlsplit(target_url)
+    if target.scheme != "https" or not target.hostname:
+        return False
+    if origin.scheme == "https" and (origin.hostname, origin.port) == (target.hostname, target.port):
+        return True
+    host = target.hostname.lower()
+    return target.port is None and any(host.endswith("." + domain.lower()) for domain in service_domains)
+
+
+def request_id_of(headers: Any) -> str:
+    """The service's id for a request (Graph: request-id; identity platform: x-ms-request-id)."""
+    return str(headers.get("request-id", "") or headers.get("x-ms-request-id", ""))
 
 
 @dataclass
@@ -145,27 +177,20 @@ class CbaSession(requests.Session):
         if not is_token_request(text_method, text_url):
             return super().request(method, url, *args, **kwargs)
         self.stats.token_requests += 1
-        at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        started = time.perf_counter()
-        status: int | None = None
-        request_id = ""
-        try:
-            response = super().request(method, url, *args, **kwargs)
-            status = response.status_code
-            request_id = response.headers.get("x-ms-request-id", "") or response.headers.get("request-id", "")
-            return response
-        finally:
-            # Only method, URL (no query: the form body holds the assertion) and status are kept.
-            self.stats.sources.append(
-                Source(
-                    text_method.upper(),
-                    text_url.split("?", 1)[0],
-                    status,
-                    request_id=request_id,
-                    elapsed_ms=(time.perf_counter() - started) * 1000,
-                    at=at,
-                )
-            )
+        # Only method, URL (no query: the form body holds the assertion) and status are kept.
+        shown_url = text_url.split("?", 1)[0]
+        sent = _send_recorded(self.stats, text_method, shown_url, super().request, method, url, **kwargs)
+        if sent.failure is not None:
+            raise sent.failure
+        assert sent.response is not None
+        return sent.response
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        """Follow a redirect only where `trusted_target` allows; otherwise the 3xx answer reaches the caller."""
+        target = super().get_redirect_target(resp)
+        if target is None or trusted_target(resp.url, urljoin(resp.url, target)):
+            return target
+        return None
 
     def for_writes(self) -> CbaSession:
         """A sibling session for Graph writes: same CA, timeout and counters, no repeat once a request was sent."""
@@ -214,3 +239,50 @@ def writes_session(session: requests.Session) -> requests.Session:
     if isinstance(session, CbaSession):
         return session.for_writes()
     return session
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One request sent: its answer (None when none came), the Source recorded for it, and why none came."""
+
+    response: requests.Response | None
+    source: Source
+    failure: requests.RequestException | None = None
+
+
+def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> Sent:
+    """Send one request and record its Source (time, status, request id) in the session's log.
+
+    A session other than CbaSession follows no redirect at all, since it cannot tell where one leads.
+    """
+    if not isinstance(session, CbaSession):
+        kwargs.setdefault("allow_redirects", False)
+    return _send_recorded(stats_of(session), method, url, session.request, method, url, **kwargs)
+
+
+def _send_recorded(
+    stats: TransportStats,
+    method: str,
+    shown_url: str,
+    request: Callable[..., requests.Response],
+    *args: Any,
+    **kwargs: Any,
+) -> Sent:
+    at = utc_stamp()
+    started = time.perf_counter()
+    response: requests.Response | None = None
+    failure: requests.RequestException | None = None
+    try:
+        response = request(*args, **kwargs)
+    except requests.RequestException as err:
+        failure = err
+    source = Source(
+        method.upper(),
+        shown_url,
+        response.status_code if response is not None else None,
+        request_id=request_id_of(response.headers) if response is not None else "",
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+        at=at,
+    )
+    stats.sources.append(source)
+    return Sent(response, source, failure)

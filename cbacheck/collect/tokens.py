@@ -17,16 +17,17 @@ from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from msal.exceptions import MsalServiceError
 
 from cbacheck import certs
+from cbacheck.collect.graph import TokenProvider
+from cbacheck.collect.transport import stats_of
 from cbacheck.config import Settings
 from cbacheck.errors import CertificateError, CredentialError
 from cbacheck.facts import Source, TokenAttempt, Unavailable
-from cbacheck.graph import TokenProvider
-from cbacheck.transport import stats_of
 
 # Connect-ExchangeOnline -CertificateThumbprint signs the client assertion with RS256 and an `x5t`
 # (SHA-1) header; msal does the same when given {"private_key", "thumbprint"}. Giving msal the
 # public certificate instead would switch to PS256 + x5t#S256, which is not what the module sends
-# (and which one tenant reported rejected with AADSTS700027, FACTS.md 3.2).
+# (and which one tenant reported rejected with AADSTS700027). The assertion's format:
+# https://learn.microsoft.com/entra/identity-platform/certificate-credentials
 CREDENTIAL_STYLE = "RS256 x5t"
 # azure-identity tokens are reused until this close to expiry (msal's own cache uses 5 minutes too).
 REFRESH_MARGIN_S = 300
@@ -361,7 +362,8 @@ def graph_token_provider(settings: Settings, session: requests.Session, role: Id
                 "auditor_app_id and auditor_cert, or auditor_credential = default / device_code"
             )
         # A service principal may read its own application and service principal without any Graph
-        # permission (GDOCS serviceprincipal-get.md); the other reads then answer 403, naming what to grant.
+        # permission (https://learn.microsoft.com/graph/api/serviceprincipal-get); the other reads then answer
+        # 403, naming what to grant.
         return _certificate_provider(
             settings,
             session,

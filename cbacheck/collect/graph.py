@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import requests
 
+from cbacheck.collect.transport import MAX_RETRY_AFTER_S, send, stats_of, trusted_target, writes_session
 from cbacheck.errors import GraphError
 from cbacheck.facts import Source
-from cbacheck.transport import MAX_RETRY_AFTER_S, stats_of, writes_session
 
 # https://learn.microsoft.com/graph/json-batching: at most 20 requests per $batch.
 BATCH_LIMIT = 20
 EXCERPT_CHARS = 200
 
-# Least-privileged application permission each read needs (FACTS.md 1.12); the first matching prefix wins.
+# Least-privileged application permission each read needs (https://learn.microsoft.com/graph/permissions-reference);
+# the first matching prefix wins.
 READ_PERMISSIONS: tuple[tuple[str, str], ...] = (
     ("roleManagement/directory/roleEligibilit", "RoleManagement.Read.Directory"),
     ("roleManagement/", "RoleManagement.Read.Directory"),
@@ -118,7 +117,10 @@ def excerpt(text: str) -> str:
 
 
 def error_from_answer(method: str, url: str, status: int, body: Any, headers: Mapping[str, str]) -> GraphError:
-    """GraphError from Graph's error envelope (GDOCS concepts/errors.md), or InvalidResponse when there is none."""
+    """GraphError from Graph's error envelope, or InvalidResponse when there is none.
+
+    The envelope: https://learn.microsoft.com/graph/errors
+    """
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         shown = body if isinstance(body, str) else json.dumps(body)[:EXCERPT_CHARS] if body is not None else ""
@@ -165,10 +167,6 @@ def hint_for(method: str, url: str, status: int | None) -> str:
     return ""
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _lower_headers(headers: Mapping[str, Any]) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in headers.items()}
 
@@ -207,12 +205,16 @@ class GraphClient:
         return self._request("GET", self._url(path, params)).raise_for_error()
 
     def get_all(self, path: str, params: Mapping[str, str] | None = None) -> GraphResponse:
-        """GET a collection, following `@odata.nextLink` verbatim, with every page's `value` merged."""
+        """GET a collection, following `@odata.nextLink` (same origin over https only), every page's `value` merged."""
         first = self.get(path, params)
         return self.follow_pages(first)
 
     def follow_pages(self, first: GraphResponse) -> GraphResponse:
-        """Merge the pages after `first` (which may come from a batch) into one answer."""
+        """Merge the pages after `first` (which may come from a batch) into one answer.
+
+        A nextLink carries the bearer token and its answer becomes a fact, so it is followed only
+        where `transport.trusted_target` allows; any other link makes the whole list unverifiable.
+        """
         items = first.value
         page = first
         seen: set[str] = set()
@@ -220,6 +222,15 @@ class GraphClient:
             next_link = page.body["@odata.nextLink"]
             if next_link in seen:  # a server looping on one page would otherwise never end
                 raise GraphError("GET", next_link, page.status, "InvalidResponse", "the same nextLink came back twice")
+            if not trusted_target(self.base_url, next_link):
+                raise GraphError(
+                    "GET",
+                    first.source.url,
+                    page.status,
+                    "UntrustedNextLink",
+                    f"the next page is at {next_link!r}, outside {self.base_url} over https; it was not followed",
+                    hint="check graph_url and any proxy between cbacheck and Graph.",
+                )
             seen.add(next_link)
             page = self._request("GET", next_link).raise_for_error()
             items.extend(page.value)
@@ -262,26 +273,23 @@ class GraphClient:
     def _request(self, method: str, url: str, *, body: Any = None, writes: bool = False) -> GraphResponse:
         session = writes_session(self.session) if writes else self.session
         headers = self._headers()
-        started = time.perf_counter()
-        at = _now_iso()
         self.stats.graph_round_trips += 1
         self.stats.graph_requests += 1
-        try:
-            response = session.request(method, url, headers=headers, json=body)
-        except requests.Timeout as err:
-            raise self._no_answer(method, url, started, at, "timed out", err) from err
-        except requests.ConnectionError as err:
+        sent = send(session, method, url, headers=headers, json=body)
+        if sent.response is None:
+            assert sent.failure is not None
+            raise self._no_answer(method, url, sent.failure) from sent.failure
+        return self._answer(method, url, sent.response, sent.source)
+
+    def _no_answer(self, method: str, url: str, err: requests.RequestException) -> GraphError:
+        host = urlsplit(url).netloc
+        if isinstance(err, requests.Timeout):
+            what = "timed out"
+        elif isinstance(err, requests.ConnectionError):
             # Read timeouts that outlast the retries arrive as ConnectionError(MaxRetryError(ReadTimeoutError)).
             what = "timed out" if "timed out" in str(err).lower() else "could not connect"
-            raise self._no_answer(method, url, started, at, what, err) from err
-        except requests.RequestException as err:
-            raise self._no_answer(method, url, started, at, "failed", err) from err
-        return self._answer(method, url, response, started, at)
-
-    def _no_answer(self, method: str, url: str, started: float, at: str, what: str, err: Exception) -> GraphError:
-        source = Source(method, url, None, elapsed_ms=(time.perf_counter() - started) * 1000, at=at)
-        self.stats.sources.append(source)
-        host = urlsplit(url).netloc
+        else:
+            what = "failed"
         return GraphError(
             method,
             url,
@@ -294,17 +302,20 @@ class GraphClient:
             ),
         )
 
-    def _answer(self, method: str, url: str, response: requests.Response, started: float, at: str) -> GraphResponse:
+    def _answer(self, method: str, url: str, response: requests.Response, source: Source) -> GraphResponse:
         headers = _lower_headers(response.headers)
-        source = Source(
-            method,
-            url,
-            response.status_code,
-            request_id=headers.get("request-id", ""),
-            elapsed_ms=(time.perf_counter() - started) * 1000,
-            at=at,
-        )
-        self.stats.sources.append(source)
+        if response.is_redirect:
+            # Not followed by the session (another origin, or not https): its answer would decide a fact.
+            raise GraphError(
+                method,
+                url,
+                response.status_code,
+                "Redirected",
+                f"Graph redirected to {headers.get('location', '')!r}, which cbacheck does not follow "
+                "(only the same origin over https)",
+                request_id=source.request_id,
+                hint="check graph_url and any proxy between cbacheck and Graph.",
+            )
         body: Any = None
         if response.content:
             try:
