@@ -60,6 +60,21 @@ def local_cert_facts(cba_settings: Settings, pytestconfig: pytest.Config) -> Cer
     return facts
 
 
+@pytest.fixture
+def configured_cert_facts(cba_settings: Settings, request: pytest.FixtureRequest) -> CertFacts | None:
+    """The local certificate, or None when none is configured.
+
+    `local_cert_facts` skips when no certificate is configured, which suits link 1 checks. Link 3
+    cannot be skipped that way: with a tenant configured, "is our certificate uploaded?" still has to
+    be answered, so those checks fail as following from CBA-CERT-001 instead. A certificate that is
+    configured but unreadable still fails the chain through `local_cert_facts`.
+    """
+    if cba_settings.cert is None:
+        return None
+    facts: CertFacts = request.getfixturevalue("local_cert_facts")
+    return facts
+
+
 @pytest.fixture(scope="session")
 def tenant_facts(cba_settings: Settings, pytestconfig: pytest.Config) -> TenantFacts:
     """Every tenant fact, collected once; skips when no tenant is configured."""
