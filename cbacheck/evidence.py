@@ -48,18 +48,22 @@ def jsonable(label: str, value: Any) -> Any:
 
 
 def redacted(value: Any, secrets: Iterable[str]) -> Any:
-    """The value with every occurrence of a secret replaced, however deep it sits."""
+    """The value with every string that contains a secret withheld whole, however deep it sits.
+
+    Only values are looked at, never dict keys (labels and field names are the check's and cbacheck's
+    own words, and a short password must not rewrite them), and a value is withheld as a whole, so the
+    place of the match gives nothing of the secret away. Anything that is not a str, dict, list or
+    tuple is returned unchanged.
+    """
     secrets = [s for s in secrets if s]
     if not secrets:
         return value
     if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, SECRET_MARK)
-        return value
+        return SECRET_MARK if any(secret in value for secret in secrets) else value
     if isinstance(value, dict):
-        return {redacted(key, secrets): redacted(item, secrets) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redacted(item, secrets) for item in value]
+        return {key: redacted(item, secrets) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redacted(item, secrets) for item in value)
     return value
 
 

@@ -250,7 +250,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
         applied=applied.rows if applied else None,
         pending=applied.pending if applied else None,
     )
-    built = redacted(built, secrets_of(config))
+    built = document.redacted_document(built, secrets_of(config))
     if state.json_path is not None:
         document.write_atomic(state.json_path, built)
     state.document = built

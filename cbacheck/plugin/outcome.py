@@ -10,7 +10,7 @@ from pytest_html import extras
 
 from cbacheck.chain import UpstreamFailure
 from cbacheck.errors import CbaCheckError
-from cbacheck.evidence import Evidence, redacted
+from cbacheck.evidence import SECRET_MARK, Evidence
 from cbacheck.facts import CertFacts
 from cbacheck.plugin.marker import RequirementMark
 from cbacheck.plugin.state import (
@@ -20,7 +20,7 @@ from cbacheck.plugin.state import (
     secrets_of,
     state_of,
 )
-from cbacheck.report.document import follows_note, nearest_failed_upstream
+from cbacheck.report.document import follows_note, nearest_failed_upstream, redacted_record
 from cbacheck.report.html import render_evidence
 
 
@@ -129,6 +129,7 @@ def pytest_runtest_makereport(
             message = f"{message} ({follows_note(follows_from)})"
     evidence = evidence_of(item)
     secrets = secrets_of(item.config)
+    _withhold_secrets(report, secrets)
     record = _record(mark, outcome, message, follows_from, evidence, secrets)
     report.cba = record  # type: ignore[attr-defined]  # a plain dict, so it survives xdist serialisation
     if follows_from is not None:
@@ -150,6 +151,22 @@ def pytest_runtest_makereport(
     return report
 
 
+def _withheld_lines(text: str, secrets: list[str]) -> str:
+    return "\n".join(SECRET_MARK if any(secret in line for secret in secrets) else line for line in text.splitlines())
+
+
+def _withhold_secrets(report: pytest.TestReport, secrets: list[str]) -> None:
+    """pytest's own failure text and captured output, which HTML and JUnit carry, without a line holding a secret."""
+    if not secrets:
+        return
+    if isinstance(report.longrepr, tuple):  # a skip: (path, line, reason)
+        path, line, reason = report.longrepr
+        report.longrepr = (path, line, _withheld_lines(reason, secrets))
+    elif report.longrepr is not None and any(secret in report.longreprtext for secret in secrets):
+        report.longrepr = _withheld_lines(report.longreprtext, secrets)
+    report.sections = [(title, _withheld_lines(content, secrets)) for title, content in report.sections]
+
+
 def _record(
     mark: RequirementMark,
     outcome: str,
@@ -159,7 +176,7 @@ def _record(
     secrets: list[str],
 ) -> dict[str, Any]:
     """The requirement's record as the reports carry it: a plain dict, so it survives xdist serialisation."""
-    record: dict[str, Any] = redacted(
+    return redacted_record(
         {
             "id": mark.id,
             "title": mark.title,
@@ -175,4 +192,3 @@ def _record(
         },
         secrets,
     )
-    return record

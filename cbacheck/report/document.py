@@ -18,6 +18,7 @@ from typing import Any
 import cbacheck
 from cbacheck import catalogue
 from cbacheck.config import Settings
+from cbacheck.evidence import redacted
 from cbacheck.facts import NOT_CONFIGURED, TenantFacts, Unavailable
 
 SCHEMA_ID = "https://cbacheck.dev/schema/results/1"
@@ -205,6 +206,57 @@ def build_document(
         "tenant": tenant_summary(tenant_facts),
         "fixes": {"mode": settings.fix, "plan": plan, "applied": applied or []},
     }
+
+
+# The fields whose values come from outside cbacheck (the tenant, an exception, a check's evidence) and so
+# may carry a secret; everything else in the document is cbacheck's own vocabulary and left as it is.
+APPLIED_OWN_FIELDS = ("action_id", "status", "verdict", "response_status")
+
+
+def redacted_record(record: Mapping[str, Any], secrets: Sequence[str]) -> dict[str, Any]:
+    """A requirement record whose message and evidence values are withheld where they contain a secret."""
+    return {
+        **record,
+        "message": redacted(record["message"], secrets),
+        "evidence": redacted(record["evidence"], secrets),
+    }
+
+
+def redacted_document(document: Mapping[str, Any], secrets: Sequence[str]) -> dict[str, Any]:
+    """The document with every value that can carry a secret (and contains one) withheld; keys never change."""
+    out = dict(document)
+    out["requirements"] = [redacted_record(record, secrets) for record in document["requirements"]]
+    run = dict(document["run"])
+    run["collection_errors"] = [
+        {**error, "message": redacted(error["message"], secrets)} for error in run["collection_errors"]
+    ]
+    out["run"] = run
+    broken = document["summary"]["first_broken"]
+    if broken is not None:
+        out["summary"] = {
+            **document["summary"],
+            "first_broken": {**broken, "message": redacted(broken["message"], secrets)},
+        }
+    if document["tenant"] is not None:
+        tenant = document["tenant"]
+        out["tenant"] = {
+            **tenant,
+            "facts": redacted(tenant["facts"], secrets),
+            "requests": redacted(tenant["requests"], secrets),
+        }
+    fixes = document["fixes"]
+    out["fixes"] = {
+        **fixes,
+        "plan": [
+            {**action, **redacted({k: v for k, v in action.items() if k in ("reason", "request")}, secrets)}
+            for action in fixes["plan"]
+        ],
+        "applied": [
+            {key: value if key in APPLIED_OWN_FIELDS else redacted(value, secrets) for key, value in row.items()}
+            for row in fixes["applied"]
+        ],
+    }
+    return out
 
 
 def write_atomic(path: Path, document: Mapping[str, Any]) -> None:

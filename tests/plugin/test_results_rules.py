@@ -56,4 +56,4 @@ def test_evidence_converts_dates_and_paths_and_refuses_bytes() -> None:
 
 
 def test_redaction_reaches_nested_values() -> None:
-    assert redacted({"a": ["x pw y"], "pw": 1}, ["pw"]) == {"a": ["x (secret withheld) y"], "(secret withheld)": 1}
+    assert redacted({"a": ["x pw y"], "pw": 1}, ["pw"]) == {"a": ["(secret withheld)"], "pw": 1}
