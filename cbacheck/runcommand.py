@@ -284,6 +284,9 @@ def _close(status: int | pytest.ExitCode, observer: RunObserver, out: TextIO) ->
     state = observer.state
     if state is not None and state.document is not None:
         print_summary(state, out)
+    if state is not None and state.write_error:
+        print(state.write_error, file=sys.stderr)
+        code = ExitCode.USAGE
     return code
 
 

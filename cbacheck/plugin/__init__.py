@@ -80,30 +80,62 @@ def _asked_by_options(config: pytest.Config) -> bool:
 
 
 def _choose_report_paths(config: pytest.Config, state: RunState, settings: Settings) -> None:
-    """Point pytest-html and JUnit at the report folder unless the user named their own files."""
+    """Point pytest-html and JUnit at the report folder unless the user named their own files.
+
+    Raises UsageError naming the setting when a report cannot be written where it would go.
+    """
     invocation_dir = config.invocation_params.dir
     stamp = state.started.strftime("%Y%m%dT%H%M%SZ")
-    folder = invocation_dir / settings.report_dir
 
-    def chosen(explicit: Path | None, suffix: str) -> Path:
-        return invocation_dir / explicit if explicit is not None else folder / f"cbacheck-{stamp}{suffix}"
+    def chosen(name: str, suffix: str) -> tuple[Path, str]:
+        explicit: Path | None = getattr(settings, name)
+        if explicit is not None:
+            return invocation_dir / explicit, _named_by(name, settings)
+        return invocation_dir / settings.report_dir / f"cbacheck-{stamp}{suffix}", _named_by("report_dir", settings)
 
-    state.json_path = chosen(settings.json, ".json")
+    wanted = {"json": chosen("json", ".json")}
     if config.pluginmanager.hasplugin("html"):
         if getattr(config.option, "htmlpath", None):
-            state.html_path = invocation_dir / config.option.htmlpath
+            wanted["html"] = (invocation_dir / config.option.htmlpath, "--html")
         else:
-            state.html_path = chosen(settings.html, ".html")
-            config.option.htmlpath = str(state.html_path)
+            wanted["html"] = chosen("html", ".html")
+            config.option.htmlpath = str(wanted["html"][0])
             config.option.self_contained_html = True  # one file to archive or attach, no assets/ folder
     if getattr(config.option, "xmlpath", None):
-        state.junit_path = invocation_dir / config.option.xmlpath
+        wanted["junit"] = (invocation_dir / config.option.xmlpath, "--junitxml")
     else:
-        state.junit_path = chosen(settings.junit, ".xml")
-        config.option.xmlpath = str(state.junit_path)
-    for path in (state.json_path, state.html_path, state.junit_path):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        wanted["junit"] = chosen("junit", ".xml")
+        config.option.xmlpath = str(wanted["junit"][0])
+    state.json_path = wanted["json"][0]
+    state.html_path = wanted["html"][0] if "html" in wanted else None
+    state.junit_path = wanted["junit"][0]
+    problems = [problem for path, named_by in wanted.values() if (problem := report_path_problem(path, named_by))]
+    if problems:
+        raise pytest.UsageError(*dict.fromkeys(f"cbacheck: {problem}" for problem in problems))
+
+
+def _named_by(name: str, settings: Settings) -> str:
+    """The setting a report path comes from, as a problem names it: `json (option --json)`."""
+    source = settings.source(name)
+    return name if source == "default" else f"{name} ({source})"
+
+
+def report_path_problem(path: Path, named_by: str) -> str | None:
+    """Why a report cannot be written at `path` (its folder created if need be); None when it can.
+
+    An existing path must be a regular file: the report replaces it by renaming a new file over it,
+    which would replace a device, a symlink or a FIFO just as well.
+    """
+    try:
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            kind = "a symlink" if path.is_symlink() else "a folder" if path.is_dir() else "not a regular file"
+            return f"{named_by}: report path {str(path)!r} is {kind}; name a new file or a regular file to replace"
+        if path.parent.exists() and not path.parent.is_dir():
+            return f"{named_by}: report folder {str(path.parent)!r} is a file, not a folder"
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"{named_by}: report folder {str(path.parent)!r} cannot be created: {err.strerror or err}"
+    return None
 
 
 def _activate(config: pytest.Config) -> None:
@@ -251,9 +283,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
         pending=applied.pending if applied else None,
     )
     built = document.redacted_document(built, secrets_of(config))
-    if state.json_path is not None:
-        document.write_atomic(state.json_path, built)
     state.document = built
+    if state.json_path is not None:
+        try:
+            document.write_atomic(state.json_path, built)
+        except OSError as err:
+            # A full disk or a path swapped since the start: one line naming the setting, and a usage error.
+            state.write_error = (
+                f"cbacheck: the JSON results {str(state.json_path)!r} cannot be written: {err.strerror or err}"
+            )
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 def report_paths(state: RunState) -> dict[str, Path | None]:
@@ -264,6 +303,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     state = state_of(config)
     if state.document is None or config.getoption("cba_run"):
         return  # `cbacheck run` prints the same summary itself, after pytest has finished
+    if state.write_error:
+        terminalreporter.write_line(state.write_error, red=True)
     terminalreporter.write_sep("-", "cbacheck")
     # No provenance line: pytest's header already shows it.
     for line in console.summary_lines(state.document, None, report_paths(state)):

@@ -37,6 +37,7 @@ class RunState:
     tenant_facts: TenantFacts | None = None
     cert_facts: CertFacts | None = None
     document: dict[str, Any] | None = None
+    write_error: str | None = None  # why the JSON results could not be written, for the closing line
 
 
 # `--fix apply` re-evaluates after applying; this object, passed to pytest as a plugin, tells that second

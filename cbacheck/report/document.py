@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import platform
@@ -260,7 +261,12 @@ def redacted_document(document: Mapping[str, Any], secrets: Sequence[str]) -> di
 
 
 def write_atomic(path: Path, document: Mapping[str, Any]) -> None:
-    """Write the JSON so a reader never sees half a file (temporary file in the same folder, then rename)."""
+    """Write the JSON so a reader never sees half a file (temporary file in the same folder, then rename).
+
+    Refuses (OSError) to replace anything but a regular file: the rename would replace a device or a symlink.
+    """
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise OSError(errno.EEXIST, "it exists and is not a regular file", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

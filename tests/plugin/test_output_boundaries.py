@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 import pytest
 from reportreader import by_id
 
-from cbacheck import results
+from cbacheck import results, runcommand
+from cbacheck.errors import ExitCode
 from cbacheck.evidence import SECRET_MARK, redacted
+from cbacheck.report import document
 
 REDACTION_CHECKS = '''
 import os
@@ -82,3 +88,82 @@ def test_redacted_leaves_keys_and_other_types_alone() -> None:
     }
     assert redacted(value, []) == value
 
+
+# --- report paths -----------------------------------------------------------------------------------
+
+PASSING_CHECK = '''
+import pytest
+
+
+@pytest.mark.requirement("CUSTOM-PATH-001", severity="low")
+def test_custom():
+    """A custom check that passes"""
+'''
+
+
+def run_plain(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(test_checks=PASSING_CHECK)
+    result = pytester.runpytest("--cba-run", "-p", "no:cacheprovider", *args)
+    output = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in output and "INTERNALERROR" not in output, output
+    return result
+
+
+def test_json_path_that_is_a_symlink_is_refused_and_left_alone(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("keep me", encoding="utf-8")
+    link = pytester.path / "results.json"
+    link.symlink_to(target)
+    result = run_plain(pytester, f"--cba-json={link}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if line.startswith("ERROR: cbacheck:")]
+    assert len(errors) == 1 and "json (option --json)" in errors[0] and "is a symlink" in errors[0], errors
+    assert link.is_symlink() and target.read_text(encoding="utf-8") == "keep me"
+
+
+def test_json_path_that_is_a_fifo_or_a_folder_is_refused(pytester: pytest.Pytester) -> None:
+    fifo = pytester.path / "pipe"
+    os.mkfifo(fifo)
+    (pytester.path / "folder").mkdir()
+    result = run_plain(pytester, f"--cba-json={fifo}", "--cba-html=folder")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = " ".join(result.errlines)
+    assert "is not a regular file" in errors and "is a folder" in errors, errors
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_report_dir_that_is_a_file_is_one_line(pytester: pytest.Pytester) -> None:
+    (pytester.path / "taken").write_text("a file", encoding="utf-8")
+    result = run_plain(pytester, "--cba-report-dir=taken")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.errlines if line.startswith("ERROR: cbacheck:")]
+    # One line, though three reports would have gone there.
+    assert len(errors) == 1, result.errlines
+    assert "report_dir (option --report-dir)" in errors[0] and "is a file, not a folder" in errors[0]
+
+
+def test_run_with_a_special_file_as_json_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A FIFO stands for a device: never point this test at a real one (the old code replaced it, as root).
+    special = tmp_path / "device"
+    os.mkfifo(special)
+    code = runcommand.run_checks({"report_dir": tmp_path / "r", "json": str(special)}, [], [])
+    assert code == ExitCode.USAGE
+    errors = capsys.readouterr().err
+    assert f"json (option --json): report path '{special}' is not a regular file" in errors
+    assert "Traceback" not in errors
+    assert stat.S_ISFIFO(special.stat().st_mode)
+
+
+def test_run_that_cannot_write_its_results_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(document.json, "dump", disk_full)
+    code = runcommand.run_checks({"report_dir": tmp_path / "r"}, [], [])
+    assert code == ExitCode.USAGE
+    errors = capsys.readouterr().err
+    assert "the JSON results" in errors and "cannot be written: No space left on device" in errors
+    assert "Traceback" not in errors
+    assert not list((tmp_path / "r").glob(".*.tmp"))  # the half-written temporary file is gone
