@@ -219,13 +219,13 @@ def _apply_then_reevaluate(
             before.cert_facts,
             interactive=sys.stdin.isatty(),
             ask=input,
-            progress=lambda line: print(line, file=sys.stderr, flush=True),
+            progress=lambda line: print(console.console_safe(line), file=sys.stderr, flush=True),
         )
     except FixRefused as err:
-        print(f"cbacheck: {err}", file=sys.stderr)
+        print(console.console_safe(f"cbacheck: {err}"), file=sys.stderr)
         return ExitCode.INTERRUPTED
     except FixError as err:
-        print(f"cbacheck: {err}", file=sys.stderr)
+        print(console.console_safe(f"cbacheck: {err}"), file=sys.stderr)
         return ExitCode.USAGE
     if not fix_run.results:
         print("nothing to apply: no failed requirement has an automated fix", file=out)
@@ -243,7 +243,8 @@ def _report_applied(fix_run: fixers.FixRun, settings: Settings, out: TextIO) -> 
     verdicts = fix_run.verdicts()
     for row in fix_run.applied_rows():
         request_id = f" request-id {row['request_id']}" if row.get("request_id") else ""
-        print(f"  {row['action_id']}: {row['status']} -> {verdicts.get(row['action_id'], '')}{request_id}", file=out)
+        line = f"  {row['action_id']}: {row['status']} -> {verdicts.get(row['action_id'], '')}{request_id}"
+        print(console.console_safe(line), file=out)
     pending = {
         requirement: f"{action.id} applied; not yet in effect after {settings.propagation_timeout_s} s"
         for action in fix_run.actions

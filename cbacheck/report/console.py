@@ -9,9 +9,28 @@ from typing import Any
 from cbacheck.config import Settings, setting_fields
 from cbacheck.report.document import describe_first_broken
 
+# Characters that move the cursor, end or rewrite a line, or reorder text in a terminal or a CI log viewer:
+# C0 (CR, LF, ESC...), DEL, C1 (NEL, CSI...), the Unicode line and paragraph separators, bidi controls.
+_UNSAFE = {
+    *range(0x00, 0x20),
+    0x7F,
+    *range(0x80, 0xA0),
+    0x2028,
+    0x2029,
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+}
+_ESCAPES = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+_CONSOLE_SAFE = {code: _ESCAPES.get(code, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") for code in _UNSAFE}
+
 # Always shown in the provenance line; every other setting only when it is not the default.
 HEADLINE_SETTINGS = ("tenant", "app_id", "cert", "cloud", "fix")
 SANDBOX_LINE = "SANDBOX run: the tenant is cbacheck's local sandbox, not a real tenant"
+
+
+def console_safe(text: str) -> str:
+    """The text with every control character shown as an escape, so no value can forge or erase a console line."""
+    return text.translate(_CONSOLE_SAFE)
 
 
 def shown_settings(settings: Settings) -> list[tuple[str, str]]:
@@ -37,7 +56,7 @@ def shown_settings(settings: Settings) -> list[tuple[str, str]]:
 
 def provenance_line(settings: Settings) -> str:
     """`cbacheck: tenant=contoso.onmicrosoft.com (from env CBACHECK_TENANT), fix=plan (default)`."""
-    return "cbacheck: " + ", ".join(f"{name}={text}" for name, text in shown_settings(settings))
+    return console_safe("cbacheck: " + ", ".join(f"{name}={text}" for name, text in shown_settings(settings)))
 
 
 def summary_lines(
@@ -64,7 +83,8 @@ def summary_lines(
     if shown:
         lines.append("reports:")
         lines += [f"  {label:<5} {path}" for label, path in shown]
-    return lines
+    # Messages, names and reasons come from the tenant and from exceptions: escaped, one value cannot make two lines.
+    return [console_safe(line) for line in lines]
 
 
 def cause_lines(requirements: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -16,6 +16,7 @@ from cbacheck import results, runcommand
 from cbacheck.errors import ExitCode
 from cbacheck.evidence import SECRET_MARK, redacted
 from cbacheck.report import document
+from cbacheck.report.console import console_safe
 
 REDACTION_CHECKS = '''
 import os
@@ -167,3 +168,45 @@ def test_run_that_cannot_write_its_results_exits_2(
     assert "the JSON results" in errors and "cannot be written: No space left on device" in errors
     assert "Traceback" not in errors
     assert not list((tmp_path / "r").glob(".*.tmp"))  # the half-written temporary file is gone
+
+
+# --- console escaping -----------------------------------------------------------------------------
+
+FORGING_CHECK = '''
+import pytest
+
+# What an app owner can put in a display name, echoed by Graph in a message.
+NAME = "prod-app\\r\\ncbacheck verdict: PASS (forged)\\x1b[2K\\x9b31m\\u2028first broken: none"
+
+
+@pytest.mark.requirement("CUSTOM-FORGE-001", severity="high")
+def test_forged():
+    """A custom check whose message carries a tenant-controlled name"""
+    assert False, f"the app {NAME} has no certificate"
+'''
+
+
+def test_console_safe_escapes_every_control_character() -> None:
+    assert console_safe("a\r\nb\x1b[2K\x85c\u2028d\u202ee\tf é ✓") == ("a\\r\\nb\\x1b[2K\\x85c\\u2028d\\u202ee\\tf é ✓")
+
+
+def test_a_tenant_string_cannot_forge_a_console_line_in_cbacheck_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    custom = tmp_path / "mychecks"
+    custom.mkdir()
+    (custom / "test_forge.py").write_text(FORGING_CHECK, encoding="utf-8")
+    code = runcommand.run_checks({"report_dir": tmp_path / "r"}, [], [custom])
+    printed = capsys.readouterr().out
+    assert code == ExitCode.FAILED
+    assert not any(line.startswith("cbacheck verdict: PASS") for line in printed.splitlines()), printed
+    assert "\x1b" not in printed and "\r" not in printed and "\x9b" not in printed and "\u2028" not in printed
+    assert "the app prod-app\\r\\n" in printed and "PASS (forged)\\x1b[2K\\x9b31m\\u2028first broken" in printed
+
+
+def test_a_tenant_string_cannot_forge_a_line_in_the_pytest_summary(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_forge=FORGING_CHECK)
+    result = pytester.runpytest("--cba-report-dir=out", "-p", "no:cacheprovider", "--tb=no", "-q")
+    cbacheck_part = result.stdout.str().split(" cbacheck ", 1)[1]
+    assert "\x1b" not in cbacheck_part and "\r" not in cbacheck_part, cbacheck_part
+    assert not any(line.startswith("cbacheck verdict: PASS") for line in cbacheck_part.splitlines())
