@@ -268,6 +268,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
     state = state_of(config)
     if not state.active or is_worker(config):
         return
+    evaluated = {record["id"] for record in state.records.values()}
+    not_evaluated = sorted(set(state.deselected) - evaluated, key=catalogue.chain_order)
+    if not_evaluated and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED  # not every requirement was evaluated
     applied = applied_fixes(config)
     built = document.build_document(
         state.settings or Settings(),
@@ -277,6 +281,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
         records=state.records,
         durations=state.durations,
         collection_errors=state.collection_errors,
+        not_evaluated=not_evaluated,
         tenant_facts=state.tenant_facts,
         plan=plan_fixes(state),
         applied=applied.rows if applied else None,
@@ -321,6 +326,14 @@ class SessionHooks:
         if report.failed:
             message = redacted(str(report.longrepr), secrets_of(self.config))
             state_of(self.config).collection_errors.append({"nodeid": report.nodeid, "message": message})
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        # A requirement dropped from the run must not turn a FAIL into a PASS by its absence.
+        state = state_of(self.config)
+        for item in items:
+            mark = item.stash.get(requirement_key, None)
+            if mark is not None:
+                state.deselected[mark.id] = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         state = state_of(self.config)

@@ -34,6 +34,7 @@ class RunState:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # nodeid -> requirement record
     durations: dict[str, float] = field(default_factory=dict)
     collection_errors: list[dict[str, str]] = field(default_factory=list)
+    deselected: dict[str, None] = field(default_factory=dict)  # requirement IDs dropped by -k, -m, --deselect
     tenant_facts: TenantFacts | None = None
     cert_facts: CertFacts | None = None
     document: dict[str, Any] | None = None

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cbacheck.config import Settings, setting_fields
-from cbacheck.report.document import describe_first_broken
+from cbacheck.report.document import describe_first_broken, describe_not_evaluated
 
 # Characters that move the cursor, end or rewrite a line, or reorder text in a terminal or a CI log viewer:
 # C0 (CR, LF, ESC...), DEL, C1 (NEL, CSI...), the Unicode line and paragraph separators, bidi controls.
@@ -74,6 +74,9 @@ def summary_lines(
     if settings is not None:
         lines.append(provenance_line(settings))
     lines.append(f"cbacheck verdict: {run['verdict'].upper()} ({counts or 'no requirements ran'})")
+    not_evaluated = describe_not_evaluated(run)
+    if not_evaluated:
+        lines.append(not_evaluated)
     if document["summary"]["first_broken"] is not None:
         lines.append(f"first broken: {describe_first_broken(document['summary']['first_broken'])}")
     lines += cause_lines(document["requirements"])

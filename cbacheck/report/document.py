@@ -86,13 +86,18 @@ def fill_follows_from(requirements: Sequence[dict[str, Any]]) -> None:
                 record["message"] = f"{record['message']} ({follows_note(upstream)})".lstrip()
 
 
-def verdict(requirements: Sequence[Mapping[str, Any]], collection_errors: Sequence[object] = ()) -> str:
+def verdict(
+    requirements: Sequence[Mapping[str, Any]],
+    collection_errors: Sequence[object] = (),
+    not_evaluated: Sequence[str] = (),
+) -> str:
     """fail: something failed. incomplete: nothing failed but something could not be verified, was skipped
-    for another reason than "not configured", could not be collected, or nothing passed. pass: the rest."""
+    for another reason than "not configured", could not be collected, was deselected (not evaluated), or
+    nothing passed. pass: the rest."""
     outcomes = [r["outcome"] for r in requirements]
     if "failed" in outcomes:
         return "fail"
-    if "error" in outcomes or "pending" in outcomes or collection_errors or "passed" not in outcomes:
+    if "error" in outcomes or "pending" in outcomes or collection_errors or not_evaluated or "passed" not in outcomes:
         return "incomplete"
     for record in requirements:
         if record["outcome"] == "skipped" and record.get("message") not in NOT_CONFIGURED_REASONS:
@@ -123,6 +128,16 @@ def describe_first_broken(broken: Mapping[str, Any] | None) -> str:
         return "No broken link."
     where = f"Link {broken['link']} — {broken['link_name']}: " if broken.get("link") else "Custom check: "
     return f"{where}{broken['id']} {broken['outcome']}: {broken['message']}"
+
+
+def describe_not_evaluated(run: Mapping[str, Any]) -> str | None:
+    """'INCOMPLETE: 2 requirements not evaluated: CBA-KEY-001, CBA-KEY-002', or None when all were."""
+    missing = run.get("not_evaluated") or []
+    if not missing:
+        return None
+    lead = "INCOMPLETE: " if run["verdict"] == "incomplete" else ""
+    noun = "requirement" if len(missing) == 1 else "requirements"
+    return f"{lead}{len(missing)} {noun} not evaluated: {', '.join(missing)} (deselected by -k, -m or --deselect)"
 
 
 def counts(requirements: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -171,6 +186,7 @@ def build_document(
     records: Mapping[str, Mapping[str, Any]],
     durations: Mapping[str, float],
     collection_errors: Sequence[dict[str, str]] = (),
+    not_evaluated: Sequence[str] = (),
     tenant_facts: TenantFacts | None = None,
     plan: list[dict[str, Any]],
     applied: list[dict[str, Any]] | None = None,
@@ -191,12 +207,13 @@ def build_document(
             "finished": utc_iso(finished),
             "duration_s": round((finished - started).total_seconds(), 3),
             "sandbox": settings.sandbox,
-            "verdict": verdict(requirements, collection_errors),
+            "verdict": verdict(requirements, collection_errors, not_evaluated),
             "exit_code": exit_code,
             "settings": settings.describe(),
             "python": platform.python_version(),
             "pytest": version("pytest"),
             "collection_errors": list(collection_errors),
+            "not_evaluated": list(not_evaluated),
         },
         "summary": {
             "counts": counts(requirements),

@@ -12,7 +12,7 @@ import pytest
 from cbacheck import catalogue
 from cbacheck.config import Settings
 from cbacheck.report.console import shown_settings
-from cbacheck.report.document import OUTCOMES, describe_first_broken, mark_pending
+from cbacheck.report.document import OUTCOMES, describe_first_broken, describe_not_evaluated, mark_pending
 
 # Every cbacheck element is styled from here (classes, no style= attributes); the block leads the summary.
 STYLESHEET = """
@@ -23,6 +23,7 @@ STYLESHEET = """
 .cba-verdict-fail { color: #b00020; }
 .cba-verdict-incomplete { color: #b26a00; }
 .cba-first-broken { font-size: 1.1em; }
+.cba-not-evaluated { color: #b26a00; font-size: 1.1em; }
 .cba-counts, .cba-plan, .cba-applied, .cba-evidence-table { border-collapse: collapse; margin: .5em 0; }
 .cba-counts th, .cba-counts td, .cba-plan th, .cba-applied th { padding: 2px 10px; }
 .cba-counts td { text-align: center; }
@@ -39,7 +40,7 @@ STYLESHEET = """
 EXPLANATIONS = {
     "pass": "every requirement that was configured passed",
     "fail": "at least one requirement failed",
-    "incomplete": "nothing failed, but not everything could be verified",
+    "incomplete": "nothing failed, but not everything could be verified or was evaluated",
 }
 
 
@@ -110,6 +111,9 @@ def summary_html(document: Mapping[str, Any], settings: Settings) -> list[str]:
         f'<p class="cba-verdict"><strong class="cba-verdict-{escape(verdict)}">{escape(verdict.upper())}</strong>'
         f" &mdash; {escape(EXPLANATIONS.get(verdict, ''))}</p>"
     )
+    not_evaluated = describe_not_evaluated(run)
+    if not_evaluated:
+        parts.append(f'<p class="cba-not-evaluated"><strong>{escape(not_evaluated)}</strong></p>')
     parts.append(
         '<p class="cba-first-broken"><strong>First broken link:</strong> '
         f"{escape(describe_first_broken(summary['first_broken']))}</p>"

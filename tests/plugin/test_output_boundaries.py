@@ -210,3 +210,58 @@ def test_a_tenant_string_cannot_forge_a_line_in_the_pytest_summary(pytester: pyt
     cbacheck_part = result.stdout.str().split(" cbacheck ", 1)[1]
     assert "\x1b" not in cbacheck_part and "\r" not in cbacheck_part, cbacheck_part
     assert not any(line.startswith("cbacheck verdict: PASS") for line in cbacheck_part.splitlines())
+
+
+# --- deselected requirements ---------------------------------------------------------------------
+
+DESELECTION_CHECKS = '''
+import pytest
+
+
+@pytest.mark.requirement("CBA-APP-001")
+def test_app():
+    assert False, "no app registration has app ID 1111"
+
+
+@pytest.mark.requirement("CUSTOM-KEEP-001", severity="low")
+def test_kept():
+    """A custom check that passes"""
+'''
+
+
+def test_a_requirement_dropped_by_k_leaves_the_run_incomplete(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_checks=DESELECTION_CHECKS)
+    result = pytester.runpytest(
+        "--cba-report-dir=out", "--cba-json=results.json", "-p", "no:cacheprovider", "-k", "kept"
+    )
+    result.assert_outcomes(passed=1, deselected=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # not 0: the failing requirement was only dropped
+    document = json.loads((pytester.path / "results.json").read_text(encoding="utf-8"))
+    results.validate(document)
+    assert document["run"]["verdict"] == "incomplete"
+    assert document["run"]["not_evaluated"] == ["CBA-APP-001"]
+    assert document["run"]["exit_code"] == 1
+    assert "INCOMPLETE: 1 requirement not evaluated: CBA-APP-001" in result.stdout.str()
+
+
+def test_a_requirement_dropped_through_pytest_addopts_fails_cbacheck_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-k cert")
+    code = runcommand.run_checks({"report_dir": tmp_path / "r"}, [], [])
+    printed = capsys.readouterr().out
+    assert code == ExitCode.FAILED
+    assert "cbacheck verdict: INCOMPLETE" in printed
+    line = next(line for line in printed.splitlines() if line.startswith("INCOMPLETE: "))
+    assert "CBA-APP-001" in line and "not evaluated" in line
+    document = json.loads(next((tmp_path / "r").glob("*.json")).read_text(encoding="utf-8"))
+    assert "CBA-APP-001" in document["run"]["not_evaluated"]
+    assert not any(record["id"] == "CBA-APP-001" for record in document["requirements"])
+
+
+def test_a_run_that_evaluated_everything_has_nothing_not_evaluated(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_checks=DESELECTION_CHECKS)
+    pytester.runpytest("--cba-json=results.json", "-p", "no:cacheprovider")
+    document = json.loads((pytester.path / "results.json").read_text(encoding="utf-8"))
+    assert document["run"]["not_evaluated"] == []
+    assert document["run"]["verdict"] == "fail"
