@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from cbacheck.config import Settings
 from cbacheck.evidence import Evidence, redacted
 from cbacheck.report import document
+from cbacheck.report.html import STYLESHEET, render_evidence, summary_html
 
 
 def record(req_id: str, outcome: str, message: str = "") -> dict[str, object]:
@@ -57,3 +59,15 @@ def test_evidence_converts_dates_and_paths_and_refuses_bytes() -> None:
 
 def test_redaction_reaches_nested_values() -> None:
     assert redacted({"a": ["x pw y"], "pw": 1}, ["pw"]) == {"a": ["(secret withheld)"], "pw": 1}
+
+
+def test_html_parts_use_the_stylesheet_not_inline_styles() -> None:
+    failed = {**record("CBA-APP-001", "failed", "no app"), "evidence": {"observed": {"x": [1]}}, "remediation": "do"}
+    now = datetime.now(UTC)
+    built = document.build_document(
+        Settings(), started=now, finished=now, exit_code=1, records={"n": failed}, durations={}, plan=[]
+    )
+    html = "".join(summary_html(built, Settings())) + render_evidence(built["requirements"][0])
+    assert "style=" not in html
+    assert html.startswith(f"<style>{STYLESHEET}</style>")
+    assert 'class="cba-verdict-fail"' in html
