@@ -126,6 +126,11 @@ def report_path_problem(path: Path, named_by: str) -> str | None:
     An existing path must be a regular file: the report replaces it by renaming a new file over it,
     which would replace a device, a symlink or a FIFO just as well.
     """
+    for candidate, what in ((path.parent, "report folder"), (path, "report path")):
+        try:
+            str(candidate).encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{named_by}: {what} {str(candidate)!r} is not valid UTF-8; name the reports in UTF-8"
     try:
         if path.is_symlink() or (path.exists() and not path.is_file()):
             kind = "a symlink" if path.is_symlink() else "a folder" if path.is_dir() else "not a regular file"

@@ -10,7 +10,8 @@ from cbacheck.config import Settings, setting_fields
 from cbacheck.report.document import describe_first_broken, describe_not_evaluated
 
 # Characters that move the cursor, end or rewrite a line, or reorder text in a terminal or a CI log viewer:
-# C0 (CR, LF, ESC...), DEL, C1 (NEL, CSI...), the Unicode line and paragraph separators, bidi controls.
+# C0 (CR, LF, ESC...), DEL, C1 (NEL, CSI...), the Unicode line and paragraph separators, bidi controls;
+# and lone surrogates, which cannot be written to a UTF-8 console at all.
 _UNSAFE = {
     *range(0x00, 0x20),
     0x7F,
@@ -19,6 +20,7 @@ _UNSAFE = {
     0x2029,
     *range(0x202A, 0x202F),
     *range(0x2066, 0x206A),
+    *range(0xD800, 0xE000),  # lone surrogates: bytes of a file name that is not UTF-8
 }
 _ESCAPES = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
 _CONSOLE_SAFE = {code: _ESCAPES.get(code, f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}") for code in _UNSAFE}

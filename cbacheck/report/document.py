@@ -287,7 +287,9 @@ def write_atomic(path: Path, document: Mapping[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        # backslashreplace: a value that is no valid Unicode (a file name in another encoding) is kept as a
+        # \\udcXX escape, which JSON reads back, instead of failing the whole write.
+        with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as stream:
             json.dump(document, stream, indent=2, ensure_ascii=False)
             stream.write("\n")
         os.replace(temporary, path)

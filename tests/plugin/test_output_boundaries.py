@@ -265,3 +265,20 @@ def test_a_run_that_evaluated_everything_has_nothing_not_evaluated(pytester: pyt
     document = json.loads((pytester.path / "results.json").read_text(encoding="utf-8"))
     assert document["run"]["not_evaluated"] == []
     assert document["run"]["verdict"] == "fail"
+
+
+def test_a_report_folder_name_that_is_not_utf8_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / os.fsdecode(b"r\xff")
+    code = runcommand.run_checks({"report_dir": folder}, [], [])
+    errors = capsys.readouterr().err
+    assert code == ExitCode.USAGE
+    lines = [line for line in errors.splitlines() if line.startswith("ERROR: cbacheck:")]
+    assert len(lines) == 1 and "report folder" in lines[0] and "is not valid UTF-8" in lines[0], errors
+    assert "Traceback" not in errors
+
+
+def test_results_holding_a_name_that_is_not_utf8_are_still_written(tmp_path: Path) -> None:
+    name = os.fsdecode(b"cert-\xff.pem")
+    document.write_atomic(tmp_path / "results.json", {"message": f"cannot read {name}"})
+    assert json.loads((tmp_path / "results.json").read_text(encoding="utf-8")) == {"message": f"cannot read {name}"}
+    assert console_safe(name) == "cert-\\udcff.pem"
