@@ -15,6 +15,7 @@ import pytest
 from cbacheck import fixers
 from cbacheck.config import Settings, option_name, pytest_option_name, setting_fields
 from cbacheck.errors import ExitCode, FixError, FixRefused
+from cbacheck.plugin import report_paths
 from cbacheck.plugin.state import AppliedFixes, RunState, run_state_key
 from cbacheck.report import console
 
@@ -294,7 +295,7 @@ def _close(status: int | pytest.ExitCode, observer: RunObserver, out: TextIO) ->
 def print_summary(state: RunState, out: TextIO) -> None:
     """Verdict, first broken link, what failed, the fix plan and where the reports are."""
     assert state.document is not None
-    reports = {"HTML": state.html_path, "JSON": state.json_path, "JUnit": state.junit_path}
+    reports = report_paths(state)
     print("", file=out)
     for line in console.summary_lines(state.document, state.settings, reports):
         print(line, file=out)

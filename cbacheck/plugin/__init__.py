@@ -306,7 +306,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
 
 
 def report_paths(state: RunState) -> dict[str, Path | None]:
-    return {"HTML": state.html_path, "JSON": state.json_path, "JUnit": state.junit_path}
+    """The reports written, for the closing summary (not the JSON results when they could not be written)."""
+    return {"HTML": state.html_path, "JSON": None if state.write_error else state.json_path, "JUnit": state.junit_path}
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

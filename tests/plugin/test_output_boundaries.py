@@ -164,8 +164,10 @@ def test_run_that_cannot_write_its_results_exits_2(
     monkeypatch.setattr(document.json, "dump", disk_full)
     code = runcommand.run_checks({"report_dir": tmp_path / "r"}, [], [])
     assert code == ExitCode.USAGE
-    errors = capsys.readouterr().err
+    captured = capsys.readouterr()
+    errors = captured.err
     assert "the JSON results" in errors and "cannot be written: No space left on device" in errors
+    assert "  HTML " in captured.out and "  JSON " not in captured.out  # a file that was not written is not listed
     assert "Traceback" not in errors
     assert not list((tmp_path / "r").glob(".*.tmp"))  # the half-written temporary file is gone
 
