@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cbacheck {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    runcommand.add_run_parser(subparsers)
+    runcommand.add_parser(subparsers)
     democommand.add_parser(subparsers)
     sandboxcommand.add_parser(subparsers)
     certcommand.add_parser(subparsers)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-from html import escape
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,18 +48,22 @@ def jsonable(label: str, value: Any) -> Any:
 
 
 def redacted(value: Any, secrets: Iterable[str]) -> Any:
-    """The value with every occurrence of a secret replaced, however deep it sits."""
+    """The value with every string that contains a secret withheld whole, however deep it sits.
+
+    Only values are looked at, never dict keys (labels and field names are the check's and cbacheck's
+    own words, and a short password must not rewrite them), and a value is withheld as a whole, so the
+    place of the match gives nothing of the secret away. Anything that is not a str, dict, list or
+    tuple is returned unchanged.
+    """
     secrets = [s for s in secrets if s]
     if not secrets:
         return value
     if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, SECRET_MARK)
-        return value
+        return SECRET_MARK if any(secret in value for secret in secrets) else value
     if isinstance(value, dict):
-        return {redacted(key, secrets): redacted(item, secrets) for key, item in value.items()}
-    if isinstance(value, list):
-        return [redacted(item, secrets) for item in value]
+        return {key: redacted(item, secrets) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redacted(item, secrets) for item in value)
     return value
 
 
@@ -131,44 +133,3 @@ class Evidence:
             if reference:
                 attached.append(extras.url(reference, name="Reference"))
         return attached
-
-
-def render_html(record: Mapping[str, Any]) -> str:
-    """The evidence block shown in a report row; every value is escaped."""
-
-    def cell(value: Any) -> str:
-        if isinstance(value, str):
-            return escape(value)
-        return f'<pre style="margin:0;white-space:pre-wrap">{escape(json.dumps(value, indent=2))}</pre>'
-
-    evidence = record.get("evidence") or {}
-    parts = ['<div class="cba-evidence" style="padding:6px 4px;line-height:1.4">']
-    outcome = str(record.get("outcome", ""))
-    parts.append(
-        f"<p><strong>{escape(str(record.get('id', '')))}</strong> {escape(str(record.get('title', '')))} "
-        f"&mdash; <strong>{escape(outcome)}</strong></p>"
-    )
-    if record.get("message"):
-        parts.append(f'<p style="white-space:pre-wrap">{escape(str(record["message"]))}</p>')
-    if record.get("follows_from"):
-        parts.append(f"<p>Follows from <strong>{escape(str(record['follows_from']))}</strong>.</p>")
-    rows: list[tuple[str, Any]] = []
-    rows += [(f"Observed: {label}", value) for label, value in evidence.get("observed", {}).items()]
-    rows += [("Expected", text) for text in evidence.get("expected", [])]
-    rows += [(label, value) for label, value in evidence.get("details", {}).items()]
-    rows += [("Source", f"{s['method']} {s['url']} -> {s['status']}") for s in evidence.get("sources", [])]
-    if rows:
-        parts.append('<table class="cba-evidence-table" style="border-collapse:collapse;margin:4px 0">')
-        for label, value in rows:
-            parts.append(
-                '<tr><th style="text-align:left;vertical-align:top;padding:2px 12px 2px 0;font-weight:600">'
-                f'{escape(label)}</th><td style="padding:2px 0">{cell(value)}</td></tr>'
-            )
-        parts.append("</table>")
-    if record.get("remediation") and outcome in ("failed", "error"):
-        parts.append(f"<p><strong>What to do:</strong> {escape(str(record['remediation']))}</p>")
-    if record.get("reference"):
-        ref = escape(str(record["reference"]), quote=True)
-        parts.append(f'<p><strong>Reference:</strong> <a href="{ref}" target="_blank" rel="noopener">{ref}</a></p>')
-    parts.append("</div>")
-    return "".join(parts)

@@ -12,11 +12,12 @@ from typing import Any, TextIO
 
 import pytest
 
-from cbacheck import results
-from cbacheck.config import option_name, plugin_option_name, setting_fields
+from cbacheck import fixers
+from cbacheck.config import Settings, option_name, plugin_option_name, setting_fields
 from cbacheck.errors import ExitCode, FixError, FixRefused
-from cbacheck.plugin import provenance_line
-from cbacheck.results import RunState, run_state_key
+from cbacheck.plugin import report_paths
+from cbacheck.plugin.state import AppliedFixes, RunState, run_state_key
+from cbacheck.report import console
 
 # pytest's exit statuses in cbacheck's terms (errors.ExitCode); 2 with collection errors is handled apart.
 PYTEST_EXIT_CODES = {
@@ -33,7 +34,7 @@ def _dest(name: str) -> str:
     return "setting_" + name
 
 
-def add_run_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> None:
     """Register `cbacheck run`; every option comes from the settings table (secrets have none)."""
     parser = subparsers.add_parser(
         "run",
@@ -158,7 +159,7 @@ def _evaluate(
     *,
     config_file: Path | None,
     out: TextIO,
-    applied: results.AppliedFixes | None = None,
+    applied: AppliedFixes | None = None,
 ) -> tuple[int, RunState | None]:
     """One pytest session over the checks; the exit code and what the plugin gathered."""
     observer = RunObserver()
@@ -210,14 +211,8 @@ def _apply_then_reevaluate(
     out: TextIO,
 ) -> int:
     """Apply the plan of the first evaluation, wait for it to take effect, then evaluate again."""
-    from cbacheck import fixers
-
     settings = before.settings
     assert settings is not None and before.document is not None
-
-    def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
     print("", file=out)
     print("applying fixes (fix mode: apply)", file=out)
     try:
@@ -228,46 +223,54 @@ def _apply_then_reevaluate(
             before.cert_facts,
             interactive=sys.stdin.isatty(),
             ask=input,
-            progress=progress,
+            progress=lambda line: print(console.console_safe(line), file=sys.stderr, flush=True),
         )
     except FixRefused as err:
-        print(f"cbacheck: {err}", file=sys.stderr)
+        print(console.console_safe(f"cbacheck: {err}"), file=sys.stderr)
         return ExitCode.INTERRUPTED
     except FixError as err:
-        print(f"cbacheck: {err}", file=sys.stderr)
+        print(console.console_safe(f"cbacheck: {err}"), file=sys.stderr)
         return ExitCode.USAGE
     if not fix_run.results:
         print("nothing to apply: no failed requirement has an automated fix", file=out)
         return int(before.document["run"]["exit_code"] and ExitCode.FAILED)
+    applied = _report_applied(fix_run, settings, out)
+    print("", file=out)
+    print("checking again after the fixes", file=out)
+    after_options = _options_after(before, settings_options, settings, fix_run.settings)
+    code, _ = _evaluate(after_options, extra_args, check_dirs, config_file=config_file, out=out, applied=applied)
+    return code
+
+
+def _report_applied(fix_run: fixers.FixRun, settings: Settings, out: TextIO) -> AppliedFixes:
+    """Print each applied action's status and verdict; what the re-evaluation needs to know of them."""
     verdicts = fix_run.verdicts()
     for row in fix_run.applied_rows():
         request_id = f" request-id {row['request_id']}" if row.get("request_id") else ""
-        print(f"  {row['action_id']}: {row['status']} -> {verdicts.get(row['action_id'], '')}{request_id}", file=out)
+        line = f"  {row['action_id']}: {row['status']} -> {verdicts.get(row['action_id'], '')}{request_id}"
+        print(console.console_safe(line), file=out)
     pending = {
         requirement: f"{action.id} applied; not yet in effect after {settings.propagation_timeout_s} s"
         for action in fix_run.actions
         if verdicts.get(action.id) == fixers.PENDING_PROPAGATION
         for requirement in action.mends
     }
+    return AppliedFixes(rows=fix_run.applied_rows(), pending=pending)
+
+
+def _options_after(
+    before: RunState, settings_options: Mapping[str, Any], settings: Settings, fixed: Settings
+) -> dict[str, Any]:
+    """The second evaluation's options: plan only, the app and certificate the fixes made, "-after" reports."""
     after_options: dict[str, Any] = {**settings_options, "fix": "plan", "yes": None}
-    if fix_run.settings.app_id != settings.app_id:
-        after_options["app_id"] = fix_run.settings.app_id
-    if fix_run.settings.cert != settings.cert and fix_run.settings.cert is not None:
-        after_options["cert"] = str(fix_run.settings.cert)
+    if fixed.app_id != settings.app_id:
+        after_options["app_id"] = fixed.app_id
+    if fixed.cert != settings.cert and fixed.cert is not None:
+        after_options["cert"] = str(fixed.cert)
     after_options.update(
         html=_after_path(before.html_path), json=_after_path(before.json_path), junit=_after_path(before.junit_path)
     )
-    print("", file=out)
-    print("checking again after the fixes", file=out)
-    code, _ = _evaluate(
-        after_options,
-        extra_args,
-        check_dirs,
-        config_file=config_file,
-        out=out,
-        applied=results.AppliedFixes(rows=fix_run.applied_rows(), pending=pending),
-    )
-    return code
+    return after_options
 
 
 def _close(status: int | pytest.ExitCode, observer: RunObserver, out: TextIO) -> int:
@@ -286,84 +289,16 @@ def _close(status: int | pytest.ExitCode, observer: RunObserver, out: TextIO) ->
     state = observer.state
     if state is not None and state.document is not None:
         print_summary(state, out)
+    if state is not None and state.write_error:
+        print(state.write_error, file=sys.stderr)
+        code = ExitCode.USAGE
     return code
 
 
 def print_summary(state: RunState, out: TextIO) -> None:
-    """Verdict, first broken link, what failed, and where the reports are."""
-    document = state.document
-    assert document is not None
-    run = document["run"]
-    counts = ", ".join(f"{n} {outcome}" for outcome, n in document["summary"]["counts"].items() if n)
+    """Verdict, first broken link, what failed, the fix plan and where the reports are."""
+    assert state.document is not None
+    reports = report_paths(state)
     print("", file=out)
-    if run["sandbox"]:
-        print("SANDBOX run: the tenant is cbacheck's local sandbox, not a real tenant", file=out)
-    if state.settings is not None:
-        print(provenance_line(state.settings), file=out)
-        if state.settings.endpoint_overrides():
-            print(f"cbacheck: {state.settings.endpoint_overrides()}", file=out)
-    print(f"cbacheck verdict: {run['verdict'].upper()} ({counts or 'no requirements ran'})", file=out)
-    if document["summary"]["first_broken"] is not None:
-        print(f"first broken: {results.describe_first_broken(document['summary']['first_broken'])}", file=out)
-    broken = [r for r in document["requirements"] if r["outcome"] in ("failed", "error", "pending")]
-    by_id = {r["id"]: r for r in broken}
-
-    def root_of(record: Mapping[str, Any]) -> str:
-        seen: set[str] = set()
-        while record["follows_from"] in by_id and record["id"] not in seen:
-            seen.add(record["id"])
-            record = by_id[record["follows_from"]]
-        return str(record["id"])
-
-    roots = [r for r in broken if root_of(r) == r["id"]]
-    if roots:
-        # One line per root cause; what follows from it (directly or not) is listed under it by ID, so a
-        # reviewer sees the causes, not one reason repeated (the reports keep every message in full).
-        print("failed or not verified:", file=out)
-        shown: set[str] = set()
-        for record in roots:
-            if record["id"] in shown:
-                continue
-            # Checks that could not be verified for one shared reason (say, a missing permission) are one line.
-            same = [r for r in roots if r["message"] == record["message"] and r["outcome"] == record["outcome"]]
-            shown.update(r["id"] for r in same)
-            ids = ", ".join(f"{r['id']} ({r['severity']})" for r in same)
-            print(f"  {ids} {record['outcome']}: {record['message']}", file=out)
-            followers = [r["id"] for r in broken if r["id"] not in shown and root_of(r) in {x["id"] for x in same}]
-            if followers:
-                print(f"      and, following from it: {', '.join(followers)}", file=out)
-    skipped: dict[str, int] = {}
-    for record in document["requirements"]:
-        if record["outcome"] == "skipped":
-            skipped[record["message"]] = skipped.get(record["message"], 0) + 1
-    for reason, number in skipped.items():
-        print(f"skipped: {number} ({reason})", file=out)
-    print_plan(document["fixes"], out)
-    print("reports:", file=out)
-    for label, path in (("HTML", state.html_path), ("JSON", state.json_path), ("JUnit", state.junit_path)):
-        if path is not None:
-            print(f"  {label:<5} {path}", file=out)
-
-
-def print_plan(fixes: Mapping[str, Any], out: TextIO) -> None:
-    """The planned fix actions: what each changes, why, and the permission it needs (shown on every run)."""
-    plan = fixes["plan"]
-    if not plan:
-        return
-    automated = sum(1 for action in plan if action.get("automated"))
-    print(
-        f"fix plan: {len(plan)} action(s), {automated} automated (fix mode: {fixes['mode']}; "
-        "`--fix apply` applies the automated ones)",
-        file=out,
-    )
-    for action in plan:
-        request = action.get("request") or {}
-        if request.get("method") == "MANUAL":
-            what = f"manual: {request.get('step', '')}"
-        else:
-            what = f"{request.get('method', '')} {request.get('path', '')}".strip()
-        mends = ", ".join(action.get("mends", []))
-        print(f"  {action['id']}: {what} [{mends}]", file=out)
-        print(f"      why: {action['reason']}", file=out)
-        if action.get("permission"):
-            print(f"      needs: {action['permission']}", file=out)
+    for line in console.summary_lines(state.document, state.settings, reports):
+        print(line, file=out)

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from cbacheck.chain import require
-from cbacheck.config import Settings
 from cbacheck.facts import AppRegistration, CertFacts, KeyCredential, TenantFacts
 
 if TYPE_CHECKING:
@@ -22,19 +21,6 @@ NO_CERT = (
 )
 
 
-@pytest.fixture
-def configured_cert_facts(cba_settings: Settings, request: pytest.FixtureRequest) -> CertFacts | None:
-    """The local certificate, or None when none is configured.
-
-    The plugin's `local_cert_facts` skips when no certificate is configured, which suits link 1
-    checks. Link 3 cannot be skipped that way: with a tenant configured, "is our certificate
-    uploaded?" still has to be answered, so KEY-* fail as following from CBA-CERT-001 instead.
-    A certificate that is configured but unreadable still fails through the plugin's fixture.
-    """
-    if cba_settings.cert is None:
-        return None
-    facts: CertFacts = request.getfixturevalue("local_cert_facts")
-    return facts
 
 
 def _cert_summary(cert: CertFacts) -> dict[str, Any]:

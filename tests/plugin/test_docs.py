@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cbacheck import results
 from cbacheck.config import env_name, option_name, plugin_option_name, setting_fields
+from cbacheck.report import document
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -26,6 +26,6 @@ def test_configuration_doc_lists_every_setting_with_its_names() -> None:
 
 def test_reports_doc_names_every_requirement_field_of_the_schema() -> None:
     text = (DOCS / "reports.md").read_text(encoding="utf-8")
-    fields = results.schema()["$defs"]["requirement"]["required"]
+    fields = document.schema()["$defs"]["requirement"]["required"]
     for name in fields:
         assert f'"{name}"' in text, f"docs/reports.md's example lacks requirements[].{name}"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+
+from cbacheck import catalogue
 
 
 def collect_errors(pytester: pytest.Pytester, **files: str) -> str:
@@ -110,3 +114,73 @@ def test_doc():
 """,
     )
     assert "has no docstring" in output
+
+
+def results_of(pytester: pytest.Pytester, checks: str) -> dict[str, dict[str, object]]:
+    pytester.makepyfile(test_checks=checks)
+    result = pytester.runpytest("--cba-run", "--cba-json=results.json", "-p", "no:cacheprovider")
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), result.stdout.str()
+    document = json.loads((pytester.path / "results.json").read_text(encoding="utf-8"))
+    return {record["id"]: record for record in document["requirements"]}
+
+
+def test_a_catalogue_check_needs_only_the_id(pytester: pytest.Pytester) -> None:
+    records = results_of(
+        pytester,
+        """
+import pytest
+
+@pytest.mark.requirement("CBA-APP-001")
+def test_app():
+    assert False, "no app"
+""",
+    )
+    entry = catalogue.CATALOGUE["CBA-APP-001"]
+    record = records["CBA-APP-001"]
+    assert (record["severity"], record["fix"], record["title"]) == (entry.severity, entry.fix, entry.title)
+    assert record["link"] == entry.link and record["remediation"] == entry.remediation
+
+
+def test_a_catalogue_check_may_repeat_what_the_catalogue_says(pytester: pytest.Pytester) -> None:
+    records = results_of(
+        pytester,
+        '''
+import pytest
+
+@pytest.mark.requirement("CBA-APP-001", severity="critical", fix="create_app")
+def test_app():
+    """The app registration exists"""
+''',
+    )
+    assert records["CBA-APP-001"]["outcome"] == "passed"
+
+
+def test_a_custom_check_must_give_its_severity(pytester: pytest.Pytester) -> None:
+    output = collect_errors(
+        pytester,
+        test_custom='''
+import pytest
+
+@pytest.mark.requirement("CUSTOM-NOSEV-001")
+def test_custom():
+    """A custom check"""
+''',
+    )
+    assert "a check outside the catalogue must give severity= (one of: critical, high" in output
+
+
+def test_configured_cert_facts_is_a_plugin_fixture(pytester: pytest.Pytester) -> None:
+    # A custom link-3 check gets the same skip-versus-fail policy as the shipped ones: None, not a skip.
+    records = results_of(
+        pytester,
+        '''
+import pytest
+
+@pytest.mark.requirement("CUSTOM-CERT-001", severity="low")
+def test_custom(configured_cert_facts):
+    """A custom check that needs the configured certificate"""
+    assert configured_cert_facts is not None, "no certificate is configured"
+''',
+    )
+    assert records["CUSTOM-CERT-001"]["outcome"] == "failed"
+    assert records["CUSTOM-CERT-001"]["message"] == "no certificate is configured"

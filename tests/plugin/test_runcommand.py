@@ -36,7 +36,7 @@ def hostile_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    runcommand.add_run_parser(parser.add_subparsers())
+    runcommand.add_parser(parser.add_subparsers())
     args = parser.parse_args(["run", *argv])
     args.extra_pytest_args = []
     return args

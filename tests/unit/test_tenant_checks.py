@@ -18,6 +18,7 @@ from cbacheck import wellknown
 from cbacheck.chain import UpstreamFailure
 from cbacheck.evidence import Evidence
 from cbacheck.facts import RequiredResource, ResourceAccess
+from cbacheck.plugin import fixtures as plugin_fixtures
 
 
 def failure(check: Callable[..., object], *args: Any, **kwargs: Any) -> AssertionError:
@@ -289,7 +290,7 @@ def test_configured_cert_fixture_returns_none_without_cert_and_never_asks_for_lo
         def getfixturevalue(self, name: str) -> Any:
             raise AssertionError(f"asked for {name}")
 
-    fixture = key_checks.configured_cert_facts.__wrapped__  # type: ignore[attr-defined]
+    fixture = plugin_fixtures.configured_cert_facts.__wrapped__  # type: ignore[attr-defined]
     assert fixture(tf.settings(), NoFixtures()) is None
 
 

@@ -1,0 +1,178 @@
+"""The fixtures checks ask for: the settings, the evidence recorder, the certificate and the tenant facts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cbacheck.chain import UpstreamFailure
+from cbacheck.config import Settings
+from cbacheck.errors import CbaCheckError, CertificateError
+from cbacheck.evidence import Evidence
+from cbacheck.facts import (
+    NOT_CONFIGURED,
+    AppRegistration,
+    AppRoleAssignment,
+    CertFacts,
+    DirectoryRoleAssignment,
+    ExchangeProbe,
+    FactUnavailable,
+    Organization,
+    ServicePrincipal,
+    Source,
+    TenantFacts,
+    TokenAttempt,
+    Unavailable,
+)
+from cbacheck.plugin.state import evidence_of, settings_of, state_of
+from cbacheck.report.document import NO_CERTIFICATE
+
+
+@pytest.fixture(scope="session")
+def cba_settings(pytestconfig: pytest.Config) -> Settings:
+    """The resolved settings (option > env > config file > default), with `sources`."""
+    return settings_of(pytestconfig)
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> Evidence:
+    """The evidence recorder of this check; what it records appears in every report."""
+    return evidence_of(request.node)
+
+
+@pytest.fixture(scope="session")
+def local_cert_facts(cba_settings: Settings, pytestconfig: pytest.Config) -> CertFacts:
+    """Facts of the local certificate; skips when none is configured, fails the chain when it is unreadable."""
+    __tracebackhide__ = True
+    if cba_settings.cert is None:
+        pytest.skip(NO_CERTIFICATE)
+    from cbacheck import certs  # cryptography loads only when a check needs the certificate
+
+    try:
+        facts: CertFacts = certs.read_certificate(
+            cba_settings.cert, cba_settings.cert_password, cba_settings.source("cert")
+        )
+    except CertificateError as err:
+        # CBA-CERT-001 fails with this message; every other check needing the certificate follows from it.
+        raise UpstreamFailure("CBA-CERT-001", str(err)) from None
+    state_of(pytestconfig).cert_facts = facts
+    return facts
+
+
+@pytest.fixture
+def configured_cert_facts(cba_settings: Settings, request: pytest.FixtureRequest) -> CertFacts | None:
+    """The local certificate, or None when none is configured.
+
+    `local_cert_facts` skips when no certificate is configured, which suits link 1 checks. Link 3
+    cannot be skipped that way: with a tenant configured, "is our certificate uploaded?" still has to
+    be answered, so those checks fail as following from CBA-CERT-001 instead. A certificate that is
+    configured but unreadable still fails the chain through `local_cert_facts`.
+    """
+    if cba_settings.cert is None:
+        return None
+    facts: CertFacts = request.getfixturevalue("local_cert_facts")
+    return facts
+
+
+@pytest.fixture(scope="session")
+def tenant_facts(cba_settings: Settings, pytestconfig: pytest.Config) -> TenantFacts:
+    """Every tenant fact, collected once; skips when no tenant is configured."""
+    __tracebackhide__ = True
+    if not cba_settings.tenant_configured:
+        pytest.skip(NOT_CONFIGURED)
+    from cbacheck.collect import collect  # requests and msal load only when a check needs the tenant
+
+    try:
+        facts: TenantFacts = collect(cba_settings)
+    except CbaCheckError as err:
+        raise FactUnavailable(Unavailable("tenant facts", str(err), error=err)) from None
+    state_of(pytestconfig).tenant_facts = facts
+    return facts
+
+
+def _tenant_fact(request: pytest.FixtureRequest, facts: TenantFacts, name: str) -> Any:
+    """One field of the tenant facts; Unavailable becomes FactUnavailable (error), its source becomes evidence."""
+    __tracebackhide__ = True
+    value = getattr(facts, name)
+    recorder = evidence_of(request.node)
+    source = getattr(value, "source", None)
+    if isinstance(source, Source):
+        recorder.source(source)
+    if isinstance(value, Unavailable):
+        raise FactUnavailable(value)
+    return value
+
+
+@pytest.fixture
+def organization(request: pytest.FixtureRequest, tenant_facts: TenantFacts) -> Organization:
+    """The tenant's organization (ID, initial and verified domains)."""
+    __tracebackhide__ = True
+    fact: Organization = _tenant_fact(request, tenant_facts, "organization")
+    return fact
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest, tenant_facts: TenantFacts) -> AppRegistration | None:
+    """The app registration under test; None when it does not exist."""
+    __tracebackhide__ = True
+    fact: AppRegistration | None = _tenant_fact(request, tenant_facts, "app")
+    return fact
+
+
+@pytest.fixture
+def app_sp(request: pytest.FixtureRequest, tenant_facts: TenantFacts) -> ServicePrincipal | None:
+    """The app's service principal; None when it does not exist."""
+    __tracebackhide__ = True
+    fact: ServicePrincipal | None = _tenant_fact(request, tenant_facts, "app_sp")
+    return fact
+
+
+@pytest.fixture
+def exchange_sp(request: pytest.FixtureRequest, tenant_facts: TenantFacts) -> ServicePrincipal | None:
+    """The Office 365 Exchange Online service principal; None when the tenant has none."""
+    __tracebackhide__ = True
+    fact: ServicePrincipal | None = _tenant_fact(request, tenant_facts, "exchange_sp")
+    return fact
+
+
+@pytest.fixture
+def app_role_grants(request: pytest.FixtureRequest, tenant_facts: TenantFacts) -> tuple[AppRoleAssignment, ...]:
+    """App roles granted to the app's service principal (admin consent)."""
+    __tracebackhide__ = True
+    fact: tuple[AppRoleAssignment, ...] = _tenant_fact(request, tenant_facts, "app_role_grants")
+    return fact
+
+
+@pytest.fixture
+def role_assignments(request: pytest.FixtureRequest, tenant_facts: TenantFacts) -> tuple[DirectoryRoleAssignment, ...]:
+    """Active directory role assignments of the app's service principal."""
+    __tracebackhide__ = True
+    fact: tuple[DirectoryRoleAssignment, ...] = _tenant_fact(request, tenant_facts, "role_assignments")
+    return fact
+
+
+@pytest.fixture
+def role_eligibilities(
+    request: pytest.FixtureRequest, tenant_facts: TenantFacts
+) -> tuple[DirectoryRoleAssignment, ...]:
+    """PIM-eligible (not active) directory role assignments of the app's service principal."""
+    __tracebackhide__ = True
+    fact: tuple[DirectoryRoleAssignment, ...] = _tenant_fact(request, tenant_facts, "role_eligibilities")
+    return fact
+
+
+@pytest.fixture
+def token_attempt(request: pytest.FixtureRequest, tenant_facts: TenantFacts) -> TokenAttempt:
+    """The app's own attempt to get an Exchange Online token with its certificate."""
+    __tracebackhide__ = True
+    fact: TokenAttempt = _tenant_fact(request, tenant_facts, "token")
+    return fact
+
+
+@pytest.fixture
+def exchange_probe(request: pytest.FixtureRequest, tenant_facts: TenantFacts) -> ExchangeProbe | None:
+    """The read-only Exchange cmdlet run with the app's token; None when there was no token to try."""
+    __tracebackhide__ = True
+    fact: ExchangeProbe | None = _tenant_fact(request, tenant_facts, "exchange")
+    return fact

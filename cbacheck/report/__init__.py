@@ -1,0 +1,1 @@
+"""The reports: the JSON results document, the HTML report and the console summary."""

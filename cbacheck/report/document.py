@@ -1,0 +1,312 @@
+"""The JSON results document: one per run with the verdict, the requirements in chain order and the facts."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import cbacheck
+from cbacheck import catalogue
+from cbacheck.config import Settings
+from cbacheck.evidence import redacted
+from cbacheck.facts import NOT_CONFIGURED, TenantFacts, Unavailable
+
+SCHEMA_ID = "https://cbacheck.dev/schema/results/1"
+OUTCOMES = ("passed", "failed", "error", "skipped", "pending")
+NO_CERTIFICATE = "no certificate configured"
+# Skips that only mean "this link was not asked for"; any other skip leaves the verdict incomplete.
+NOT_CONFIGURED_REASONS = (NOT_CONFIGURED, NO_CERTIFICATE)
+TENANT_FACT_FIELDS = (
+    "organization",
+    "app",
+    "app_sp",
+    "exchange_sp",
+    "app_role_grants",
+    "role_assignments",
+    "role_eligibilities",
+    "token",
+    "exchange",
+)
+
+
+def mark_pending(requirements: Iterable[dict[str, Any]], pending: Mapping[str, str]) -> None:
+    """A requirement mended by an action still propagating (or downstream of one) is pending, not broken."""
+    for record in requirements:
+        if record["outcome"] not in ("failed", "error"):
+            continue
+        reason = pending.get(record["id"]) or next(
+            (pending[upstream] for upstream in catalogue.upstream_closure(record["id"]) if upstream in pending), None
+        )
+        if reason:
+            record["outcome"] = "pending"
+            record["message"] = f"pending propagation: {reason}; last seen: {record['message']}"
+
+
+def utc_iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def chain_sorted(requirements: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(requirements, key=lambda r: (*catalogue.chain_order(r["id"]), r.get("nodeid", "")))
+
+
+def nearest_failed_upstream(req_id: str, outcomes: Mapping[str, str]) -> str | None:
+    """The closest upstream requirement (catalogue order) that failed, if any."""
+    for upstream in catalogue.upstream_closure(req_id):
+        if outcomes.get(upstream) == "failed":
+            return upstream
+    return None
+
+
+def follows_note(upstream: str) -> str:
+    return f"follows from {upstream}, which failed"
+
+
+def fill_follows_from(requirements: Sequence[dict[str, Any]]) -> None:
+    """Name the nearest failed upstream for each failure or error that does not name one yet."""
+    outcomes = {r["id"]: r["outcome"] for r in requirements}
+    for record in requirements:
+        if record["outcome"] not in ("failed", "error") or record.get("follows_from"):
+            continue
+        upstream = nearest_failed_upstream(record["id"], outcomes)
+        if upstream is not None:
+            record["follows_from"] = upstream
+            if upstream not in record["message"]:
+                record["message"] = f"{record['message']} ({follows_note(upstream)})".lstrip()
+
+
+def verdict(
+    requirements: Sequence[Mapping[str, Any]],
+    collection_errors: Sequence[object] = (),
+    not_evaluated: Sequence[str] = (),
+) -> str:
+    """fail: something failed. incomplete: nothing failed but something could not be verified, was skipped
+    for another reason than "not configured", could not be collected, was deselected (not evaluated), or
+    nothing passed. pass: the rest."""
+    outcomes = [r["outcome"] for r in requirements]
+    if "failed" in outcomes:
+        return "fail"
+    if "error" in outcomes or "pending" in outcomes or collection_errors or not_evaluated or "passed" not in outcomes:
+        return "incomplete"
+    for record in requirements:
+        if record["outcome"] == "skipped" and record.get("message") not in NOT_CONFIGURED_REASONS:
+            return "incomplete"
+    return "pass"
+
+
+def first_broken(requirements: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The first failure in chain order; the first error when nothing failed."""
+    ordered = chain_sorted(dict(r) for r in requirements)
+    for wanted in ("failed", "error"):
+        for record in ordered:
+            if record["outcome"] == wanted:
+                return {
+                    "id": record["id"],
+                    "link": record["link"],
+                    "link_name": catalogue.LINKS.get(record["link"], "") if record["link"] else "",
+                    "title": record["title"],
+                    "outcome": record["outcome"],
+                    "message": record["message"],
+                }
+    return None
+
+
+def describe_first_broken(broken: Mapping[str, Any] | None) -> str:
+    """One line: 'Link 3 — Certificate uploaded: CBA-KEY-001 failed: ...'."""
+    if broken is None:
+        return "No broken link."
+    where = f"Link {broken['link']} — {broken['link_name']}: " if broken.get("link") else "Custom check: "
+    return f"{where}{broken['id']} {broken['outcome']}: {broken['message']}"
+
+
+def describe_not_evaluated(run: Mapping[str, Any]) -> str | None:
+    """'INCOMPLETE: 2 requirements not evaluated: CBA-KEY-001, CBA-KEY-002', or None when all were."""
+    missing = run.get("not_evaluated") or []
+    if not missing:
+        return None
+    lead = "INCOMPLETE: " if run["verdict"] == "incomplete" else ""
+    noun = "requirement" if len(missing) == 1 else "requirements"
+    return f"{lead}{len(missing)} {noun} not evaluated: {', '.join(missing)} (deselected by -k, -m or --deselect)"
+
+
+def counts(requirements: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    out = dict.fromkeys(OUTCOMES, 0)
+    for record in requirements:
+        out[record["outcome"]] = out.get(record["outcome"], 0) + 1
+    return out
+
+
+def by_severity(requirements: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    out = {severity: dict.fromkeys(OUTCOMES, 0) for severity in catalogue.SEVERITIES}
+    for record in requirements:
+        out.setdefault(record["severity"], dict.fromkeys(OUTCOMES, 0))[record["outcome"]] += 1
+    return out
+
+
+def _fact_state(value: object) -> dict[str, str]:
+    if isinstance(value, Unavailable):
+        return {"state": "unavailable", "reason": str(value)}
+    if value is None:
+        return {"state": "absent", "reason": ""}
+    return {"state": "present", "reason": ""}
+
+
+def tenant_summary(facts: TenantFacts | None) -> dict[str, Any] | None:
+    """What was collected from the tenant, whether each fact came back, and the requests that fetched it."""
+    if facts is None:
+        return None
+    return {
+        "collected_at": utc_iso(facts.collected_at),
+        "tenant": facts.tenant,
+        "app_id": facts.app_id,
+        "auditor": facts.auditor,
+        "facts": {name: _fact_state(getattr(facts, name)) for name in TENANT_FACT_FIELDS},
+        "stats": dataclasses.asdict(facts.stats),
+        "requests": [source.as_dict() for source in facts.requests],
+    }
+
+
+def build_document(
+    settings: Settings,
+    *,
+    started: datetime,
+    finished: datetime,
+    exit_code: int,
+    records: Mapping[str, Mapping[str, Any]],
+    durations: Mapping[str, float],
+    collection_errors: Sequence[dict[str, str]] = (),
+    not_evaluated: Sequence[str] = (),
+    tenant_facts: TenantFacts | None = None,
+    plan: list[dict[str, Any]],
+    applied: list[dict[str, Any]] | None = None,
+    pending: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The results document (see schema/results.schema.json); `records` maps each pytest node ID to its record."""
+    requirements = chain_sorted(
+        {**record, "duration_s": round(durations.get(nodeid, 0.0), 3), "nodeid": nodeid}
+        for nodeid, record in records.items()
+    )
+    mark_pending(requirements, pending or {})
+    fill_follows_from(requirements)
+    return {
+        "schema": SCHEMA_ID,
+        "tool": {"name": "cbacheck", "version": cbacheck.__version__},
+        "run": {
+            "started": utc_iso(started),
+            "finished": utc_iso(finished),
+            "duration_s": round((finished - started).total_seconds(), 3),
+            "sandbox": settings.sandbox,
+            "verdict": verdict(requirements, collection_errors, not_evaluated),
+            "exit_code": exit_code,
+            "settings": settings.describe(),
+            "python": platform.python_version(),
+            "pytest": version("pytest"),
+            "collection_errors": list(collection_errors),
+            "not_evaluated": list(not_evaluated),
+        },
+        "summary": {
+            "counts": counts(requirements),
+            "by_severity": by_severity(requirements),
+            "first_broken": first_broken(requirements),
+        },
+        "requirements": requirements,
+        "tenant": tenant_summary(tenant_facts),
+        "fixes": {"mode": settings.fix, "plan": plan, "applied": applied or []},
+    }
+
+
+# The fields whose values come from outside cbacheck (the tenant, an exception, a check's evidence) and so
+# may carry a secret; everything else in the document is cbacheck's own vocabulary and left as it is.
+APPLIED_OWN_FIELDS = ("action_id", "status", "verdict", "response_status")
+
+
+def redacted_record(record: Mapping[str, Any], secrets: Sequence[str]) -> dict[str, Any]:
+    """A requirement record whose message and evidence values are withheld where they contain a secret."""
+    return {
+        **record,
+        "message": redacted(record["message"], secrets),
+        "evidence": redacted(record["evidence"], secrets),
+    }
+
+
+def redacted_document(document: Mapping[str, Any], secrets: Sequence[str]) -> dict[str, Any]:
+    """The document with every value that can carry a secret (and contains one) withheld; keys never change."""
+    out = dict(document)
+    out["requirements"] = [redacted_record(record, secrets) for record in document["requirements"]]
+    run = dict(document["run"])
+    run["collection_errors"] = [
+        {**error, "message": redacted(error["message"], secrets)} for error in run["collection_errors"]
+    ]
+    out["run"] = run
+    broken = document["summary"]["first_broken"]
+    if broken is not None:
+        out["summary"] = {
+            **document["summary"],
+            "first_broken": {**broken, "message": redacted(broken["message"], secrets)},
+        }
+    if document["tenant"] is not None:
+        tenant = document["tenant"]
+        out["tenant"] = {
+            **tenant,
+            "facts": redacted(tenant["facts"], secrets),
+            "requests": redacted(tenant["requests"], secrets),
+        }
+    fixes = document["fixes"]
+    out["fixes"] = {
+        **fixes,
+        "plan": [
+            {**action, **redacted({k: v for k, v in action.items() if k in ("reason", "request")}, secrets)}
+            for action in fixes["plan"]
+        ],
+        "applied": [
+            {key: value if key in APPLIED_OWN_FIELDS else redacted(value, secrets) for key, value in row.items()}
+            for row in fixes["applied"]
+        ],
+    }
+    return out
+
+
+def write_atomic(path: Path, document: Mapping[str, Any]) -> None:
+    """Write the JSON so a reader never sees half a file (temporary file in the same folder, then rename).
+
+    Refuses (OSError) to replace anything but a regular file: the rename would replace a device or a symlink.
+    """
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise OSError(errno.EEXIST, "it exists and is not a regular file", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # backslashreplace: a value that is no valid Unicode (a file name in another encoding) is kept as a
+        # \\udcXX escape, which JSON reads back, instead of failing the whole write.
+        with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as stream:
+            json.dump(document, stream, indent=2, ensure_ascii=False)
+            stream.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("cbacheck.report").joinpath("schema/results.schema.json").read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def validate(document: Mapping[str, Any]) -> None:
+    """Raise jsonschema.ValidationError when the document does not match the published schema."""
+    import jsonschema  # type: ignore[import-untyped]  # imported here: only validating callers pay for it
+
+    jsonschema.Draft202012Validator(schema(), format_checker=jsonschema.FormatChecker()).validate(document)
