@@ -11,9 +11,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from cbacheck.sandbox.faults import SandboxError
 from cbacheck.sandbox.scenario import scenario_names
 from cbacheck.sandbox.server import Sandbox
-from cbacheck.sandbox.state import SandboxError
 
 HELP = "run the sandbox tenant (local Entra ID, Graph and Exchange over HTTPS)"
 
