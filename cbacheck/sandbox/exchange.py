@@ -183,7 +183,7 @@ class ExchangeService:
     def _command(self, request: Request) -> tuple[str, Mapping[str, Any]]:
         try:
             doc = json.loads(request.get_data(as_text=True) or "null")
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             doc = None
         cmdlet_input = doc.get("CmdletInput") if isinstance(doc, dict) else None
         if not isinstance(cmdlet_input, dict) or not isinstance(cmdlet_input.get("CmdletName"), str):

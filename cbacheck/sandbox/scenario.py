@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib.resources
-import json
-import os
 import re
 import threading
 from collections.abc import Mapping
@@ -22,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from cbacheck import wellknown
 from cbacheck.sandbox.faults import SandboxStateError
-from cbacheck.sandbox.validation import validate
+from cbacheck.sandbox.validation import read_json_file, validate
 from cbacheck.sandbox.values import (
     JsonObject,
     graph_time,
@@ -101,15 +99,6 @@ class GeneratedCertificate:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-
-    def write(self, path: Path) -> Path:
-        """Write the PEM file readable by its owner only (mode 0600)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(self.pem())
-        os.chmod(path, 0o600)
-        return path
 
 
 @dataclass(frozen=True)
@@ -227,14 +216,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     """Read a scenario (by name or path) and check its outline; certificates come later."""
     path = find_scenario(name_or_path)
     source = f"scenario file '{path}'"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SandboxStateError(
-            f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}. Fix the file."
-        ) from None
-    except OSError as exc:
-        raise SandboxStateError(f"{source}: cannot be read: {exc.strerror or exc}") from None
+    doc = read_json_file(path, source)
     if not isinstance(doc, dict) or not isinstance(doc.get("state"), dict):
         raise SandboxStateError(f"{source}: $: expected an object with a 'state' object. Fix the file.")
     unknown = sorted(set(doc) - _SCENARIO_KEYS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import socket
@@ -23,6 +24,17 @@ from cbacheck.sandbox.scenario import GeneratedCertificate, Identity, Scenario, 
 from cbacheck.sandbox.state import TenantState
 from cbacheck.sandbox.validation import load_state_file
 from cbacheck.sandbox.values import JsonObject
+from cbacheck.sandbox.workdir import KEY_MODE, PUBLIC_MODE, write_file
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1): only this machine can connect."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,13 @@ class Sandbox:
         propagation_s: float = 0.0,
         workdir: Path | None = None,
         host: str = "127.0.0.1",
+        allow_remote: bool = False,
     ) -> None:
+        if not (allow_remote or is_loopback(host)):
+            raise SandboxError(
+                f"host {host!r} is not a loopback address: other machines could reach this test tenant. "
+                "Pass allow_remote=True (--allow-remote) to listen there anyway."
+            )
         if not 0.0 <= fault_rate <= 1.0:
             raise SandboxError(f"fault rate {fault_rate!r} is not between 0 and 1")
         if latency_ms < 0 or propagation_s < 0 or not 0 <= port <= 65535:
@@ -157,7 +175,7 @@ class Sandbox:
         return {
             role: Identity(
                 app_id=app_id,
-                cert_path=self._certificates[cert_name].write(workdir / "certs" / f"{role}.pem"),
+                cert_path=write_file(workdir, f"certs/{role}.pem", self._certificates[cert_name].pem(), KEY_MODE),
                 thumbprint_sha1=self._certificates[cert_name].thumbprint_sha1,
                 certificate_name=cert_name,
             )
@@ -167,9 +185,11 @@ class Sandbox:
     def _tls(self, workdir: Path) -> tuple[ssl.SSLContext, Path]:
         """A fresh CA (its PEM written to the workdir) and a server certificate for loopback names."""
         ca = trustme.CA(organization_name="cbacheck sandbox")
-        server_cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
-        ca_path = workdir / "ca.pem"
-        ca.cert_pem.write_to_path(str(ca_path))
+        names = ["127.0.0.1", "localhost", "::1"]
+        if self.host not in (*names, "0.0.0.0", "::"):
+            names.append(self.host)  # a remote address the clients will name
+        server_cert = ca.issue_cert(*names)
+        ca_path = write_file(workdir, "ca.pem", ca.cert_pem.bytes(), PUBLIC_MODE)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_cert.configure_cert(context)
         return context, ca_path

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +31,10 @@ from cbacheck.sandbox.values import (
 )
 
 KNOWN_TOP_LEVEL: Final = frozenset(COLLECTIONS) | {"builtins", "@odata.context"}
+# The largest state the sandbox loads (a 10,000-application tenant is about 12 MiB) and the deepest
+# nesting it accepts (Graph JSON nests a few levels; deeper input only threatens the recursion limit).
+MAX_STATE_BYTES: Final = 64 * 2**20
+MAX_DEPTH: Final = 32
 NEXT_STEP: Final = "Fix that element, or write a fresh file with 'cbacheck sandbox --dump FILE'."
 
 
@@ -112,6 +118,8 @@ def validate_key_credential(check: _Check, cred: JsonObject, path: str, owner: s
     usage = cred.get("usage", "Verify")
     if usage not in ("Verify", "Sign"):
         raise check.fail(f"{path}.usage", f"{usage!r} is not one of Sign, Verify")
+    if "key" in cred and cred["key"] is None:
+        return _key_without_bytes(check, cred, path, owner, kind, usage)
     key = check.string(cred, "key", path)
     assert key is not None
     if kind == "Symmetric":
@@ -126,6 +134,20 @@ def validate_key_credential(check: _Check, cred: JsonObject, path: str, owner: s
     full = key_credential_from_facts(facts, key, key_id, {k: v for k, v in cred.items() if v is not None})
     full["type"], full["usage"], full["keyId"] = kind, usage, key_id
     return full
+
+
+def _key_without_bytes(check: _Check, cred: JsonObject, path: str, owner: str, kind: str, usage: str) -> JsonObject:
+    """A keyCredential with ``key: null``, as Graph returns it without $select=keyCredentials.
+
+    https://learn.microsoft.com/graph/api/resources/keycredential. It is kept as given: shown by
+    Graph and matched by its thumbprint (customKeyIdentifier), but with no certificate it can verify
+    no assertion (entra/assertion.py says so in the log).
+    """
+    thumbprint = check.string(cred, "customKeyIdentifier", path, required=False)
+    key_id = check.guid(cred, "keyId", path, required=False) or stable_guid(owner, str(thumbprint), path)
+    check.time(cred, "startDateTime", path)
+    check.time(cred, "endDateTime", path)
+    return {**cred, "type": kind, "usage": usage, "keyId": key_id, "key": None}
 
 
 def validate(doc: object, source: str) -> JsonObject:
@@ -318,15 +340,55 @@ def _reference(check: _Check, obj: JsonObject, key: str, path: str, sps: Mapping
 def load_state_file(path: Path) -> JsonObject:
     """Read and validate a state file; problems raise SandboxStateError naming the file."""
     source = f"state file '{path}'"
+    return validate(read_json_file(path, source), source)
+
+
+def read_json_file(path: Path, source: str) -> object:
+    """The JSON document in a regular, UTF-8 file of at most MAX_STATE_BYTES, nested at most MAX_DEPTH deep.
+
+    O_NONBLOCK makes opening a FIFO return at once, so it is refused instead of waiting for a writer.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise SandboxStateError(f"{source}: cannot be read: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise SandboxStateError(f"{source}: not a regular file. Give the path of a JSON file.")
+        try:
+            raw = handle.read(MAX_STATE_BYTES + 1)
+        except OSError as exc:
+            raise SandboxStateError(f"{source}: cannot be read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_STATE_BYTES:
+        raise SandboxStateError(f"{source}: larger than {MAX_STATE_BYTES // 2**20} MiB, the most the sandbox loads.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SandboxStateError(f"{source}: not UTF-8 (byte {exc.start}). Save it as UTF-8 JSON.") from None
     try:
         doc = json.loads(text)
+        too_deep = _deeper_than(doc, MAX_DEPTH)
     except json.JSONDecodeError as exc:
         raise SandboxStateError(
             f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}. "
             "Fix the file, or write a fresh one with 'cbacheck sandbox --dump FILE'."
         ) from None
-    return validate(doc, source)
+    except RecursionError:
+        too_deep = True
+    if too_deep:
+        raise SandboxStateError(f"{source}: nested deeper than {MAX_DEPTH} levels; Graph JSON never is.")
+    return doc
+
+
+def _deeper_than(doc: object, limit: int) -> bool:
+    """True when arrays and objects nest more than limit levels (checked without recursion)."""
+    stack: list[tuple[object, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

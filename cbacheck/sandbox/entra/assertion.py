@@ -5,7 +5,9 @@ https://learn.microsoft.com/entra/identity-platform/certificate-credentials
 
 from __future__ import annotations
 
+import base64
 import binascii
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from cbacheck.sandbox.entra.signer import CLOCK_SKEW_S, b64url_decode
 from cbacheck.sandbox.response import Call
 from cbacheck.sandbox.state import TenantState
 from cbacheck.sandbox.values import CertificateFacts, JsonObject, certificate_facts, parse_time
+
+log = logging.getLogger("cbacheck.sandbox")
 
 ASSERTION_ALGORITHMS: Final = ("RS256", "PS256")
 MIN_RSA_BITS: Final = 2048
@@ -89,6 +93,9 @@ class AssertionVerifier:
                 continue
             if not self.state.in_effect(str(cred.get("keyId", ""))):
                 continue  # added too recently: not yet replicated to the token service
+            if cred.get("key") is None:
+                _explain_key_without_bytes(app, cred, digest_kind, thumbprint)
+                continue
             try:
                 facts = certificate_facts(str(cred.get("key", "")))
             except ValueError:
@@ -120,6 +127,31 @@ class AssertionVerifier:
                 f"{call.base_url}/{tenant}/oauth2/v2.0/token."
             ),
         )
+
+
+def _explain_key_without_bytes(app: JsonObject, cred: JsonObject, digest_kind: str, thumbprint: bytes) -> None:
+    """Log why a key the assertion names is not used: the state holds its thumbprint but not its certificate."""
+    if digest_kind != "sha1" or not _names_thumbprint(cred.get("customKeyIdentifier"), thumbprint):
+        return
+    log.warning(
+        "sandbox: app %s: keyCredential %s has thumbprint %s but no key bytes (the state was captured "
+        "without $select=keyCredentials), so it cannot verify the assertion; answering AADSTS700027",
+        app.get("appId"),
+        cred.get("keyId"),
+        thumbprint.hex().upper(),
+    )
+
+
+def _names_thumbprint(custom_key_identifier: object, thumbprint: bytes) -> bool:
+    """customKeyIdentifier holds the SHA-1 thumbprint as base64 (as Graph computes it) or as hex."""
+    if not isinstance(custom_key_identifier, str):
+        return False
+    if custom_key_identifier.upper() == thumbprint.hex().upper():
+        return True
+    try:
+        return base64.b64decode(custom_key_identifier, validate=True) == thumbprint
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _check_key(match: MatchedKey, hex_print: str) -> dict[str, str]:
@@ -172,4 +204,7 @@ def _dotnet_time(value: datetime) -> str:
 def _aadsts_time(epoch: float | None) -> str:
     if epoch is None:
         return "(none)"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+    try:
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+    except (OverflowError, OSError, ValueError):  # beyond the years a datetime holds
+        return str(epoch)

@@ -105,8 +105,8 @@ def _item(service: GraphService, item: JsonObject, outer: GraphRequest) -> Graph
     elif isinstance(body_value, str):
         try:
             body = base64.b64decode(body_value, validate=True)
-        except binascii.Error:
-            body = body_value.encode("utf-8")
+        except (binascii.Error, ValueError):  # ValueError: not ASCII, so not base64 either
+            body = body_value.encode("utf-8", "surrogatepass")
     else:
         body = json.dumps(body_value).encode("utf-8")
     return service.handle(item["method"].upper(), f"/v1.0/{path}", query, headers, body, outer.call, in_batch=True)
