@@ -52,6 +52,7 @@ GRAPH_ODDITIES: dict[str, Send] = {
     "keyCredentials a string": post("/applications", {"displayName": "x", "keyCredentials": "abc"}),
     "key a number": post("/applications", {"displayName": "x", "keyCredentials": [{"key": 5}]}),
     "api a list": post("/applications", {"displayName": "x", "api": []}),
+    "NaN in the body": post("/applications", b'{"displayName": "x", "notes": NaN}'),
     "@odata only": post("/applications", {"@odata.type": "#microsoft.graph.application"}),
     "$top huge": get("/applications", **{"$top": "9" * 40}),
     "$top negative": get("/applications", **{"$top": "-1"}),
@@ -131,6 +132,7 @@ def test_written_values_of_the_wrong_type_are_refused_with_400(odd: tuple[Sandbo
         GRAPH_ODDITIES["displayName a number"],
         GRAPH_ODDITIES["identifierUris a number"],
         GRAPH_ODDITIES["key a number"],
+        GRAPH_ODDITIES["NaN in the body"],
     ):
         assert send(client).status_code == 400
     app = client.graph("POST", "/applications", json={"displayName": "odd times"}).json()

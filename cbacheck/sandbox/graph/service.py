@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -33,6 +35,8 @@ from cbacheck.sandbox.response import Call
 from cbacheck.sandbox.schema import render
 from cbacheck.sandbox.state import TenantState
 from cbacheck.sandbox.values import JsonObject
+
+log = logging.getLogger("cbacheck.sandbox")
 
 SUPPORTED_OPTIONS: Final = frozenset({"$select", "$filter", "$top", "$expand", "$skiptoken", "$count"})
 # Not implemented by the sandbox, though Graph knows them (UNCONFIRMED: the code Graph answers).
@@ -112,6 +116,10 @@ class GraphService:
             endpoint, args = self.adapter.match(path, method)
         except NotFound:
             segment = path.split("/v1.0/", 1)[-1].split("/")[0] or path
+            known = [rule.rule for rule in self.adapter.map.iter_rules()]
+            log.debug(
+                "sandbox: no Graph route %s %s; nearest: %s", method, path, difflib.get_close_matches(path, known)
+            )
             raise GraphFault("no_segment", segment=segment) from None
         except MethodNotAllowed:
             raise GraphFault("method_not_allowed") from None

@@ -90,12 +90,17 @@ class GraphRequest:
     def json(self) -> JsonObject:
         """The body as a JSON object; anything else (bad UTF-8, bad JSON, too deep, not an object) is 400."""
         try:
-            doc = json.loads(self.body.decode("utf-8") or "null")
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            doc = json.loads(self.body.decode("utf-8") or "null", parse_constant=_no_constant)
+        except (ValueError, RecursionError):  # bad UTF-8 and bad JSON are ValueErrors too
             doc = None
         if not isinstance(doc, dict):
             raise GraphFault("bad_json")
         return doc
+
+
+def _no_constant(name: str) -> object:
+    """NaN and Infinity are not JSON; Python's parser accepts them unless told otherwise."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def context(
