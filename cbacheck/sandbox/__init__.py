@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from cbacheck.sandbox.app import SandboxStats
+from cbacheck.sandbox.faults import SandboxError, SandboxStateError
 from cbacheck.sandbox.scenario import Identity, Scenario, scenario_names
-from cbacheck.sandbox.server import Sandbox, SandboxInfo, SandboxStats
-from cbacheck.sandbox.state import SandboxError, SandboxStateError
+from cbacheck.sandbox.server import Sandbox, SandboxInfo
 
 __all__ = [
     "Identity",

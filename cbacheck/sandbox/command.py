@@ -11,9 +11,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from cbacheck.sandbox.faults import SandboxError
 from cbacheck.sandbox.scenario import scenario_names
-from cbacheck.sandbox.server import Sandbox
-from cbacheck.sandbox.state import SandboxError
+from cbacheck.sandbox.server import Sandbox, is_loopback
 
 HELP = "run the sandbox tenant (local Entra ID, Graph and Exchange over HTTPS)"
 
@@ -35,6 +35,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", metavar="FILE", type=Path, help="plain state file (Graph JSON)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default 0: a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host that is not a loopback address (other machines can then reach the sandbox)",
+    )
     parser.add_argument("--latency-ms", type=int, default=0, help="delay added to every response")
     parser.add_argument(
         "--fault-rate", type=float, default=0.0, help="share of Graph/Exchange requests answered 429 or 503"
@@ -58,9 +63,12 @@ def run(args: argparse.Namespace) -> int:
         for name in scenario_names():
             print(name)
         return 0
-    if args.state is not None and args.scenario is not None:
-        _error("give either --scenario or --state, not both")
+    problem = _option_problem(args)
+    if problem is not None:
+        _error(problem)
         return 2
+    if not is_loopback(args.host):
+        _error(f"warning: listening on {args.host}, not only on loopback: other machines can reach this test tenant")
     try:
         sandbox = Sandbox(
             None if args.state is not None else (args.scenario or "healthy"),
@@ -72,11 +80,28 @@ def run(args: argparse.Namespace) -> int:
             propagation_s=args.propagation_s,
             workdir=args.workdir,
             host=args.host,
+            allow_remote=args.allow_remote,
         )
         info = sandbox.start()
     except SandboxError as exc:
         _error(str(exc))
         return 2
+    return _serve(sandbox, json.dumps(info.as_dict()), args)
+
+
+def _option_problem(args: argparse.Namespace) -> str | None:
+    if args.state is not None and args.scenario is not None:
+        return "give either --scenario or --state, not both"
+    if not is_loopback(args.host) and not args.allow_remote:
+        return (
+            f"--host {args.host} is not a loopback address: other machines could reach this test tenant. "
+            "Add --allow-remote to listen there anyway."
+        )
+    return None
+
+
+def _serve(sandbox: Sandbox, line: str, args: argparse.Namespace) -> int:
+    """Print the ready line and serve until SIGINT/SIGTERM; then write --dump."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -84,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        line = json.dumps(info.as_dict())
         if args.ready_file is not None:
             try:
                 args.ready_file.write_text(line + "\n", encoding="utf-8")

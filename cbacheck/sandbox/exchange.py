@@ -11,9 +11,10 @@ from typing import Any, Final
 from werkzeug.wrappers import Request, Response
 
 from cbacheck import wellknown
-from cbacheck.sandbox.identity import AccessTokenError, TokenSigner
+from cbacheck.sandbox.entra.signer import AccessTokenError, TokenSigner
 from cbacheck.sandbox.response import Call, json_response
-from cbacheck.sandbox.state import JsonObject, TenantState, stable_guid
+from cbacheck.sandbox.state import TenantState
+from cbacheck.sandbox.values import JsonObject, stable_guid
 
 EXCHANGE_AUDIENCES: Final = frozenset(
     {"https://outlook.office365.com", "https://outlook.office.com", wellknown.EXCHANGE_ONLINE_APP_ID}
@@ -26,8 +27,10 @@ CONTENT_TYPE: Final = (
 # --- which supported Entra role may run which cmdlet: one table (UNCONFIRMED) -------------------
 # Microsoft: "The Global Administrator and Exchange Administrator roles provide the required
 # permissions for any task in Exchange Online PowerShell ... The Security Administrator role does
-# not have the necessary permissions for those same tasks." Security Reader/Administrator get
-# configuration reads only; Get-Mailbox answers them 401 (PEERS.md (c) #12).
+# not have the necessary permissions for those same tasks."
+# (https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2). UNCONFIRMED: Security
+# Reader/Administrator get configuration reads only; Get-Mailbox answers them 401 (as reported by
+# users of the module, not documented).
 _ALL_SUPPORTED: Final = wellknown.EXCHANGE_SUPPORTED_ROLES
 _RECIPIENT_READERS: Final = frozenset(
     {
@@ -48,21 +51,22 @@ CMDLET_ROLES: Final[dict[str, frozenset[str]]] = {
 
 # --- error texts: one table ---------------------------------------------------------------------
 EXCHANGE_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
-    # UNCONFIRMED (FACTS.md 9.15): body when the token is missing or not valid.
+    # UNCONFIRMED: body when the token is missing or not valid (the admin API is undocumented).
     "token": (401, "Unauthorized", "{reason}"),
-    # UNCONFIRMED: status and body when roles lacks Exchange.ManageAsApp (FACTS.md 5 "Errors").
+    # UNCONFIRMED: status and body when roles lacks Exchange.ManageAsApp (https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2).
     "no_manage_as_app": (
         401,
         "Unauthorized",
         "The access token of application {app_id} has no Exchange.ManageAsApp role; grant admin "
         "consent for Exchange.ManageAsApp on Office 365 Exchange Online.",
     ),
-    # Module text (FACTS.md 5, PEERS.md (c) #11); the HTTP status is UNCONFIRMED.
+    # The ExchangeOnlineManagement module's text; the HTTP status is UNCONFIRMED.
     "role_not_supported": (401, "Unauthorized", wellknown.EXCHANGE_ROLE_NOT_SUPPORTED),
-    # Documented 401 (office-docs-powershell#7970, #8058).
+    # A 401, as the module reports it (MicrosoftDocs/office-docs-powershell issues 7970 and 8058).
     "cmdlet_not_allowed": (401, "Unauthorized", wellknown.EXCHANGE_CMDLET_NOT_ALLOWED),
     # UNCONFIRMED: the tenant in the URL is not the tenant id or an *.onmicrosoft.com domain of the
-    # token's tenant (PEERS.md (c) #1: a custom domain as -Organization gives permission errors).
+    # token's tenant. -Organization must be the initial *.onmicrosoft.com domain (https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2);
+    # a custom domain is reported to give permission errors.
     "wrong_tenant": (
         401,
         "Unauthorized",
@@ -88,8 +92,8 @@ EXCHANGE_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
 }
 
 
-class ExchangeError(Exception):
-    """An admin API error; rendered as the JSON error clients read (FACTS.md 5)."""
+class ExchangeFault(Exception):
+    """An admin API error (a row of EXCHANGE_ERRORS); rendered as the JSON error the module reads."""
 
     def __init__(self, key: str, **values: str) -> None:
         self.status, self.code, template = EXCHANGE_ERRORS[key]
@@ -133,7 +137,7 @@ class ExchangeService:
             with self.state.lock:
                 values = self.cmdlets[name](parameters)
             values = _select(values, request.args.get("$select"))
-        except ExchangeError as exc:
+        except ExchangeFault as exc:
             error: JsonObject = {
                 "error": {
                     "code": exc.code,
@@ -164,12 +168,12 @@ class ExchangeService:
                 tenant_id=self.state.tenant_id,
             )
         except AccessTokenError as exc:
-            raise ExchangeError("token", reason=str(exc)) from None
+            raise ExchangeFault("token", reason=str(exc)) from None
         lowered = tenant.lower()
         if lowered != self.state.tenant_id.lower() and lowered not in {
             d.lower() for d in self.state.domain_names() if d.lower().endswith(".onmicrosoft.com")
         }:
-            raise ExchangeError("wrong_tenant", tenant=tenant)
+            raise ExchangeFault("wrong_tenant", tenant=tenant)
         return _Principal(
             str(claims.get("appid")),
             frozenset(str(r) for r in claims.get("roles") or []),
@@ -179,30 +183,30 @@ class ExchangeService:
     def _command(self, request: Request) -> tuple[str, Mapping[str, Any]]:
         try:
             doc = json.loads(request.get_data(as_text=True) or "null")
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             doc = None
         cmdlet_input = doc.get("CmdletInput") if isinstance(doc, dict) else None
         if not isinstance(cmdlet_input, dict) or not isinstance(cmdlet_input.get("CmdletName"), str):
-            raise ExchangeError("bad_body")
+            raise ExchangeFault("bad_body")
         parameters = cmdlet_input.get("Parameters") or {}
         if not isinstance(parameters, dict):
-            raise ExchangeError("bad_body")
+            raise ExchangeFault("bad_body")
         wanted = cmdlet_input["CmdletName"].lower()
         name = next((c for c in self.cmdlets if c.lower() == wanted), None)
         if name is None:
-            raise ExchangeError("unknown_cmdlet", cmdlet=cmdlet_input["CmdletName"])
+            raise ExchangeFault("unknown_cmdlet", cmdlet=cmdlet_input["CmdletName"])
         return name, parameters
 
     def _authorize(self, principal: _Principal, cmdlet: str) -> None:
         if wellknown.EXCHANGE_MANAGE_AS_APP not in principal.roles:
-            raise ExchangeError("no_manage_as_app", app_id=principal.app_id)
+            raise ExchangeFault("no_manage_as_app", app_id=principal.app_id)
         supported = {r.lower() for r in wellknown.EXCHANGE_SUPPORTED_ROLES}
         held = principal.wids & supported
         if not held:
-            raise ExchangeError("role_not_supported", app_id=principal.app_id)
+            raise ExchangeFault("role_not_supported", app_id=principal.app_id)
         allowed = {r.lower() for r in CMDLET_ROLES[cmdlet]}
         if not held & allowed:
-            raise ExchangeError("cmdlet_not_allowed", cmdlet=cmdlet)
+            raise ExchangeFault("cmdlet_not_allowed", cmdlet=cmdlet)
 
     # cmdlets -----------------------------------------------------------------------------------
     def get_organization_config(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
@@ -247,7 +251,7 @@ class ExchangeService:
         if identity is not None:
             out = [d for d in out if str(d["Name"]).lower() == str(identity).lower()]
             if not out:
-                raise ExchangeError("not_found", identity=str(identity), server=self.state.initial_domain)
+                raise ExchangeFault("not_found", identity=str(identity), server=self.state.initial_domain)
         return out
 
     def get_mailbox(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
@@ -273,7 +277,7 @@ class ExchangeService:
                 }
             ]
             if not boxes:
-                raise ExchangeError("not_found", identity=str(identity), server=self.state.initial_domain)
+                raise ExchangeFault("not_found", identity=str(identity), server=self.state.initial_domain)
         size = parameters.get("ResultSize")
         if isinstance(size, int) and size > 0:
             boxes = boxes[:size]

@@ -14,6 +14,11 @@ Predicate = Callable[[Mapping[str, Any]], bool]
 
 DEFAULT_PAGE: Final = 100
 MAX_PAGE: Final = 999
+# Bounds on a $filter the sandbox parses (UNCONFIRMED: Graph's own limits are not documented); they
+# keep a hostile expression from exhausting the parser's recursion.
+MAX_FILTER_LENGTH: Final = 4096
+MAX_FILTER_CLAUSES: Final = 100
+MAX_FILTER_DEPTH: Final = 16
 
 _TOKEN: Final = re.compile(
     r"\s*(?:(?P<string>'(?:[^']|'')*')|(?P<number>-?\d+(?:\.\d+)?)(?![\w-])"
@@ -82,6 +87,8 @@ class _FilterParser:
         self.text = text
         self.properties = {p.lower(): p for p in properties}
         self.resource = resource
+        self.clauses = 0
+        self.depth = 0
 
     def peek(self) -> _Tok | None:
         return self.toks[self.pos] if self.pos < len(self.toks) else None
@@ -124,6 +131,20 @@ class _FilterParser:
         return left
 
     def clause(self) -> Predicate:
+        self.clauses += 1
+        self.depth += 1
+        try:
+            if self.clauses > MAX_FILTER_CLAUSES or self.depth > MAX_FILTER_DEPTH:
+                raise QueryError(
+                    f"Invalid filter clause: more than {MAX_FILTER_CLAUSES} clauses or {MAX_FILTER_DEPTH} levels of "
+                    "nesting.",
+                    unsupported=True,
+                )
+            return self._clause()
+        finally:
+            self.depth -= 1
+
+    def _clause(self) -> Predicate:
         tok = self.take()
         if tok.kind == "punct" and tok.value == "(":
             inner = self.expr()
@@ -184,6 +205,8 @@ def parse_filter(text: str, properties: frozenset[str], resource: str) -> Predic
     """Compile a $filter expression over the given filterable properties."""
     if not text.strip():
         raise QueryError("Invalid filter clause: the expression is empty.")
+    if len(text) > MAX_FILTER_LENGTH:
+        raise QueryError(f"Invalid filter clause: longer than {MAX_FILTER_LENGTH} characters.", unsupported=True)
     lambda_use = re.search(r"(\w+)/(?:any|all)\(", text)
     if lambda_use:
         raise QueryError(
@@ -240,8 +263,10 @@ def decode_skiptoken(token: str) -> int:
             raise ValueError(token)
         body = token[len(prefix) :]
         data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        offset = int(data["o"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
+        offset = data["o"]
+        if not isinstance(offset, int) or isinstance(offset, bool):
+            raise ValueError(token)
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError):
         raise QueryError("Invalid $skiptoken: it does not come from an @odata.nextLink.") from None
     if offset < 0:
         raise QueryError("Invalid $skiptoken.")

@@ -9,7 +9,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from cbacheck.sandbox.state import graph_time, utcnow
+from cbacheck.sandbox.values import graph_time, utcnow
 
 
 @dataclass(frozen=True)

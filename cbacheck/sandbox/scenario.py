@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib.resources
-import json
-import os
 import re
 import threading
 from collections.abc import Mapping
@@ -21,14 +19,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from cbacheck import wellknown
-from cbacheck.sandbox.state import (
+from cbacheck.sandbox.faults import SandboxStateError
+from cbacheck.sandbox.validation import read_json_file, validate
+from cbacheck.sandbox.values import (
     JsonObject,
-    SandboxStateError,
     graph_time,
     key_credential_for,
     stable_guid,
     utcnow,
-    validate,
 )
 
 IDENTITY_ROLES: Final = ("under_test", "auditor", "admin")
@@ -102,15 +100,6 @@ class GeneratedCertificate:
             serialization.NoEncryption(),
         )
 
-    def write(self, path: Path) -> Path:
-        """Write the PEM file readable by its owner only (mode 0600)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(self.pem())
-        os.chmod(path, 0o600)
-        return path
-
 
 @dataclass(frozen=True)
 class BuiltScenario:
@@ -141,7 +130,12 @@ def _pooled_key(size: int, index: int) -> rsa.RSAPrivateKey:
 def generate_certificate(
     spec: CertificateSpec, *, now: datetime, key: rsa.RSAPrivateKey | None = None
 ) -> GeneratedCertificate:
-    """A self-signed certificate as New-SelfSignedCertificate or openssl would make for CBA."""
+    """A self-signed certificate as New-SelfSignedCertificate or openssl would make for CBA.
+
+    This duplicates cbacheck.certs on purpose: the sandbox imports nothing from the product but
+    cbacheck.wellknown (it is the oracle the product is tested against), and it must make what the
+    product refuses to make: RSA-1024 keys and back-dated or already expired certificates.
+    """
     key = key or rsa.generate_private_key(public_exponent=65537, key_size=spec.key_size)
     name = x509.Name.from_rfc4514_string(spec.subject)
     if not name.get_attributes_for_oid(NameOID.COMMON_NAME):
@@ -222,14 +216,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     """Read a scenario (by name or path) and check its outline; certificates come later."""
     path = find_scenario(name_or_path)
     source = f"scenario file '{path}'"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SandboxStateError(
-            f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}. Fix the file."
-        ) from None
-    except OSError as exc:
-        raise SandboxStateError(f"{source}: cannot be read: {exc.strerror or exc}") from None
+    doc = read_json_file(path, source)
     if not isinstance(doc, dict) or not isinstance(doc.get("state"), dict):
         raise SandboxStateError(f"{source}: $: expected an object with a 'state' object. Fix the file.")
     unknown = sorted(set(doc) - _SCENARIO_KEYS)
@@ -319,15 +306,37 @@ def build(scenario: Scenario, *, now: datetime | None = None) -> BuiltScenario:
     now = now or utcnow()
     source = f"scenario file '{scenario.path}'" if scenario.path else f"scenario {scenario.name!r}"
     doc = copy.deepcopy(dict(scenario.doc))
-    specs = _cert_specs(doc, source)
     counters: dict[int, int] = {}
     certs: dict[str, GeneratedCertificate] = {}
-    for spec in specs:
+    for spec in _cert_specs(doc, source):
         index = counters.get(spec.key_size, 0)
         counters[spec.key_size] = index + 1
         certs[spec.name] = generate_certificate(spec, now=now, key=_pooled_key(spec.key_size, index))
-
     state = _expand_strings(doc["state"], now, _service_principal_ids(doc["state"]))
+    _expand_key_credentials(state, certs, scenario.name, source)
+    data = validate(state, source)
+    identities = _identities(doc, certs, source)
+    tenant_id = str(data["organization"][0]["id"])
+    initial = next(str(d["id"]) for d in data["domains"] if d.get("isInitial"))
+
+    def placeholders(value: object, default: str) -> str:
+        text = str(value) if value is not None else default
+        return text.replace("{tenant_id}", tenant_id).replace("{initial_domain}", initial)
+
+    return BuiltScenario(
+        scenario=scenario,
+        state=data,
+        certificates=certs,
+        identities=identities,
+        tenant=placeholders(doc.get("tenant"), tenant_id),
+        organization=placeholders(doc.get("organization"), initial),
+    )
+
+
+def _expand_key_credentials(
+    state: JsonObject, certs: Mapping[str, GeneratedCertificate], scenario: str, source: str
+) -> None:
+    """A keyCredential ``{"certificate": NAME, ...}`` becomes the full keyCredential of that certificate."""
     for collection in ("applications", "servicePrincipals"):
         for i, obj in enumerate(state.get(collection) or []):
             if not isinstance(obj, dict):
@@ -341,10 +350,14 @@ def build(scenario: Scenario, *, now: datetime | None = None) -> BuiltScenario:
                             f"{source}: $.state.{collection}[{i}].keyCredentials[{j}].certificate: "
                             f"no certificate named {name!r} in $.certificates. Fix the file."
                         )
-                    key_id = cred.pop("keyId", None) or stable_guid(scenario.name, str(obj.get("id")), name)
+                    key_id = cred.pop("keyId", None) or stable_guid(scenario, str(obj.get("id")), name)
                     creds[j] = key_credential_for(certs[name].der, key_id=key_id, **cred)
-    data = validate(state, source)
 
+
+def _identities(
+    doc: Mapping[str, Any], certs: Mapping[str, GeneratedCertificate], source: str
+) -> dict[str, tuple[str, str]]:
+    """role -> (app id, certificate name) of the apps the scenario signs in as."""
     identities: dict[str, tuple[str, str]] = {}
     raw_ids = doc.get("identities", {})
     if not isinstance(raw_ids, dict):
@@ -361,19 +374,4 @@ def build(scenario: Scenario, *, now: datetime | None = None) -> BuiltScenario:
                 "$.certificates>}. Fix the file."
             )
         identities[role] = (str(spec.get("app_id")), str(spec["certificate"]))
-
-    tenant_id = str(data["organization"][0]["id"])
-    initial = next(str(d["id"]) for d in data["domains"] if d.get("isInitial"))
-
-    def placeholders(value: object, default: str) -> str:
-        text = str(value) if value is not None else default
-        return text.replace("{tenant_id}", tenant_id).replace("{initial_domain}", initial)
-
-    return BuiltScenario(
-        scenario=scenario,
-        state=data,
-        certificates=certs,
-        identities=identities,
-        tenant=placeholders(doc.get("tenant"), tenant_id),
-        organization=placeholders(doc.get("organization"), initial),
-    )
+    return identities

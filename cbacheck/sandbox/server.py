@@ -1,47 +1,40 @@
-"""The sandbox server: one werkzeug WSGI app for login, Graph and Exchange, served threaded over TLS."""
+"""The sandbox server: a scenario or state file made live, served threaded over loopback TLS."""
 
 from __future__ import annotations
 
-import logging
+import ipaddress
 import os
-import random
 import shutil
 import socket
 import ssl
 import tempfile
 import threading
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any
 
 import trustme
-from werkzeug.exceptions import MethodNotAllowed, NotFound
-from werkzeug.routing import Map, Rule
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-from werkzeug.wrappers import Request, Response
+from werkzeug.serving import BaseWSGIServer, make_server
 
-from cbacheck.sandbox.exchange import ExchangeService
-from cbacheck.sandbox.graphapi import GraphService, error_body
-from cbacheck.sandbox.identity import IdentityService, TokenSigner
-from cbacheck.sandbox.response import Call, json_response
-from cbacheck.sandbox.scenario import Identity, Scenario, build, load_scenario
-from cbacheck.sandbox.state import (
-    JsonObject,
-    SandboxError,
-    TenantState,
-    load_state_file,
-)
+from cbacheck.sandbox.app import FaultInjector, QuietHandler, SandboxApp, SandboxStats
+from cbacheck.sandbox.entra import TokenSigner
+from cbacheck.sandbox.faults import SandboxError
+from cbacheck.sandbox.scenario import GeneratedCertificate, Identity, Scenario, build, load_scenario
+from cbacheck.sandbox.state import TenantState
+from cbacheck.sandbox.validation import load_state_file
+from cbacheck.sandbox.values import JsonObject
+from cbacheck.sandbox.workdir import KEY_MODE, PUBLIC_MODE, write_file
 
-if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-log = logging.getLogger("cbacheck.sandbox")
-
-MAX_BODY_BYTES: Final = 4 * 1024 * 1024
-_DRAIN_LIMIT: Final = 64 * 1024 * 1024
-RETRY_AFTER_S: Final = 1
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1): only this machine can connect."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -67,214 +60,6 @@ class SandboxInfo:
         return out
 
 
-class SandboxStats:
-    """Live request counters (thread-safe)."""
-
-    FIELDS: Final = ("token_requests", "graph_requests", "graph_batch_items", "exchange_requests", "faults")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts = dict.fromkeys(self.FIELDS, 0)
-
-    def add(self, name: str, amount: int = 1) -> None:
-        with self._lock:
-            self._counts[name] += amount
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._counts = dict.fromkeys(self.FIELDS, 0)
-
-    @property
-    def token_requests(self) -> int:
-        return self.snapshot()["token_requests"]
-
-    @property
-    def graph_requests(self) -> int:
-        return self.snapshot()["graph_requests"]
-
-    @property
-    def graph_batch_items(self) -> int:
-        return self.snapshot()["graph_batch_items"]
-
-    @property
-    def exchange_requests(self) -> int:
-        return self.snapshot()["exchange_requests"]
-
-    @property
-    def faults(self) -> int:
-        return self.snapshot()["faults"]
-
-
-class FaultInjector:
-    """Answers a share of Graph and Exchange requests with 429 or 503, the same on every run."""
-
-    def __init__(self, rate: float, seed: int) -> None:
-        self.rate = rate
-        self._random = random.Random(seed)
-        self._lock = threading.Lock()
-
-    def draw(self) -> int | None:
-        if self.rate <= 0:
-            return None
-        with self._lock:
-            hit = self._random.random() < self.rate
-            kind = self._random.random()
-        if not hit:
-            return None
-        return 429 if kind < 0.5 else 503
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """Request handler that logs to the cbacheck.sandbox logger instead of stderr.
-
-    Nagle's algorithm is off: werkzeug writes headers and body as separate TLS records and
-    closes every connection, so with Nagle on each request waits for a delayed ACK.
-    """
-
-    disable_nagle_algorithm = True
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        log.debug("%s %s %s", self.command, self.path, code)
-
-    def log(self, type: str, message: str, *args: Any) -> None:
-        log.debug(message, *args)
-
-
-def _identity_map() -> Map:
-    return Map(
-        [
-            Rule("/<tenant>/v2.0/.well-known/openid-configuration", endpoint="discovery", methods=["GET"]),
-            Rule("/<tenant>/discovery/v2.0/keys", endpoint="jwks", methods=["GET"]),
-            Rule("/<tenant>/discovery/keys", endpoint="jwks", methods=["GET"]),
-            Rule("/<tenant>/oauth2/v2.0/token", endpoint="token", methods=["POST"]),
-            Rule("/adminapi/beta/<tenant>/InvokeCommand", endpoint="exchange", methods=["POST"]),
-        ],
-        strict_slashes=False,
-    )
-
-
-class SandboxApp:
-    """The WSGI application: routing, body limit, faults, latency, stats and a catch-all."""
-
-    def __init__(
-        self,
-        state: TenantState,
-        signer: TokenSigner,
-        stats: SandboxStats,
-        *,
-        latency_ms: int = 0,
-        faults: FaultInjector | None = None,
-        max_body: int = MAX_BODY_BYTES,
-    ) -> None:
-        self.state = state
-        self.stats = stats
-        self.latency_s = latency_ms / 1000.0
-        self.faults = faults or FaultInjector(0.0, 1)
-        self.max_body = max_body
-        self.identity = IdentityService(state, signer)
-        self.graph = GraphService(state, signer)
-        self.graph.count_batch_item = lambda: stats.add("graph_batch_items")
-        self.exchange = ExchangeService(state, signer)
-        self.routes = _identity_map().bind("sandbox", "/")
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request = Request(environ)
-        request.max_content_length = self.max_body
-        call = Call.for_request(request)
-        try:
-            response = self.dispatch(request, call)
-        except Exception:  # the WSGI boundary: never let one request take the server down
-            log.exception("sandbox: unhandled error for %s %s", request.method, request.path)
-            response = json_response(
-                error_body("InternalServerError", "The sandbox failed to process the request.", call), 500
-            )
-        if self.latency_s > 0:
-            time.sleep(self.latency_s)
-        response.headers["request-id"] = call.request_id
-        response.headers["client-request-id"] = call.client_request_id
-        return response(environ, start_response)
-
-    def dispatch(self, request: Request, call: Call) -> Response:
-        path = request.path
-        is_graph = path == "/v1.0" or path.startswith("/v1.0/")
-        is_exchange = path.startswith("/adminapi/")
-        if is_graph:
-            self.stats.add("graph_requests")
-        elif is_exchange:
-            self.stats.add("exchange_requests")
-        elif path.endswith("/oauth2/v2.0/token"):
-            self.stats.add("token_requests")
-        too_large = self._too_large(request, call)
-        if too_large is not None:
-            return too_large
-        if is_graph or is_exchange:
-            fault = self.faults.draw()
-            if fault is not None:
-                self.stats.add("faults")
-                return self._fault(fault, call)
-        if is_graph:
-            result = self.graph.handle(
-                request.method,
-                path,
-                request.args,
-                dict(request.headers.items()),
-                request.get_data(),
-                call,
-            )
-            return json_response(result.body, result.status, headers=result.headers)
-        try:
-            endpoint, args = self.routes.match(path, request.method)
-        except NotFound:
-            return json_response(error_body("BadRequest", f"Resource not found for the segment '{path}'.", call), 404)
-        except MethodNotAllowed:
-            return json_response(
-                error_body("Request_BadRequest", "Specified HTTP method is not allowed for the request target.", call),
-                405,
-            )
-        tenant = str(args["tenant"])
-        if endpoint == "discovery":
-            return self.identity.openid_configuration(request, call, tenant)
-        if endpoint == "jwks":
-            return self.identity.jwks(request, call, tenant)
-        if endpoint == "token":
-            return self.identity.token(request, call, tenant)
-        return self.exchange.invoke(request, call, tenant)
-
-    def _too_large(self, request: Request, call: Call) -> Response | None:
-        length = request.content_length
-        if length is None or length <= self.max_body:
-            return None
-        # Read and drop the body so the client sees the answer instead of a reset connection.
-        stream = request.environ["wsgi.input"]
-        remaining = min(length, _DRAIN_LIMIT)
-        while remaining > 0:
-            chunk = stream.read(min(65536, remaining))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-        body = error_body(
-            "RequestEntityTooLarge",
-            f"The request body is {length} bytes; the limit is {self.max_body} bytes.",
-            call,
-        )
-        return json_response(body, 413, headers={"Connection": "close"})
-
-    def _fault(self, status: int, call: Call) -> Response:
-        if status == 429:
-            body = error_body(
-                "TooManyRequests",
-                f"Too many requests from Identifier:{self.state.tenant_id}. Please try again later.",
-                call,
-            )
-        else:
-            body = error_body("serviceNotAvailable", "The service is temporarily unavailable.", call)
-        return json_response(body, status, headers={"Retry-After": str(RETRY_AFTER_S)})
-
-
 class Sandbox:
     """A sandbox tenant on loopback HTTPS; use as a context manager (``with Sandbox() as sb``)."""
 
@@ -290,7 +75,13 @@ class Sandbox:
         propagation_s: float = 0.0,
         workdir: Path | None = None,
         host: str = "127.0.0.1",
+        allow_remote: bool = False,
     ) -> None:
+        if not (allow_remote or is_loopback(host)):
+            raise SandboxError(
+                f"host {host!r} is not a loopback address: other machines could reach this test tenant. "
+                "Pass allow_remote=True (--allow-remote) to listen there anyway."
+            )
         if not 0.0 <= fault_rate <= 1.0:
             raise SandboxError(f"fault rate {fault_rate!r} is not between 0 and 1")
         if latency_ms < 0 or propagation_s < 0 or not 0 <= port <= 65535:
@@ -302,44 +93,42 @@ class Sandbox:
         self.fault_seed = fault_seed
         self.propagation_s = propagation_s
         self._workdir_arg = workdir
-        self._certificates: dict[str, Any] = {}
+        self._certificates: dict[str, GeneratedCertificate] = {}
         self._identity_specs: dict[str, tuple[str, str]] = {}
-        if state_file is not None:
-            state_file = Path(state_file)
-            data = load_state_file(state_file)
-            self.scenario = Scenario(
-                name=state_file.stem, description=f"state file {state_file}", breaks=(), path=state_file
-            )
-        elif scenario is not None:
-            built = build(load_scenario(scenario))
-            data = built.state
-            self.scenario = built.scenario
-            self._certificates = dict(built.certificates)
-            self._identity_specs = built.identities
-        else:
-            raise SandboxError("give a scenario name or path, or a state file")
+        self.tenant: str = ""
+        self.organization: str = ""
+        data = self._load(scenario, state_file)
         self.state = TenantState(data, propagation_s=propagation_s)
-        if state_file is not None or scenario is None:
-            self.tenant = self.state.tenant_id
-            self.organization = self.state.initial_domain
-        else:
-            self.tenant = built.tenant
-            self.organization = built.organization
+        self.tenant = self.tenant or self.state.tenant_id
+        self.organization = self.organization or self.state.initial_domain
         self.signer = TokenSigner()
         self.stats = SandboxStats()
-        self.app = SandboxApp(
-            self.state,
-            self.signer,
-            self.stats,
-            latency_ms=latency_ms,
-            faults=FaultInjector(fault_rate, fault_seed),
-        )
+        faults = FaultInjector(fault_rate, fault_seed)
+        self.app = SandboxApp(self.state, self.signer, self.stats, latency_ms=latency_ms, faults=faults)
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._workdir: Path | None = None
         self._own_workdir = False
         self._info: SandboxInfo | None = None
         self._identities: dict[str, Identity] = {}
+
+    def _load(self, scenario: str | Path | None, state_file: Path | None) -> JsonObject:
+        """The validated state; a state file wins over a scenario. Sets scenario, tenant, organization."""
+        if state_file is not None:
+            state_file = Path(state_file)
+            data = load_state_file(state_file)
+            self.scenario = Scenario(
+                name=state_file.stem, description=f"state file {state_file}", breaks=(), path=state_file
+            )
+            return data
+        if scenario is None:
+            raise SandboxError("give a scenario name or path, or a state file")
+        built = build(load_scenario(scenario))
+        self.scenario = built.scenario
+        self._certificates = dict(built.certificates)
+        self._identity_specs = built.identities
+        self.tenant, self.organization = built.tenant, built.organization
+        return built.state
 
     # lifecycle -------------------------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -353,6 +142,24 @@ class Sandbox:
         """Write the CA and certificates, bind the port and serve in a background thread."""
         if self._server is not None:
             raise SandboxError("the sandbox is already running")
+        workdir = self._prepare_workdir()
+        try:
+            self._identities = self._write_identities(workdir)
+            context, ca_path = self._tls(workdir)
+            server = self._serve(context)
+        except BaseException:
+            self._cleanup()
+            raise
+        self._server = server
+        self.port = server.port
+        self._info = self._ready_info(server.port, ca_path)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="cbacheck-sandbox", daemon=True
+        )
+        self._thread.start()
+        return self._info
+
+    def _prepare_workdir(self) -> Path:
         if self._workdir_arg is not None:
             workdir = Path(self._workdir_arg)
             workdir.mkdir(parents=True, exist_ok=True)
@@ -361,43 +168,51 @@ class Sandbox:
             workdir = Path(tempfile.mkdtemp(prefix="cbacheck-sandbox-"))
             self._own_workdir = True
         self._workdir = workdir
+        return workdir
+
+    def _write_identities(self, workdir: Path) -> dict[str, Identity]:
+        """One PEM (certificate and unencrypted key, mode 0600) per scenario identity."""
+        return {
+            role: Identity(
+                app_id=app_id,
+                cert_path=write_file(workdir, f"certs/{role}.pem", self._certificates[cert_name].pem(), KEY_MODE),
+                thumbprint_sha1=self._certificates[cert_name].thumbprint_sha1,
+                certificate_name=cert_name,
+            )
+            for role, (app_id, cert_name) in self._identity_specs.items()
+        }
+
+    def _tls(self, workdir: Path) -> tuple[ssl.SSLContext, Path]:
+        """A fresh CA (its PEM written to the workdir) and a server certificate for loopback names."""
+        ca = trustme.CA(organization_name="cbacheck sandbox")
+        names = ["127.0.0.1", "localhost", "::1"]
+        if self.host not in (*names, "0.0.0.0", "::"):
+            names.append(self.host)  # a remote address the clients will name
+        server_cert = ca.issue_cert(*names)
+        ca_path = write_file(workdir, "ca.pem", ca.cert_pem.bytes(), PUBLIC_MODE)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_cert.configure_cert(context)
+        return context, ca_path
+
+    def _serve(self, context: ssl.SSLContext) -> BaseWSGIServer:
+        listener = self._listen()
         try:
-            self._identities = {
-                role: Identity(
-                    app_id=app_id,
-                    cert_path=self._certificates[cert_name].write(workdir / "certs" / f"{role}.pem"),
-                    thumbprint_sha1=self._certificates[cert_name].thumbprint_sha1,
-                    certificate_name=cert_name,
-                )
-                for role, (app_id, cert_name) in self._identity_specs.items()
-            }
-            ca = trustme.CA(organization_name="cbacheck sandbox")
-            server_cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
-            ca_path = workdir / "ca.pem"
-            ca.cert_pem.write_to_path(str(ca_path))
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            server_cert.configure_cert(context)
-            listener = self._listen()
-            try:
-                server = make_server(
-                    self.host,
-                    listener.getsockname()[1],
-                    self.app,
-                    threaded=True,
-                    request_handler=_QuietHandler,
-                    ssl_context=context,
-                    fd=listener.fileno(),
-                )
-            finally:
-                listener.close()
-        except BaseException:
-            self._cleanup()
-            raise
-        self._server = server
-        self.port = server.port
+            return make_server(
+                self.host,
+                listener.getsockname()[1],
+                self.app,
+                threaded=True,
+                request_handler=QuietHandler,
+                ssl_context=context,
+                fd=listener.fileno(),
+            )
+        finally:
+            listener.close()
+
+    def _ready_info(self, port: int, ca_path: Path) -> SandboxInfo:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        base = f"https://{host}:{server.port}"
-        self._info = SandboxInfo(
+        base = f"https://{host}:{port}"
+        return SandboxInfo(
             login_url=base,
             graph_url=base,
             exchange_url=base,
@@ -407,7 +222,7 @@ class Sandbox:
             tenant=self.tenant,
             organization=self.organization,
             scenario=self.scenario.name,
-            port=server.port,
+            port=port,
             pid=os.getpid(),
             identities={
                 role: {
@@ -418,11 +233,6 @@ class Sandbox:
                 for role, ident in self._identities.items()
             },
         )
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="cbacheck-sandbox", daemon=True
-        )
-        self._thread.start()
-        return self._info
 
     def _listen(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET

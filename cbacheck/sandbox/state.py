@@ -1,796 +1,32 @@
-"""Tenant state of the sandbox: Graph v1.0 JSON, validation, built-in objects and lookups."""
+"""The live tenant of the sandbox and its operations (the model, apart from HTTP, as moto keeps it).
+
+Every rule of a write lives here: what a new object gets, what counts as a duplicate, what is
+removed with what. Refusals raise SandboxFault subclasses; graph/errors.py turns them into Graph's
+error envelope.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import copy
-import functools
-import hashlib
-import json
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
-
-from cbacheck import wellknown
-
-JsonObject = dict[str, Any]
-
-# Top-level keys of a state document, each a list of Graph (or Exchange) objects.
-COLLECTIONS: Final = (
-    "organization",
-    "domains",
-    "applications",
-    "servicePrincipals",
-    "appRoleAssignments",
-    "roleAssignments",
-    "roleDefinitions",
-    "roleEligibilitySchedules",
-    "mailboxes",
+from cbacheck.sandbox import payloads
+from cbacheck.sandbox.faults import Conflict, InvalidRequest, ObjectNotFound
+from cbacheck.sandbox.schema import COLLECTIONS
+from cbacheck.sandbox.values import (
+    JsonObject,
+    assignment_id,
+    graph_time,
+    is_guid,
+    new_guid,
+    utcnow,
 )
-# Flags that switch off the objects every real tenant has (see _builtin_*).
-BUILTIN_FLAGS: Final = ("exchangeServicePrincipal", "graphServicePrincipal", "roleDefinitions")
-KNOWN_TOP_LEVEL: Final = frozenset(COLLECTIONS) | {"builtins", "@odata.context"}
 
-# The Microsoft services tenant that owns first-party applications such as Exchange and Graph.
-MICROSOFT_SERVICES_TENANT: Final = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
-DEFAULT_ACCESS_ROLE: Final = "00000000-0000-0000-0000-000000000000"
-_ID_NAMESPACE: Final = uuid.UUID("0b6f1b1e-6a52-4c59-9d2e-4bde3a1c7f10")
-NEXT_STEP: Final = "Fix that element, or write a fresh file with 'cbacheck sandbox --dump FILE'."
-
-
-class SandboxError(Exception):
-    """The sandbox cannot start or run as asked."""
-
-
-class SandboxStateError(SandboxError):
-    """A state file or scenario is not valid JSON or not Graph-shaped; the message names it."""
-
-
-# --- time and identifiers -----------------------------------------------------------------------
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC, whole seconds (Graph keeps no fractions)."""
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def graph_time(value: datetime) -> str:
-    """A datetime as Graph writes DateTimeOffset values: ``2025-01-31T12:00:00Z``."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str) -> datetime:
-    """Parse an ISO 8601 time as Graph sends it; naive values are taken as UTC."""
-    parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def stable_guid(*parts: str) -> str:
-    """A GUID derived from the given parts, the same on every run."""
-    return str(uuid.uuid5(_ID_NAMESPACE, "/".join(parts)))
-
-
-def new_guid() -> str:
-    """A fresh random GUID."""
-    return str(uuid.uuid4())
-
-
-def is_guid(value: object) -> bool:
-    """True when value is a string holding a GUID."""
-    if not isinstance(value, str):
-        return False
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return len(value) == 36
-
-
-def assignment_id() -> str:
-    """An id shaped like the ids Graph gives app role and directory role assignments."""
-    raw = uuid.uuid4().bytes + uuid.uuid4().bytes
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")[:43]
-
-
-# --- certificates inside keyCredentials ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CertificateFacts:
-    """What the sandbox needs from the certificate in one keyCredential."""
-
-    certificate: x509.Certificate
-    der: bytes
-    sha1: bytes
-    sha256: bytes
-    key_size: int
-    is_rsa: bool
-
-    @property
-    def sha1_hex(self) -> str:
-        return self.sha1.hex().upper()
-
-
-@functools.lru_cache(maxsize=4096)
-def certificate_facts(key_b64: str) -> CertificateFacts:
-    """Decode a keyCredential ``key`` (base64 DER); raises ValueError when it is not a certificate."""
-    try:
-        der = base64.b64decode("".join(key_b64.split()), validate=True)
-    except binascii.Error as exc:
-        raise ValueError(f"not valid base64 ({exc})") from exc
-    try:
-        cert = x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        raise ValueError(f"not the DER bytes of an X.509 certificate ({exc})") from exc
-    public_key = cert.public_key()
-    is_rsa = isinstance(public_key, rsa.RSAPublicKey)
-    key_size = public_key.key_size if isinstance(public_key, rsa.RSAPublicKey) else 0
-    return CertificateFacts(
-        certificate=cert,
-        der=der,
-        sha1=hashlib.sha1(der).digest(),  # noqa: S324 - the x5t thumbprint is SHA-1 by definition
-        sha256=hashlib.sha256(der).digest(),
-        key_size=key_size,
-        is_rsa=is_rsa,
-    )
-
-
-def key_credential_for(cert_der: bytes, *, key_id: str, **overrides: Any) -> JsonObject:
-    """A complete keyCredential for a DER certificate, as Graph stores an uploaded one."""
-    key = base64.b64encode(cert_der).decode("ascii")
-    return _key_credential(certificate_facts(key), key, key_id, overrides)
-
-
-def _key_credential(facts: CertificateFacts, key: str, key_id: str, overrides: Mapping[str, Any]) -> JsonObject:
-    cert = facts.certificate
-    cred: JsonObject = {
-        "customKeyIdentifier": base64.b64encode(facts.sha1).decode(),
-        "displayName": cert.subject.rfc4514_string(),
-        "endDateTime": graph_time(cert.not_valid_after_utc),
-        "key": key,
-        "keyId": key_id,
-        "startDateTime": graph_time(cert.not_valid_before_utc),
-        "type": "AsymmetricX509Cert",
-        "usage": "Verify",
-    }
-    cred.update(overrides)
-    return cred
-
-
-# --- object templates: the full Graph shape, filled in when an object is rendered ---------------
-
-TEMPLATES: Final[dict[str, JsonObject]] = {
-    "applications": {
-        "id": None,
-        "deletedDateTime": None,
-        "appId": None,
-        "applicationTemplateId": None,
-        "disabledByMicrosoftStatus": None,
-        "createdDateTime": None,
-        "displayName": None,
-        "description": None,
-        "groupMembershipClaims": None,
-        "identifierUris": [],
-        "isDeviceOnlyAuthSupported": None,
-        "isFallbackPublicClient": None,
-        "notes": None,
-        "publisherDomain": None,
-        "serviceManagementReference": None,
-        "signInAudience": "AzureADMyOrg",
-        "tags": [],
-        "tokenEncryptionKeyId": None,
-        "defaultRedirectUri": None,
-        "optionalClaims": None,
-        "addIns": [],
-        "api": {
-            "acceptMappedClaims": None,
-            "knownClientApplications": [],
-            "requestedAccessTokenVersion": None,
-            "oauth2PermissionScopes": [],
-            "preAuthorizedApplications": [],
-        },
-        "appRoles": [],
-        "info": {
-            "logoUrl": None,
-            "marketingUrl": None,
-            "privacyStatementUrl": None,
-            "supportUrl": None,
-            "termsOfServiceUrl": None,
-        },
-        "keyCredentials": [],
-        "parentalControlSettings": {"countriesBlockedForMinors": [], "legalAgeGroupRule": "Allow"},
-        "passwordCredentials": [],
-        "publicClient": {"redirectUris": []},
-        "requiredResourceAccess": [],
-        "verifiedPublisher": {
-            "displayName": None,
-            "verifiedPublisherId": None,
-            "addedDateTime": None,
-        },
-        "web": {
-            "homePageUrl": None,
-            "logoutUrl": None,
-            "redirectUris": [],
-            "implicitGrantSettings": {
-                "enableAccessTokenIssuance": False,
-                "enableIdTokenIssuance": False,
-            },
-        },
-        "spa": {"redirectUris": []},
-    },
-    "servicePrincipals": {
-        "id": None,
-        "deletedDateTime": None,
-        "accountEnabled": True,
-        "alternativeNames": [],
-        "appDisplayName": None,
-        "appDescription": None,
-        "appId": None,
-        "applicationTemplateId": None,
-        "appOwnerOrganizationId": None,
-        "appRoleAssignmentRequired": False,
-        "description": None,
-        "disabledByMicrosoftStatus": None,
-        "displayName": None,
-        "homepage": None,
-        "loginUrl": None,
-        "logoutUrl": None,
-        "notes": None,
-        "notificationEmailAddresses": [],
-        "preferredSingleSignOnMode": None,
-        "preferredTokenSigningKeyThumbprint": None,
-        "replyUrls": [],
-        "servicePrincipalNames": [],
-        "servicePrincipalType": "Application",
-        "signInAudience": "AzureADMyOrg",
-        "tags": [],
-        "tokenEncryptionKeyId": None,
-        "addIns": [],
-        "appRoles": [],
-        "info": {
-            "logoUrl": None,
-            "marketingUrl": None,
-            "privacyStatementUrl": None,
-            "supportUrl": None,
-            "termsOfServiceUrl": None,
-        },
-        "keyCredentials": [],
-        "oauth2PermissionScopes": [],
-        "passwordCredentials": [],
-        "resourceSpecificApplicationPermissions": [],
-        "verifiedPublisher": {
-            "displayName": None,
-            "verifiedPublisherId": None,
-            "addedDateTime": None,
-        },
-    },
-    "appRoleAssignments": {
-        "id": None,
-        "deletedDateTime": None,
-        "appRoleId": None,
-        "createdDateTime": None,
-        "principalDisplayName": None,
-        "principalId": None,
-        "principalType": "ServicePrincipal",
-        "resourceDisplayName": None,
-        "resourceId": None,
-    },
-    "roleAssignments": {
-        "id": None,
-        "principalId": None,
-        "resourceScope": None,
-        "directoryScopeId": "/",
-        "appScopeId": None,
-        "roleDefinitionId": None,
-    },
-    "roleDefinitions": {
-        "id": None,
-        "description": None,
-        "displayName": None,
-        "isBuiltIn": True,
-        "isEnabled": True,
-        "resourceScopes": ["/"],
-        "templateId": None,
-        "version": "1",
-        "rolePermissions": [],
-    },
-    "roleEligibilitySchedules": {
-        "id": None,
-        "principalId": None,
-        "roleDefinitionId": None,
-        "directoryScopeId": "/",
-        "appScopeId": None,
-        "createdUsing": None,
-        "createdDateTime": None,
-        "modifiedDateTime": None,
-        "status": "Provisioned",
-        "memberType": "Direct",
-        "scheduleInfo": {
-            "startDateTime": None,
-            "recurrence": None,
-            "expiration": {"type": "noExpiration", "endDateTime": None, "duration": None},
-        },
-    },
-    "organization": {
-        "id": None,
-        "deletedDateTime": None,
-        "businessPhones": [],
-        "city": None,
-        "country": None,
-        "countryLetterCode": "US",
-        "createdDateTime": None,
-        "defaultUsageLocation": None,
-        "displayName": None,
-        "marketingNotificationEmails": [],
-        "onPremisesLastSyncDateTime": None,
-        "onPremisesSyncEnabled": None,
-        "postalCode": None,
-        "preferredLanguage": "en",
-        "securityComplianceNotificationMails": [],
-        "securityComplianceNotificationPhones": [],
-        "state": None,
-        "street": None,
-        "technicalNotificationMails": [],
-        "tenantType": "AAD",
-        "directorySizeQuota": {"used": 0, "total": 300000},
-        "assignedPlans": [],
-        "privacyProfile": None,
-        "provisionedPlans": [],
-        "verifiedDomains": [],
-    },
-    "domains": {
-        "authenticationType": "Managed",
-        "availabilityStatus": None,
-        "id": None,
-        "isAdminManaged": True,
-        "isDefault": False,
-        "isInitial": False,
-        "isRoot": True,
-        "isVerified": True,
-        "supportedServices": ["Email", "OfficeCommunicationsOnline"],
-        "passwordValidityPeriodInDays": 2147483647,
-        "passwordNotificationWindowInDays": 14,
-        "state": None,
-    },
-    "mailboxes": {},
-}
-
-ENTITY_TYPES: Final = {
-    "applications": "microsoft.graph.application",
-    "servicePrincipals": "microsoft.graph.servicePrincipal",
-    "appRoleAssignments": "microsoft.graph.appRoleAssignment",
-    "roleAssignments": "microsoft.graph.unifiedRoleAssignment",
-    "roleDefinitions": "microsoft.graph.unifiedRoleDefinition",
-    "roleEligibilitySchedules": "microsoft.graph.unifiedRoleEligibilitySchedule",
-    "organization": "microsoft.graph.organization",
-    "domains": "microsoft.graph.domain",
-}
-
-
-def render(collection: str, obj: Mapping[str, Any]) -> JsonObject:
-    """The object in its full Graph shape: template defaults, then the stored properties."""
-    out = copy.deepcopy(TEMPLATES.get(collection, {}))
-    out.update(copy.deepcopy(dict(obj)))
-    if collection == "roleAssignments" and out.get("resourceScope") is None:
-        out["resourceScope"] = out.get("directoryScopeId")
-    for cred in out.get("passwordCredentials") or []:
-        if isinstance(cred, dict):
-            cred["secretText"] = None
-    return out
-
-
-# --- built-in objects ----------------------------------------------------------------------------
-
-
-def _app_role(role_id: str, value: str, display: str, description: str) -> JsonObject:
-    return {
-        "allowedMemberTypes": ["Application"],
-        "description": description,
-        "displayName": display,
-        "id": role_id,
-        "isEnabled": True,
-        "origin": "Application",
-        "value": value,
-    }
-
-
-def builtin_exchange_sp(tenant_id: str) -> JsonObject:
-    """The Office 365 Exchange Online service principal with its application roles."""
-    app_id = wellknown.EXCHANGE_ONLINE_APP_ID
-    return {
-        "id": stable_guid(tenant_id, app_id),
-        "accountEnabled": True,
-        "appDisplayName": wellknown.EXCHANGE_ONLINE_DISPLAY_NAME,
-        "appId": app_id,
-        "appOwnerOrganizationId": MICROSOFT_SERVICES_TENANT,
-        "displayName": wellknown.EXCHANGE_ONLINE_DISPLAY_NAME,
-        "servicePrincipalNames": [
-            "https://outlook.office365.com/",
-            "https://outlook.office365.com",
-            "https://outlook.office.com",
-            "https://ps.outlook.com",
-            f"{app_id}/outlook.office365.com",
-            f"{app_id}/outlook.office.com",
-            app_id,
-        ],
-        "signInAudience": "AzureADMultipleOrgs",
-        "keyCredentials": [],
-        "appRoles": [
-            _app_role(
-                wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID,
-                wellknown.EXCHANGE_MANAGE_AS_APP,
-                "Manage Exchange As Application",
-                "Allows the app to manage the organization's Exchange environment without any "
-                "user interaction. This includes mailboxes, groups, and other configuration "
-                "objects. To enable management actions, an admin must assign the appropriate "
-                "roles directly to the app.",
-            ),
-            _app_role(
-                wellknown.FULL_ACCESS_AS_APP_ROLE_ID,
-                wellknown.FULL_ACCESS_AS_APP,
-                "Use Exchange Web Services with full access to all mailboxes",
-                "Allows the app to have full access via Exchange Web Services to all mailboxes "
-                "without a signed-in user.",
-            ),
-        ],
-    }
-
-
-def builtin_graph_sp(tenant_id: str) -> JsonObject:
-    """The Microsoft Graph service principal with the application permissions cbacheck knows."""
-    app_id = wellknown.MICROSOFT_GRAPH_APP_ID
-    roles = [
-        _app_role(role_id, name, name, f"Application permission {name}.")
-        for name, role_id in wellknown.GRAPH_PERMISSION_IDS.items()
-    ]
-    return {
-        "id": stable_guid(tenant_id, app_id),
-        "accountEnabled": True,
-        "appDisplayName": wellknown.MICROSOFT_GRAPH_DISPLAY_NAME,
-        "appId": app_id,
-        "appOwnerOrganizationId": MICROSOFT_SERVICES_TENANT,
-        "displayName": wellknown.MICROSOFT_GRAPH_DISPLAY_NAME,
-        "servicePrincipalNames": [
-            "https://graph.microsoft.com/",
-            "https://graph.microsoft.com",
-            "https://canary.graph.microsoft.com",
-            "https://ags.windows.net",
-            f"{app_id}/ags.windows.net",
-            app_id,
-        ],
-        "signInAudience": "AzureADMultipleOrgs",
-        "keyCredentials": [],
-        "appRoles": roles,
-    }
-
-
-_ROLE_ACTIONS: Final[dict[str, list[str]]] = {
-    wellknown.EXCHANGE_ADMINISTRATOR: ["microsoft.office365.exchange/allEntities/basic/allTasks"],
-    wellknown.GLOBAL_ADMINISTRATOR: ["microsoft.directory/allEntities/allProperties/allTasks"],
-}
-
-
-def builtin_role_definitions() -> list[JsonObject]:
-    """The built-in directory roles cbacheck knows; for built-ins id equals templateId."""
-    return [
-        {
-            "id": template_id,
-            "description": f"Built-in directory role {name}.",
-            "displayName": name,
-            "isBuiltIn": True,
-            "isEnabled": True,
-            "resourceScopes": ["/"],
-            "templateId": template_id,
-            "version": "1",
-            "rolePermissions": [
-                {
-                    "allowedResourceActions": _ROLE_ACTIONS.get(template_id, []),
-                    "condition": None,
-                }
-            ],
-        }
-        for template_id, name in wellknown.DIRECTORY_ROLE_NAMES.items()
-    ]
-
-
-# --- validation ----------------------------------------------------------------------------------
-
-
-class _Check:
-    """Validation helpers that raise SandboxStateError naming the source and the element path."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, path: str, problem: str) -> SandboxStateError:
-        return SandboxStateError(f"{self.source}: {path}: {problem}. {NEXT_STEP}")
-
-    def obj(self, value: object, path: str) -> JsonObject:
-        if not isinstance(value, dict):
-            raise self.fail(path, f"expected a JSON object, found {_kind(value)}")
-        return value
-
-    def items(self, value: object, path: str) -> list[JsonObject]:
-        if not isinstance(value, list):
-            raise self.fail(path, f"expected a JSON array of objects, found {_kind(value)}")
-        return [self.obj(item, f"{path}[{i}]") for i, item in enumerate(value)]
-
-    def string(self, obj: JsonObject, key: str, path: str, *, required: bool = True) -> str | None:
-        value = obj.get(key)
-        if value is None:
-            if required:
-                raise self.fail(f"{path}.{key}", "missing (a string is required)")
-            return None
-        if not isinstance(value, str) or not value:
-            raise self.fail(f"{path}.{key}", f"expected a non-empty string, found {_kind(value)}")
-        return value
-
-    def guid(self, obj: JsonObject, key: str, path: str, *, required: bool = True) -> str | None:
-        value = self.string(obj, key, path, required=required)
-        if value is not None and not is_guid(value):
-            raise self.fail(f"{path}.{key}", f"{value!r} is not a GUID")
-        return value
-
-    def boolean(self, obj: JsonObject, key: str, path: str) -> None:
-        if key in obj and obj[key] is not None and not isinstance(obj[key], bool):
-            raise self.fail(f"{path}.{key}", f"expected true or false, found {_kind(obj[key])}")
-
-    def time(self, obj: JsonObject, key: str, path: str) -> datetime | None:
-        value = obj.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise self.fail(f"{path}.{key}", f"expected an ISO 8601 time, found {_kind(value)}")
-        try:
-            return parse_time(value)
-        except ValueError:
-            raise self.fail(f"{path}.{key}", f"{value!r} is not an ISO 8601 time") from None
-
-    def unique(self, objs: Iterable[JsonObject], key: str, path: str) -> None:
-        seen: set[str] = set()
-        for i, obj in enumerate(objs):
-            value = str(obj.get(key, "")).lower()
-            if value in seen:
-                raise self.fail(f"{path}[{i}].{key}", f"duplicate value {obj.get(key)!r}")
-            seen.add(value)
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    return {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-    }.get(type(value), type(value).__name__)
-
-
-def validate_key_credential(check: _Check, cred: JsonObject, path: str, owner: str) -> JsonObject:
-    """Check one keyCredential and fill in what Graph computes (thumbprint, window, keyId)."""
-    kind = cred.get("type", "AsymmetricX509Cert")
-    if kind not in ("AsymmetricX509Cert", "X509CertAndPassword", "Symmetric"):
-        raise check.fail(f"{path}.type", f"{kind!r} is not one of AsymmetricX509Cert, Symmetric")
-    usage = cred.get("usage", "Verify")
-    if usage not in ("Verify", "Sign"):
-        raise check.fail(f"{path}.usage", f"{usage!r} is not one of Sign, Verify")
-    key = check.string(cred, "key", path)
-    assert key is not None
-    if kind == "Symmetric":
-        return {"type": kind, "usage": usage, **cred}
-    try:
-        facts = certificate_facts(key)
-    except ValueError as exc:
-        raise check.fail(f"{path}.key", f"{exc}; expected base64 of a DER certificate") from None
-    key_id = check.guid(cred, "keyId", path, required=False) or stable_guid(owner, facts.sha1_hex)
-    check.time(cred, "startDateTime", path)
-    check.time(cred, "endDateTime", path)
-    full = _key_credential(facts, key, key_id, {k: v for k, v in cred.items() if v is not None})
-    full["type"], full["usage"], full["keyId"] = kind, usage, key_id
-    return full
-
-
-def validate(doc: object, source: str) -> JsonObject:
-    """Validate a state document and return it normalized (lists everywhere, derived fields)."""
-    check = _Check(source)
-    root = check.obj(doc, "$")
-    for key in root:
-        if key not in KNOWN_TOP_LEVEL:
-            raise check.fail(f"$.{key}", f"unknown key; expected some of {', '.join(COLLECTIONS)}")
-    data: JsonObject = {name: check.items(root.get(name, []), f"$.{name}") for name in COLLECTIONS}
-    builtins = check.obj(root.get("builtins", {}), "$.builtins")
-    for flag, value in builtins.items():
-        if flag not in BUILTIN_FLAGS or not isinstance(value, bool):
-            raise check.fail(f"$.builtins.{flag}", f"expected one of {BUILTIN_FLAGS} = true|false")
-
-    orgs = data["organization"]
-    if len(orgs) != 1:
-        raise check.fail("$.organization", f"expected exactly one organization, found {len(orgs)}")
-    org = orgs[0]
-    tenant_id = check.guid(org, "id", "$.organization[0]")
-    assert tenant_id is not None
-    check.string(org, "displayName", "$.organization[0]", required=False)
-    verified = check.items(org.get("verifiedDomains", []), "$.organization[0].verifiedDomains")
-    for i, dom in enumerate(verified):
-        check.string(dom, "name", f"$.organization[0].verifiedDomains[{i}]")
-    for i, dom in enumerate(data["domains"]):
-        check.string(dom, "id", f"$.domains[{i}]")
-        for flag in ("isInitial", "isDefault", "isVerified"):
-            check.boolean(dom, flag, f"$.domains[{i}]")
-    check.unique(data["domains"], "id", "$.domains")
-    if not data["domains"]:
-        data["domains"] = [
-            {
-                "id": d["name"],
-                "isInitial": bool(d.get("isInitial")),
-                "isDefault": bool(d.get("isDefault")),
-            }
-            for d in verified
-        ]
-    if not verified:
-        org["verifiedDomains"] = [
-            {
-                "capabilities": "Email, OfficeCommunicationsOnline",
-                "isDefault": bool(d.get("isDefault")),
-                "isInitial": bool(d.get("isInitial")),
-                "name": d["id"],
-                "type": "Managed",
-            }
-            for d in data["domains"]
-            if d.get("isVerified", True)
-        ]
-    if not any(d.get("isInitial") for d in data["domains"]):
-        raise check.fail("$.domains", "no domain has isInitial: true (the *.onmicrosoft.com one)")
-
-    for i, app in enumerate(data["applications"]):
-        path = f"$.applications[{i}]"
-        check.guid(app, "id", path)
-        check.guid(app, "appId", path)
-        check.string(app, "displayName", path, required=False)
-        check.time(app, "createdDateTime", path)
-        creds = check.items(app.get("keyCredentials", []), f"{path}.keyCredentials")
-        app["keyCredentials"] = [
-            validate_key_credential(check, c, f"{path}.keyCredentials[{j}]", app["id"]) for j, c in enumerate(creds)
-        ]
-        check.unique(app["keyCredentials"], "keyId", f"{path}.keyCredentials")
-        check.items(app.get("passwordCredentials", []), f"{path}.passwordCredentials")
-        for j, rra in enumerate(check.items(app.get("requiredResourceAccess", []), f"{path}.requiredResourceAccess")):
-            rpath = f"{path}.requiredResourceAccess[{j}]"
-            check.guid(rra, "resourceAppId", rpath)
-            for k, access in enumerate(check.items(rra.get("resourceAccess"), f"{rpath}.resourceAccess")):
-                check.guid(access, "id", f"{rpath}.resourceAccess[{k}]")
-                if access.get("type") not in ("Role", "Scope"):
-                    raise check.fail(f"{rpath}.resourceAccess[{k}].type", "expected Role or Scope")
-        app.setdefault("displayName", app["appId"])
-    check.unique(data["applications"], "id", "$.applications")
-    check.unique(data["applications"], "appId", "$.applications")
-
-    for i, sp in enumerate(data["servicePrincipals"]):
-        path = f"$.servicePrincipals[{i}]"
-        check.guid(sp, "id", path)
-        check.guid(sp, "appId", path)
-        check.boolean(sp, "accountEnabled", path)
-        creds = check.items(sp.get("keyCredentials", []), f"{path}.keyCredentials")
-        sp["keyCredentials"] = [
-            validate_key_credential(check, c, f"{path}.keyCredentials[{j}]", sp["id"]) for j, c in enumerate(creds)
-        ]
-        for j, role in enumerate(check.items(sp.get("appRoles", []), f"{path}.appRoles")):
-            check.guid(role, "id", f"{path}.appRoles[{j}]")
-            check.string(role, "value", f"{path}.appRoles[{j}]")
-
-    if builtins.get("exchangeServicePrincipal", True) and not _has_app(
-        data["servicePrincipals"], wellknown.EXCHANGE_ONLINE_APP_ID
-    ):
-        data["servicePrincipals"].append(builtin_exchange_sp(tenant_id))
-    if builtins.get("graphServicePrincipal", True) and not _has_app(
-        data["servicePrincipals"], wellknown.MICROSOFT_GRAPH_APP_ID
-    ):
-        data["servicePrincipals"].append(builtin_graph_sp(tenant_id))
-    check.unique(data["servicePrincipals"], "id", "$.servicePrincipals")
-    check.unique(data["servicePrincipals"], "appId", "$.servicePrincipals")
-    sps = {sp["id"].lower(): sp for sp in data["servicePrincipals"]}
-    apps_by_app_id = {a["appId"].lower(): a for a in data["applications"]}
-    for sp in data["servicePrincipals"]:
-        app = apps_by_app_id.get(sp["appId"].lower())
-        sp.setdefault("displayName", app["displayName"] if app else sp["appId"])
-        sp.setdefault("appDisplayName", sp["displayName"])
-        sp.setdefault("appOwnerOrganizationId", tenant_id if app else None)
-        if app is not None:
-            sp.setdefault("signInAudience", app.get("signInAudience", "AzureADMyOrg"))
-
-    for i, d in enumerate(data["roleDefinitions"]):
-        check.guid(d, "id", f"$.roleDefinitions[{i}]")
-        check.string(d, "displayName", f"$.roleDefinitions[{i}]")
-        d.setdefault("templateId", d["id"])
-    if builtins.get("roleDefinitions", True):
-        known = {d["id"].lower() for d in data["roleDefinitions"]}
-        data["roleDefinitions"].extend(d for d in builtin_role_definitions() if d["id"].lower() not in known)
-    check.unique(data["roleDefinitions"], "id", "$.roleDefinitions")
-    definitions = {d["id"].lower() for d in data["roleDefinitions"]} | {
-        str(d.get("templateId", "")).lower() for d in data["roleDefinitions"]
-    }
-
-    for i, ara in enumerate(data["appRoleAssignments"]):
-        path = f"$.appRoleAssignments[{i}]"
-        principal = _reference(check, ara, "principalId", path, sps)
-        resource = _reference(check, ara, "resourceId", path, sps)
-        role_id = check.guid(ara, "appRoleId", path)
-        assert role_id is not None
-        role_ids = {str(r.get("id", "")).lower() for r in resource.get("appRoles", [])}
-        if role_id.lower() != DEFAULT_ACCESS_ROLE and role_id.lower() not in role_ids:
-            raise check.fail(
-                f"{path}.appRoleId",
-                f"{role_id!r} is not an app role of resource {resource['displayName']!r}",
-            )
-        check.time(ara, "createdDateTime", path)
-        ara.setdefault("id", assignment_id())
-        ara.setdefault("principalType", "ServicePrincipal")
-        ara.setdefault("principalDisplayName", principal["displayName"])
-        ara.setdefault("resourceDisplayName", resource["displayName"])
-    check.unique(data["appRoleAssignments"], "id", "$.appRoleAssignments")
-
-    for name in ("roleAssignments", "roleEligibilitySchedules"):
-        for i, ra in enumerate(data[name]):
-            path = f"$.{name}[{i}]"
-            check.string(ra, "id", path)
-            _reference(check, ra, "principalId", path, sps)
-            role_id = check.guid(ra, "roleDefinitionId", path)
-            if role_id is not None and role_id.lower() not in definitions:
-                raise check.fail(f"{path}.roleDefinitionId", f"no role definition {role_id!r}")
-            scope = ra.setdefault("directoryScopeId", "/")
-            if not isinstance(scope, str) or not scope.startswith("/"):
-                raise check.fail(f"{path}.directoryScopeId", "expected '/' or '/<scope path>'")
-        check.unique(data[name], "id", f"$.{name}")
-
-    for i, mbx in enumerate(data["mailboxes"]):
-        check.string(mbx, "PrimarySmtpAddress", f"$.mailboxes[{i}]")
-    data["builtins"] = {flag: builtins.get(flag, True) for flag in BUILTIN_FLAGS}
-    return data
-
-
-def _has_app(sps: Iterable[JsonObject], app_id: str) -> bool:
-    return any(str(sp.get("appId", "")).lower() == app_id for sp in sps)
-
-
-def _reference(check: _Check, obj: JsonObject, key: str, path: str, sps: Mapping[str, JsonObject]) -> JsonObject:
-    value = check.guid(obj, key, path)
-    assert value is not None
-    sp = sps.get(value.lower())
-    if sp is None:
-        raise check.fail(f"{path}.{key}", f"no service principal with id {value!r}")
-    return sp
-
-
-def load_state_file(path: Path) -> JsonObject:
-    """Read and validate a state file; problems raise SandboxStateError naming the file."""
-    source = f"state file '{path}'"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SandboxStateError(f"{source}: cannot be read: {exc.strerror or exc}") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SandboxStateError(
-            f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}. "
-            "Fix the file, or write a fresh one with 'cbacheck sandbox --dump FILE'."
-        ) from None
-    return validate(doc, source)
-
-
-# --- the live tenant -----------------------------------------------------------------------------
+__all__ = ["JsonObject", "TenantState", "utcnow"]
 
 
 class TenantState:
@@ -928,6 +164,228 @@ class TenantState:
                     out.append(template)
         return out
 
+    # operations: applications -------------------------------------------------------------------
+    def find_application(self, object_id: str | None = None, *, app_id: str | None = None) -> JsonObject:
+        """The application by object id or appId; ObjectNotFound otherwise."""
+        app = self.application(object_id, app_id=app_id)
+        if app is None:
+            raise ObjectNotFound(str(app_id if app_id is not None else object_id))
+        return app
+
+    def create_application(self, body: Mapping[str, Any]) -> JsonObject:
+        """A new application from a POST body; keyCredentials may not name a keyId on create."""
+        props = payloads.settable("applications", body)
+        name = payloads.display_name(props, required=True)
+        creds = props.get("keyCredentials") or []
+        if any(isinstance(c, dict) and c.get("keyId") for c in creds):
+            raise InvalidRequest("key_id_on_create")
+        app: JsonObject = {
+            "id": new_guid(),
+            "appId": new_guid(),
+            "createdDateTime": graph_time(utcnow()),
+            "publisherDomain": self.initial_domain,
+        }
+        app.update(props)
+        app["displayName"] = name
+        with self.writing():
+            app["keyCredentials"] = payloads.key_credentials(creds, [], on_new_key=self.mark_new)
+            app["requiredResourceAccess"] = payloads.required_resource_access(props.get("requiredResourceAccess", []))
+            self.data["applications"].append(app)
+        return app
+
+    def update_application(self, app: JsonObject, body: Mapping[str, Any]) -> None:
+        """PATCH: keyCredentials and requiredResourceAccess replace the whole collection.
+
+        "by protocol replaces the contents of the property with the new values"
+        (https://learn.microsoft.com/graph/applications-how-to-add-certificate).
+        """
+        changes = payloads.settable("applications", body)
+        payloads.display_name(changes, required=False)
+        with self.writing():
+            if "keyCredentials" in changes:
+                changes["keyCredentials"] = payloads.key_credentials(
+                    changes["keyCredentials"], app["keyCredentials"], on_new_key=self.mark_new
+                )
+            if "requiredResourceAccess" in changes:
+                changes["requiredResourceAccess"] = payloads.required_resource_access(changes["requiredResourceAccess"])
+            app.update(changes)
+            sp = self.service_principal(app_id=app["appId"])
+            if sp is not None and "signInAudience" in changes:
+                sp["signInAudience"] = changes["signInAudience"]
+
+    def delete_application(self, app: JsonObject) -> None:
+        """Remove the application and its service principal with that principal's grants and roles."""
+        with self.writing():
+            self.data["applications"].remove(app)
+            sp = self.service_principal(app_id=app["appId"])
+            if sp is not None:
+                self._remove_service_principal(sp)
+
+    # operations: service principals -------------------------------------------------------------
+    def find_service_principal(self, object_id: str | None = None, *, app_id: str | None = None) -> JsonObject:
+        """The service principal by object id or appId; ObjectNotFound otherwise."""
+        sp = self.service_principal(object_id, app_id=app_id)
+        if sp is None:
+            raise ObjectNotFound(str(app_id if app_id is not None else object_id))
+        return sp
+
+    def create_service_principal(self, body: Mapping[str, Any]) -> JsonObject:
+        """The service principal of an existing application (POST {"appId": ...})."""
+        props = _service_principal_properties(body, payloads.WRITABLE_SP, "sp_property_not_settable")
+        app_id = props.get("appId")
+        if not is_guid(app_id):
+            raise InvalidRequest("invalid_value", name="appId", expected="a GUID (it is required)")
+        if self.service_principal(app_id=str(app_id)) is not None:
+            # UNCONFIRMED status and wording (graph/errors.py row duplicate_service_principal).
+            raise Conflict("duplicate_service_principal")
+        app = self.application(app_id=str(app_id))
+        if app is None:
+            raise InvalidRequest("app_for_sp_missing", app_id=app_id)
+        sp: JsonObject = {
+            "id": new_guid(),
+            "appId": app["appId"],
+            "displayName": app.get("displayName"),
+            "appDisplayName": app.get("displayName"),
+            "appOwnerOrganizationId": self.tenant_id,
+            "signInAudience": app.get("signInAudience", "AzureADMyOrg"),
+            "servicePrincipalNames": [app["appId"], *app.get("identifierUris", [])],
+            "appRoles": [dict(r) for r in app.get("appRoles", [])],
+        }
+        sp.update({k: v for k, v in props.items() if k != "appId"})
+        with self.writing():
+            self.data["servicePrincipals"].append(sp)
+        return sp
+
+    def update_service_principal(self, sp: JsonObject, body: Mapping[str, Any]) -> None:
+        """PATCH the few properties the sandbox lets change (accountEnabled, tags, notes, ...)."""
+        props = _service_principal_properties(body, payloads.WRITABLE_SP - {"appId"}, "sp_property_not_changeable")
+        with self.writing():
+            sp.update(props)
+
+    def delete_service_principal(self, sp: JsonObject) -> None:
+        with self.writing():
+            self._remove_service_principal(sp)
+
+    def _remove_service_principal(self, sp: JsonObject) -> None:
+        sp_id = sp["id"].lower()
+        data = self.data
+        data["servicePrincipals"].remove(sp)
+        data["appRoleAssignments"] = [
+            a
+            for a in data["appRoleAssignments"]
+            if a["principalId"].lower() != sp_id and a["resourceId"].lower() != sp_id
+        ]
+        for name in ("roleAssignments", "roleEligibilitySchedules"):
+            data[name] = [a for a in data[name] if a["principalId"].lower() != sp_id]
+
+    # operations: app role assignments -----------------------------------------------------------
+    def app_role_assignments(self, sp: JsonObject, nav: str) -> list[JsonObject]:
+        """appRoleAssignments (sp is the principal) or appRoleAssignedTo (sp is the resource)."""
+        key = "principalId" if nav == "appRoleAssignments" else "resourceId"
+        return [a for a in self.data["appRoleAssignments"] if a[key].lower() == sp["id"].lower()]
+
+    def find_app_role_assignment(self, sp: JsonObject, nav: str, assignment: str) -> JsonObject:
+        found = next((a for a in self.app_role_assignments(sp, nav) if a["id"] == assignment), None)
+        if found is None:
+            raise ObjectNotFound(assignment)
+        return found
+
+    def grant_app_role(self, sp: JsonObject, nav: str, body: Mapping[str, Any]) -> JsonObject:
+        """A new app role assignment; the principal or resource in the body must be sp (the URL's)."""
+        for key in ("principalId", "resourceId", "appRoleId"):
+            if not is_guid(body.get(key)):
+                raise InvalidRequest("invalid_value", name=key, expected="a GUID (it is required)")
+        anchor = "principalId" if nav == "appRoleAssignments" else "resourceId"
+        if str(body[anchor]).lower() != sp["id"].lower():
+            raise InvalidRequest("anchor_mismatch", name=anchor)
+        principal = self.find_service_principal(str(body["principalId"]))
+        resource = self.find_service_principal(str(body["resourceId"]))
+        role_id = str(body["appRoleId"]).lower()
+        if role_id not in {str(r.get("id")).lower() for r in resource.get("appRoles", [])}:
+            raise InvalidRequest("app_role_not_found", app_id=resource["appId"])
+        for existing in self.data["appRoleAssignments"]:
+            if (
+                existing["principalId"].lower() == principal["id"].lower()
+                and existing["resourceId"].lower() == resource["id"].lower()
+                and existing["appRoleId"].lower() == role_id
+            ):
+                raise InvalidRequest("duplicate_app_role_assignment")
+        assignment: JsonObject = {
+            "id": assignment_id(),
+            "appRoleId": body["appRoleId"],
+            "createdDateTime": graph_time(utcnow()),
+            "principalDisplayName": principal.get("displayName"),
+            "principalId": principal["id"],
+            "principalType": "ServicePrincipal",
+            "resourceDisplayName": resource.get("displayName"),
+            "resourceId": resource["id"],
+        }
+        with self.writing():
+            self.data["appRoleAssignments"].append(assignment)
+            self.mark_new(assignment["id"])
+        return assignment
+
+    def revoke_app_role(self, assignment: JsonObject) -> None:
+        with self.writing():
+            self.data["appRoleAssignments"].remove(assignment)
+
+    # operations: directory roles ----------------------------------------------------------------
+    def find_role_assignment(self, assignment: str) -> JsonObject:
+        found = next((a for a in self.data["roleAssignments"] if a["id"] == assignment), None)
+        if found is None:
+            raise ObjectNotFound(assignment)
+        return found
+
+    def find_role_definition(self, role_id: str) -> JsonObject:
+        definition = self.role_definition(role_id)
+        if definition is None:
+            raise ObjectNotFound(role_id)
+        return definition
+
+    def assign_directory_role(self, body: Mapping[str, Any]) -> JsonObject:
+        """A new active directory role assignment, tenant-wide ("/") or at a scope path."""
+        for key in ("roleDefinitionId", "principalId"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                raise InvalidRequest("required_property", name=key)
+        scope, app_scope = body.get("directoryScopeId"), body.get("appScopeId")
+        if scope is None and app_scope is None:
+            raise InvalidRequest("scope_required")
+        if scope is not None and (not isinstance(scope, str) or not scope.startswith("/")):
+            raise InvalidRequest("invalid_scope")
+        if app_scope is not None and not isinstance(app_scope, str):
+            raise InvalidRequest("invalid_value", name="appScopeId", expected="a string")
+        definition = self.find_role_definition(body["roleDefinitionId"])
+        principal = self.find_service_principal(body["principalId"])
+        for existing in self.data["roleAssignments"]:
+            if (
+                existing["principalId"].lower() == principal["id"].lower()
+                and existing["roleDefinitionId"].lower() == definition["id"].lower()
+                and existing.get("directoryScopeId") == scope
+            ):
+                raise Conflict("duplicate_role_assignment")
+        assignment: JsonObject = {
+            "id": assignment_id() + "-1",
+            "principalId": principal["id"],
+            "roleDefinitionId": definition["id"],
+            "directoryScopeId": scope,
+            "appScopeId": app_scope,
+        }
+        with self.writing():
+            self.data["roleAssignments"].append(assignment)
+            self.mark_new(assignment["id"])
+        return assignment
+
+    def remove_role_assignment(self, assignment: JsonObject) -> None:
+        with self.writing():
+            self.data["roleAssignments"].remove(assignment)
+
+    def find_domain(self, name: str) -> JsonObject:
+        wanted = name.lower()
+        found = next((d for d in self.data["domains"] if str(d["id"]).lower() == wanted), None)
+        if found is None:
+            raise ObjectNotFound(name)
+        return found
+
     # dump
     def dump(self) -> JsonObject:
         """The current state as a state document (Graph JSON), loadable again as it is."""
@@ -937,3 +395,14 @@ class TenantState:
             if off:
                 doc["builtins"] = off
             return doc
+
+
+def _service_principal_properties(body: Mapping[str, Any], writable: frozenset[str], refusal: str) -> JsonObject:
+    """The body's properties, each a servicePrincipal property the sandbox lets this request set."""
+    props = payloads.settable("servicePrincipals", body)
+    for key in props:
+        if key not in writable:
+            raise InvalidRequest(refusal, name=key)
+    if "accountEnabled" in props and not isinstance(props["accountEnabled"], bool):
+        raise InvalidRequest("invalid_value", name="accountEnabled", expected="true or false")
+    return props

@@ -24,7 +24,8 @@ class CASession(requests.Session):
     """A Session that trusts one CA file on every request.
 
     REQUESTS_CA_BUNDLE (set on the build machines) overrides ``Session.verify``, so the bundle
-    is passed per request, where the environment cannot win (FACTS.md 4.4).
+    is passed per request, where the environment cannot win
+    (https://requests.readthedocs.io/en/latest/user/advanced/#ssl-cert-verification).
     """
 
     def __init__(self, ca_bundle: str) -> None:

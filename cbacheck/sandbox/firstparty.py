@@ -1,0 +1,124 @@
+"""The objects every real tenant has: the Exchange and Graph service principals and the built-in roles."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from cbacheck import wellknown
+from cbacheck.sandbox.values import JsonObject, stable_guid
+
+# Flags that switch off the objects below (a state document's "builtins").
+BUILTIN_FLAGS: Final = ("exchangeServicePrincipal", "graphServicePrincipal", "roleDefinitions")
+# The Microsoft services tenant that owns first-party applications such as Exchange and Graph.
+MICROSOFT_SERVICES_TENANT: Final = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
+
+
+def _app_role(role_id: str, value: str, display: str, description: str) -> JsonObject:
+    return {
+        "allowedMemberTypes": ["Application"],
+        "description": description,
+        "displayName": display,
+        "id": role_id,
+        "isEnabled": True,
+        "origin": "Application",
+        "value": value,
+    }
+
+
+def builtin_exchange_sp(tenant_id: str) -> JsonObject:
+    """The Office 365 Exchange Online service principal with its application roles."""
+    app_id = wellknown.EXCHANGE_ONLINE_APP_ID
+    return {
+        "id": stable_guid(tenant_id, app_id),
+        "accountEnabled": True,
+        "appDisplayName": wellknown.EXCHANGE_ONLINE_DISPLAY_NAME,
+        "appId": app_id,
+        "appOwnerOrganizationId": MICROSOFT_SERVICES_TENANT,
+        "displayName": wellknown.EXCHANGE_ONLINE_DISPLAY_NAME,
+        "servicePrincipalNames": [
+            "https://outlook.office365.com/",
+            "https://outlook.office365.com",
+            "https://outlook.office.com",
+            "https://ps.outlook.com",
+            f"{app_id}/outlook.office365.com",
+            f"{app_id}/outlook.office.com",
+            app_id,
+        ],
+        "signInAudience": "AzureADMultipleOrgs",
+        "keyCredentials": [],
+        "appRoles": [
+            _app_role(
+                wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID,
+                wellknown.EXCHANGE_MANAGE_AS_APP,
+                "Manage Exchange As Application",
+                "Allows the app to manage the organization's Exchange environment without any "
+                "user interaction. This includes mailboxes, groups, and other configuration "
+                "objects. To enable management actions, an admin must assign the appropriate "
+                "roles directly to the app.",
+            ),
+            _app_role(
+                wellknown.FULL_ACCESS_AS_APP_ROLE_ID,
+                wellknown.FULL_ACCESS_AS_APP,
+                "Use Exchange Web Services with full access to all mailboxes",
+                "Allows the app to have full access via Exchange Web Services to all mailboxes "
+                "without a signed-in user.",
+            ),
+        ],
+    }
+
+
+def builtin_graph_sp(tenant_id: str) -> JsonObject:
+    """The Microsoft Graph service principal with the application permissions cbacheck knows."""
+    app_id = wellknown.MICROSOFT_GRAPH_APP_ID
+    roles = [
+        _app_role(role_id, name, name, f"Application permission {name}.")
+        for name, role_id in wellknown.GRAPH_PERMISSION_IDS.items()
+    ]
+    return {
+        "id": stable_guid(tenant_id, app_id),
+        "accountEnabled": True,
+        "appDisplayName": wellknown.MICROSOFT_GRAPH_DISPLAY_NAME,
+        "appId": app_id,
+        "appOwnerOrganizationId": MICROSOFT_SERVICES_TENANT,
+        "displayName": wellknown.MICROSOFT_GRAPH_DISPLAY_NAME,
+        "servicePrincipalNames": [
+            "https://graph.microsoft.com/",
+            "https://graph.microsoft.com",
+            "https://canary.graph.microsoft.com",
+            "https://ags.windows.net",
+            f"{app_id}/ags.windows.net",
+            app_id,
+        ],
+        "signInAudience": "AzureADMultipleOrgs",
+        "keyCredentials": [],
+        "appRoles": roles,
+    }
+
+
+_ROLE_ACTIONS: Final[dict[str, list[str]]] = {
+    wellknown.EXCHANGE_ADMINISTRATOR: ["microsoft.office365.exchange/allEntities/basic/allTasks"],
+    wellknown.GLOBAL_ADMINISTRATOR: ["microsoft.directory/allEntities/allProperties/allTasks"],
+}
+
+
+def builtin_role_definitions() -> list[JsonObject]:
+    """The built-in directory roles cbacheck knows; for built-ins id equals templateId."""
+    return [
+        {
+            "id": template_id,
+            "description": f"Built-in directory role {name}.",
+            "displayName": name,
+            "isBuiltIn": True,
+            "isEnabled": True,
+            "resourceScopes": ["/"],
+            "templateId": template_id,
+            "version": "1",
+            "rolePermissions": [
+                {
+                    "allowedResourceActions": _ROLE_ACTIONS.get(template_id, []),
+                    "condition": None,
+                }
+            ],
+        }
+        for template_id, name in wellknown.DIRECTORY_ROLE_NAMES.items()
+    ]
