@@ -675,3 +675,25 @@ def test_journal_skips_a_line_cut_short_by_a_crash(tmp_path: Path) -> None:
         handle.write('{"event": "started", "tenant": "contoso.onmicrosoft.com", "act')
     assert journal.outputs(TENANT) == {"create-app": {"id": "o1", "appId": "a1"}}
     assert journal.outputs("other.onmicrosoft.com") == {}
+
+
+def test_permission_probe_is_not_satisfied_by_a_delegated_scope_entry(cert_facts: CertFacts) -> None:
+    """Exchange.ManageAsApp listed as a delegated Scope is not the application permission the fix added."""
+    scope_only = dataclasses.replace(
+        app_of(healthy(cert_facts)),
+        required_resource_access=(
+            RequiredResource(
+                wellknown.EXCHANGE_ONLINE_APP_ID,
+                (ResourceAccess(wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID, "Scope"),),
+            ),
+        ),
+    )
+    facts = healthy(cert_facts, app=scope_only)
+    actions = plan(settings(), facts, cert_facts, {"CBA-PERM-002"})
+    assert ids(actions) == ["add-exchange-permission"]
+    results = [ActionResult(action.id, action.kind, "applied") for action in actions]
+    probes = effect_probes(actions, results, settings=settings(), collect=lambda: facts, token_with=lambda p, w: token())
+    clock = FakeClock()
+    [outcome] = wait_for_propagation(probes, timeout_s=10, progress=lambda line: None, sleep=clock.sleep, clock=clock)
+    assert outcome.status == PENDING_PROPAGATION
+    assert "requiredResourceAccess" in outcome.detail
