@@ -956,12 +956,9 @@ def _probe_for(
             app = _app_fact(facts(round_number))
             if app is None:
                 return "the application is not visible"
-            for resource in app.required_resource_access:
-                if resource.resource_app_id == action.resource_app_id and any(
-                    access.id == action.app_role_id for access in resource.access
-                ):
-                    return None
-            return "requiredResourceAccess does not list it yet"
+            if app.requests_app_role(action.resource_app_id, action.app_role_id):
+                return None
+            return "requiredResourceAccess does not list it (as an application permission, type Role) yet"
 
         return Probe(action.id, f"{wellknown.EXCHANGE_MANAGE_AS_APP} in requiredResourceAccess", configured)
     if isinstance(action, GrantAppRole):
