@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import json
 import os
 import platform
@@ -23,6 +21,7 @@ import cbacheck
 from cbacheck import catalogue
 from cbacheck.config import Settings
 from cbacheck.facts import NOT_CONFIGURED, CertFacts, TenantFacts, Unavailable
+from cbacheck.fixers import plan_from_results
 
 SCHEMA_ID = "https://cbacheck.dev/schema/results/1"
 OUTCOMES = ("passed", "failed", "error", "skipped", "pending")
@@ -195,16 +194,12 @@ def tenant_summary(facts: TenantFacts | None) -> dict[str, Any] | None:
 
 
 def plan_fixes(session: pytest.Session) -> list[dict[str, Any]]:
-    """The integration point for fixers: their plan for this run's results, or [] when fixers are not present."""
+    """The fixes' plan for this run's results (as plain dicts for the reports)."""
     state = session.config.stash.get(run_state_key, None)
-    if state is None or state.settings is None or importlib.util.find_spec("cbacheck.fixers") is None:
+    if state is None or state.settings is None:
         return []
-    fixers = importlib.import_module("cbacheck.fixers")
     requirements = chain_sorted(state.records.values())
-    plan: list[dict[str, Any]] = fixers.plan_from_results(
-        requirements, state.settings, state.tenant_facts, state.cert_facts
-    )
-    return plan
+    return plan_from_results(requirements, state.settings, state.tenant_facts, state.cert_facts)
 
 
 def build_document(

@@ -16,17 +16,7 @@ from responses import matchers
 from cbacheck import certs, wellknown
 from cbacheck.config import Settings
 from cbacheck.errors import FixError
-from cbacheck.fixapply import (
-    ALREADY_DONE,
-    APPLIED,
-    FAILED,
-    SKIPPED_DEPENDENCY_FAILED,
-    WAITING_FOR_VERIFICATION,
-    Journal,
-    admin_graph_client,
-    apply_plan,
-)
-from cbacheck.fixplan import (
+from cbacheck.fixers.actions import (
     AddKeyCredential,
     AddRequiredResourceAccess,
     AssignDirectoryRole,
@@ -36,6 +26,15 @@ from cbacheck.fixplan import (
     ManualStep,
     Ref,
     RemoveKeyCredentials,
+)
+from cbacheck.fixers.apply import admin_graph_client, apply_plan
+from cbacheck.fixers.journal import Journal
+from cbacheck.fixers.outcomes import (
+    ALREADY_DONE,
+    APPLIED,
+    FAILED,
+    SKIPPED_DEPENDENCY_FAILED,
+    WAITING_FOR_VERIFICATION,
 )
 from cbacheck.graph import GraphClient
 
@@ -91,6 +90,11 @@ def key_entry(key_id: str, der_base64: str) -> dict[str, Any]:
     }
 
 
+def app_body(**collections: Any) -> dict[str, Any]:
+    """An application as GET /applications/{id}?$select=id,appId,<collection> returns it."""
+    return {"id": APP_OBJECT, "appId": APP_ID, **collections}
+
+
 def graph_error(code: str, message: str, request_id: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "innerError": {"request-id": request_id, "date": "2025-06-01"}}}
 
@@ -113,8 +117,8 @@ def test_upload_sends_back_every_existing_key_with_its_bytes(
     old_a, old_b, new = der_of(tmp_path, "old-a"), der_of(tmp_path, "old-b"), der_of(tmp_path, "new")
     existing = [key_entry("key-a", old_a), key_entry("key-b", old_b)]
     new_key = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": new, "displayName": "CN=new"}
-    select = matchers.query_param_matcher({"$select": "keyCredentials"})
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": existing}, match=[select])
+    select = matchers.query_param_matcher({"$select": "id,appId,keyCredentials"})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=existing), match=[select])
     mock.patch(
         f"{G}/applications/{APP_OBJECT}",
         status=204,
@@ -123,7 +127,7 @@ def test_upload_sends_back_every_existing_key_with_its_bytes(
     )
     mock.get(
         f"{G}/applications/{APP_OBJECT}",
-        json={"keyCredentials": [*existing, {**new_key, "keyId": "k-new"}]},
+        json=app_body(keyCredentials=[*existing, {**new_key, "keyId": "k-new"}]),
         match=[select],
     )
     action = AddKeyCredential(
@@ -153,7 +157,7 @@ def test_key_already_uploaded_is_not_written_again(
     tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
 ) -> None:
     der = der_of(tmp_path, "here")
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": [key_entry("key-here", der)]})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[key_entry("key-here", der)]))
     action = AddKeyCredential(
         id="add-key", mends=(), reason="r", app_object_id=APP_OBJECT, certificate=der, display_name="CN=here"
     )
@@ -167,7 +171,7 @@ def test_a_key_returned_without_its_bytes_is_never_patched_away(
     tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
 ) -> None:
     without_bytes = {**key_entry("key-a", der_of(tmp_path, "a")), "key": None}
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": [without_bytes]})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[without_bytes]))
     action = AddKeyCredential(
         id="add-key",
         mends=(),
@@ -200,11 +204,11 @@ def test_old_key_waits_for_proof_then_goes_keeping_every_other_key(
     assert waiting.status == WAITING_FOR_VERIFICATION
     assert len(mock.calls) == 0
 
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": keys})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=keys))
     mock.patch(
         f"{G}/applications/{APP_OBJECT}", status=204, match=[matchers.json_params_matcher({"keyCredentials": keys[1:]})]
     )
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": keys[1:]})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=keys[1:]))
     [removed] = apply_plan(
         [action], graph, settings(), journal=journal, progress=lambda line: None, verified={"add-key-new-certificate"}
     )
@@ -227,13 +231,13 @@ def test_permission_is_merged_into_the_existing_required_resource_access(
     }
     wanted = {"id": wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID, "type": "Role"}
     merged = [graph_access, {**exchange_other, "resourceAccess": [*exchange_other["resourceAccess"], wanted]}]
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"requiredResourceAccess": [graph_access, exchange_other]})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(requiredResourceAccess=[graph_access, exchange_other]))
     mock.patch(
         f"{G}/applications/{APP_OBJECT}",
         status=204,
         match=[matchers.json_params_matcher({"requiredResourceAccess": merged})],
     )
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"requiredResourceAccess": merged})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(requiredResourceAccess=merged))
     action = AddRequiredResourceAccess(
         id="add-exchange-permission", mends=("CBA-PERM-002",), reason="r", app_object_id=APP_OBJECT
     )
@@ -342,13 +346,13 @@ def test_a_failure_midway_skips_its_dependents_and_the_rest_go_on(
             "resourceAccess": [{"id": wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID, "type": "Role"}],
         }
     ]
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"requiredResourceAccess": []})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(requiredResourceAccess=[]))
     mock.patch(
         f"{G}/applications/{APP_OBJECT}",
         status=204,
         match=[matchers.json_params_matcher({"requiredResourceAccess": wanted})],
     )
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"requiredResourceAccess": wanted})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(requiredResourceAccess=wanted))
     results = {
         r.action_id: r for r in apply_plan(actions, graph, settings(), journal=journal, progress=lambda line: None)
     }
@@ -506,9 +510,9 @@ def test_the_journal_records_each_action_without_key_bytes_or_tokens(
     tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
 ) -> None:
     der = der_of(tmp_path, "j")
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": []})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[]))
     mock.patch(f"{G}/applications/{APP_OBJECT}", status=204)
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": [key_entry("k", der)]})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[key_entry("k", der)]))
     action = AddKeyCredential(
         id="add-key", mends=(), reason="r", app_object_id=APP_OBJECT, certificate=der, display_name="CN=j"
     )
@@ -533,7 +537,7 @@ def test_apply_without_an_admin_identity_refuses_naming_the_settings() -> None:
 def test_a_created_certificate_is_uploaded_by_reference_and_reused_on_a_rerun(
     tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
 ) -> None:
-    from cbacheck.fixplan import CreateCertificate
+    from cbacheck.fixers.actions import CreateCertificate
 
     def rotation(stamp: str) -> list[Any]:
         create = CreateCertificate(
@@ -560,7 +564,7 @@ def test_a_created_certificate_is_uploaded_by_reference_and_reused_on_a_rerun(
     uploaded: list[dict[str, Any]] = []
 
     def get(request: Any) -> tuple[int, dict[str, str], str]:
-        return 200, {}, json.dumps({"keyCredentials": stored})
+        return 200, {}, json.dumps(app_body(keyCredentials=stored))
 
     def patch(request: Any) -> tuple[int, dict[str, str], str]:
         uploaded[:] = json.loads(request.body)["keyCredentials"]

@@ -28,21 +28,7 @@ from cbacheck.facts import (
     TokenAttempt,
     Unavailable,
 )
-from cbacheck.fixapply import (
-    MANUAL,
-    PENDING_PROPAGATION,
-    VERIFIED,
-    ActionResult,
-    FactsPerRound,
-    Journal,
-    Probe,
-    confirm_apply,
-    effect_probes,
-    settings_after,
-    wait_for_propagation,
-)
-from cbacheck.fixplan import (
-    PLANNERS,
+from cbacheck.fixers.actions import (
     AddKeyCredential,
     AddRequiredResourceAccess,
     AssignDirectoryRole,
@@ -54,10 +40,14 @@ from cbacheck.fixplan import (
     ManualStep,
     Ref,
     RemoveKeyCredentials,
-    plan,
-    plan_from_results,
     redact,
 )
+from cbacheck.fixers.apply import confirm_apply, effect_probes, settings_after
+from cbacheck.fixers.journal import Journal
+from cbacheck.fixers.outcomes import MANUAL, ActionResult
+from cbacheck.fixers.planners import plan, plan_from_results
+from cbacheck.fixers.planning import PLANNERS
+from cbacheck.fixers.verify import PENDING_PROPAGATION, VERIFIED, FactsPerRound, Probe, wait_for_propagation
 
 APP_ID = "11111111-2222-3333-4444-555555555555"
 TENANT = "contoso.onmicrosoft.com"
@@ -293,7 +283,7 @@ def test_upload_keeps_existing_keys_and_describes_the_new_one_without_its_bytes(
     assert isinstance(upload, AddKeyCredential)
     described = upload.describe()
     assert described["reads"] == [
-        {"method": "GET", "path": f"/applications/{APP_OBJECT}", "params": {"$select": "keyCredentials"}}
+        {"method": "GET", "path": f"/applications/{APP_OBJECT}", "params": {"$select": "id,appId,keyCredentials"}}
     ]
     assert described["method"] == "PATCH"
     kept, new = described["body"]["keyCredentials"]
@@ -692,7 +682,9 @@ def test_permission_probe_is_not_satisfied_by_a_delegated_scope_entry(cert_facts
     actions = plan(settings(), facts, cert_facts, {"CBA-PERM-002"})
     assert ids(actions) == ["add-exchange-permission"]
     results = [ActionResult(action.id, action.kind, "applied") for action in actions]
-    probes = effect_probes(actions, results, settings=settings(), collect=lambda: facts, token_with=lambda p, w: token())
+    probes = effect_probes(
+        actions, results, settings=settings(), collect=lambda: facts, token_with=lambda path, pw: token()
+    )
     clock = FakeClock()
     [outcome] = wait_for_propagation(probes, timeout_s=10, progress=lambda line: None, sleep=clock.sleep, clock=clock)
     assert outcome.status == PENDING_PROPAGATION
