@@ -21,7 +21,7 @@ import cbacheck
 from cbacheck import catalogue
 from cbacheck.config import Settings
 from cbacheck.facts import NOT_CONFIGURED, CertFacts, TenantFacts, Unavailable
-from cbacheck.fixers import plan_from_results
+from cbacheck.fixers import NO_OPT_INS, OptIns, plan_from_results
 
 SCHEMA_ID = "https://cbacheck.dev/schema/results/1"
 OUTCOMES = ("passed", "failed", "error", "skipped", "pending")
@@ -60,6 +60,8 @@ class RunState:
 
 
 run_state_key = pytest.StashKey[RunState]()
+# The writes `cbacheck run`'s command line allowed beyond the default plan (fixers.OptIns).
+fix_opt_ins_key = pytest.StashKey[OptIns]()
 
 # `--fix apply` re-evaluates after applying; this object, passed to pytest as a plugin, tells that second
 # run what was done. eq=False keeps it hashable, as pluggy needs of a plugin.
@@ -199,7 +201,8 @@ def plan_fixes(session: pytest.Session) -> list[dict[str, Any]]:
     if state is None or state.settings is None:
         return []
     requirements = chain_sorted(state.records.values())
-    return plan_from_results(requirements, state.settings, state.tenant_facts, state.cert_facts)
+    opt_ins = session.config.stash.get(fix_opt_ins_key, NO_OPT_INS)
+    return plan_from_results(requirements, state.settings, state.tenant_facts, state.cert_facts, opt_ins)
 
 
 def build_document(

@@ -21,21 +21,36 @@ from cbacheck.fixers.planning import CannotPlan, PlanContext, planner
 
 DEFAULT_APP_NAME: Final = "Exchange Online automation"
 PORTAL_SUBSCRIPTIONS: Final = "https://admin.microsoft.com/#/subscriptions"
+# Roles cbacheck assigns without being asked: those Exchange accepts for app-only sign-in, less the
+# over-privileged ones CBA-ROLE-002 reports. Any other role needs --allow-role on the command line.
+SUPPORTED_ROLES: Final = wellknown.EXCHANGE_SUPPORTED_ROLES - wellknown.OVER_PRIVILEGED_ROLES
 
 
 @planner("create_app")
 def plan_create_app(ctx: PlanContext) -> list[Action]:
-    """Register the app when the configured app id does not exist; the new appId must then be configured."""
+    """Register an app when the configured app id does not exist, only with --create-app (a typo looks the same)."""
     if ctx.app is not None:
         return []
     missing = ctx.unavailable("app")
     if missing is not None:
         raise CannotPlan("create_app", missing)
+    absent = f"no application with appId {ctx.settings.app_id} exists in tenant {ctx.settings.tenant}"
+    if not ctx.opt_ins.create_app:
+        return [
+            ManualStep(
+                id="check-app-id",
+                mends=ctx.mends("create_app"),
+                reason=f"{absent}; registering a new privileged app is opt-in",
+                explanation="Check app_id for a typo (and the tenant). To have cbacheck register a new app with "
+                "the whole chain, run again with --create-app --fix apply.",
+                portal=catalogue.PORTAL_APP,
+            )
+        ]
     return [
         CreateApplication(
             id="create-app",
             mends=ctx.mends("create_app"),
-            reason=f"no application with appId {ctx.settings.app_id} exists in tenant {ctx.settings.tenant}",
+            reason=f"{absent}; --create-app was given",
             display_name=DEFAULT_APP_NAME,
         ),
         ManualStep(
@@ -57,11 +72,25 @@ def plan_create_service_principal(ctx: PlanContext) -> list[Action]:
     if sp is not None and not ctx.app_is_new:
         if sp.account_enabled:
             return []
+        if not ctx.opt_ins.enable_service_principal:
+            return [
+                ManualStep(
+                    id="enable-service-principal-manually",
+                    mends=ctx.mends("create_service_principal"),
+                    reason=f"service principal {sp.object_id} is disabled (sign-in fails with AADSTS7000112); "
+                    "an admin may have disabled it on purpose, so enabling it is opt-in",
+                    explanation="Find out why it was disabled. To enable it, set Enabled for users to sign-in to Yes "
+                    "under Enterprise applications > Properties, or run again with --enable-service-principal "
+                    "--fix apply.",
+                    portal=catalogue.PORTAL_ENTERPRISE_APPS,
+                )
+            ]
         return [
             EnableServicePrincipal(
                 id="enable-service-principal",
                 mends=ctx.mends("create_service_principal"),
-                reason=f"service principal {sp.object_id} is disabled (sign-in fails with AADSTS7000112)",
+                reason=f"service principal {sp.object_id} is disabled (sign-in fails with AADSTS7000112); "
+                "--enable-service-principal was given",
                 service_principal_id=sp.object_id,
             )
         ]
@@ -142,9 +171,35 @@ def plan_grant_exchange_consent(ctx: PlanContext) -> list[Action]:
     ]
 
 
+def _role_refused(ctx: PlanContext, role: str, role_name: str) -> ManualStep | None:
+    """Why cbacheck does not assign this role itself (None when it may)."""
+    if role in wellknown.OVER_PRIVILEGED_ROLES:
+        reason = f"{role_name} is over-privileged (CBA-ROLE-002); cbacheck never assigns it"
+        step = f"Set required_role to a least-privileged role Exchange accepts ({_supported_names()})."
+    elif role not in SUPPORTED_ROLES and role not in ctx.opt_ins.allow_roles:
+        reason = f"{role_name} is not among the roles cbacheck assigns by default"
+        step = (
+            f"Assign {role_name} yourself, set required_role to one of {_supported_names()}, or run again with "
+            f"--allow-role '{role_name}' --fix apply."
+        )
+    else:
+        return None
+    return ManualStep(
+        id="assign-role-manually",
+        mends=ctx.mends("assign_directory_role"),
+        reason=reason,
+        explanation=step,
+        portal=catalogue.PORTAL_ROLES,
+    )
+
+
+def _supported_names() -> str:
+    return ", ".join(sorted(wellknown.DIRECTORY_ROLE_NAMES.get(role, role) for role in SUPPORTED_ROLES))
+
+
 @planner("assign_directory_role")
 def plan_assign_directory_role(ctx: PlanContext) -> list[Action]:
-    """Assign settings.required_role, active and at tenant scope "/"."""
+    """Assign settings.required_role, active and at tenant scope "/", when it is a role cbacheck may assign."""
     if ctx.tenant is None:
         return []
     fix = "assign_directory_role"
@@ -157,6 +212,9 @@ def plan_assign_directory_role(ctx: PlanContext) -> list[Action]:
         assignments = ctx.require(fix, ctx.tenant.role_assignments)
         if any(assignment.grants_tenant_wide({role}) for assignment in assignments):
             return []
+    refused = _role_refused(ctx, role, role_name)
+    if refused is not None:
+        return [refused]
     return [
         AssignDirectoryRole(
             id=f"assign-role-{role[:8]}",

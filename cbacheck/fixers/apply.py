@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 
+from cbacheck import collection
 from cbacheck.config import Settings
 from cbacheck.errors import CbaCheckError, CredentialError, FixError, FixRefused, GraphError
 from cbacheck.facts import CertFacts, TenantFacts
@@ -30,6 +31,7 @@ from cbacheck.fixers.outcomes import (
     report_output,
 )
 from cbacheck.fixers.planners import failed_ids, order, plan
+from cbacheck.fixers.planning import NO_OPT_INS, OptIns
 from cbacheck.fixers.verify import (
     VERIFIED,
     FactsPerRound,
@@ -41,6 +43,11 @@ from cbacheck.fixers.verify import (
     wait_for_propagation,
 )
 from cbacheck.graph import GraphClient
+from cbacheck.transport import build_session
+
+# Settings a manual step names once the apply has made a new certificate or app: the re-check uses
+# them, and the automation must be switched to them.
+SWITCHED_SETTINGS = ("app_id", "cert")
 
 
 def confirm_apply(actions: Sequence[Action], *, assume_yes: bool, interactive: bool, ask: Callable[[str], str]) -> None:
@@ -101,7 +108,7 @@ def apply_plan(
     """
     tenant = settings.tenant or ""
     proven = set(verified)
-    ctx = ApplyContext(graph, settings, dict(journal.outputs(tenant)), journal.unfinished(tenant))
+    ctx = ApplyContext(graph, settings, dict(journal.outputs(tenant)), journal)
     results: dict[str, ActionResult] = {}
     for action in order(actions):
         started_at = now_stamp()
@@ -178,6 +185,8 @@ def _write(
         progress(f"{action.id}: {request.get('method', '')} {request.get('path', '')}".rstrip())
         sent = handler.perform(action, ctx, before)
         created = {key: value for key, value in sent.outputs.items() if value}
+        if sent.status is not None:
+            journal.answered(action, ctx.tenant, sent.status, sent.request_id, created)
         ctx.outputs[action.id] = {**before.outputs, **created}
         after = handler.read(action, ctx)
         ctx.outputs[action.id] = {**ctx.outputs[action.id], **{k: v for k, v in after.outputs.items() if v}}
@@ -253,7 +262,7 @@ def settings_after(settings: Settings, results: Iterable[ActionResult]) -> Setti
     for result in results:
         setting = result.output.get("setting")
         value = result.output.get("value")
-        if result.status == MANUAL and setting in ("app_id", "cert") and value:
+        if result.status == MANUAL and setting in SWITCHED_SETTINGS and value:
             changes[str(setting)] = Path(str(value)) if setting == "cert" else str(value)
     if not changes:
         return settings
@@ -306,6 +315,19 @@ class FixRun:
         return [
             {**result.as_dict(), "verdict": verdict[result.action_id], "verification": probes.get(result.action_id)}
             for result in self.results
+        ]
+
+    def switches_needed(self) -> list[str]:
+        """Manual steps the outcome still depends on: the automation must switch to a new certificate or app id.
+
+        Until a person has done them, the configured setup is not the one cbacheck proved after the apply.
+        """
+        return [
+            f"{result.action_id}: set {result.output['setting']} = {result.output['value']} where the automation runs"
+            for result in self.results
+            if result.status == MANUAL
+            and result.output.get("setting") in SWITCHED_SETTINGS
+            and result.output.get("value")
         ]
 
     def as_dict(self) -> dict[str, Any]:
@@ -364,30 +386,31 @@ def fix_on_request(
     interactive: bool,
     ask: Callable[[str], str],
     progress: Callable[[str], None],
+    opt_ins: OptIns = NO_OPT_INS,
     session: requests.Session | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> FixRun:
     """`--fix apply` after evaluation: plan from the results, check the admin identity, ask, apply, wait, verify.
 
-    Raises FixError, before anything changes, when there is no admin identity or no yes.
+    `opt_ins` are the writes the command line allowed beyond the default plan. Raises FixError, before
+    anything changes, when there is no admin identity, the journal cannot be trusted, or no yes.
     """
-    from cbacheck.collection import collect
-    from cbacheck.transport import build_session
-
-    actions = plan(settings, tenant_facts, cert_facts, failed_ids(requirements))
+    actions = plan(settings, tenant_facts, cert_facts, failed_ids(requirements), opt_ins)
     if not any(action.automated for action in actions):
         return FixRun(tuple(actions), (), (), settings)
     active = session or build_session(settings)
     graph = admin_graph_client(settings, active)
+    journal = Journal(journal_path(settings))
+    journal.check()
     confirm_apply(actions, assume_yes=settings.yes, interactive=interactive, ask=ask)
     return apply_and_verify(
         actions,
         graph,
         settings,
-        journal=Journal(journal_path(settings)),
+        journal=journal,
         progress=progress,
-        collect=lambda current: collect(current, session=active),
+        collect=lambda current: collection.collect(current, session=active),
         token_with=lambda current: token_with_certificate(current, active),
         sleep=sleep,
         clock=clock,

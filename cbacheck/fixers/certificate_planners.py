@@ -81,9 +81,23 @@ def _upload_new_certificate(ctx: PlanContext, fix: str, reason: str, *, prove_ol
     )
 
 
+def _fix_certificate_input(ctx: PlanContext, fix: str) -> ManualStep:
+    return ManualStep(
+        id="fix-certificate-input",
+        mends=ctx.mends(fix),
+        reason="the local certificate could not be read, so nothing is known to be wrong with the certificate itself",
+        explanation="Fix the certificate input: the cert path, its password (cert_password, from the environment "
+        "or a file) and a file that holds the private key (a .pem with the key or a .pfx, not the .cer). "
+        "cbacheck never creates or uploads a certificate because a file could not be read.",
+        portal=catalogue.DOC_CERT_CREDENTIALS,
+    )
+
+
 @planner("new_certificate")
 def plan_new_certificate(ctx: PlanContext) -> list[Action]:
-    """A new local certificate when the configured one cannot be used (unreadable, no key, weak)."""
+    """A new local certificate when the configured one was read and judged unusable (weak key or signature)."""
+    if not ctx.certificate_judged:
+        return [_fix_certificate_input(ctx, "new_certificate")]
     failed = ", ".join(req for req in ctx.mends("new_certificate"))
     return [
         _create_certificate(ctx, "new_certificate", f"the local certificate cannot be used ({failed})"),
@@ -107,6 +121,8 @@ def _old_certificate_still_signs_in(ctx: PlanContext) -> bool:
 @planner("rotate_certificate")
 def plan_rotate_certificate(ctx: PlanContext) -> list[Action]:
     """New certificate uploaded beside the old one; the old key goes only after a proven rotation, on request."""
+    if not ctx.certificate_judged:
+        return [_fix_certificate_input(ctx, "rotate_certificate")]
     mends = ctx.mends("rotate_certificate")
     actions: list[Action] = [
         _create_certificate(ctx, "rotate_certificate", f"rotation: {', '.join(mends)} failed"),
@@ -161,6 +177,8 @@ def plan_upload_certificate(ctx: PlanContext) -> list[Action]:
     if "rotate_certificate" in ctx.fixes:
         return []  # the rotation uploads the new certificate itself
     if "new_certificate" in ctx.fixes:
+        if not ctx.certificate_judged:
+            return []  # no new certificate is made for an input error, so there is nothing to upload
         return [
             _upload_new_certificate(ctx, "upload_certificate", "upload the new certificate beside the existing keys")
         ]

@@ -11,7 +11,7 @@ from cbacheck.errors import FixError
 from cbacheck.facts import CertFacts, TenantFacts
 from cbacheck.fixers import access_planners, certificate_planners
 from cbacheck.fixers.actions import Action
-from cbacheck.fixers.planning import PLANNER_ORDER, PLANNERS, CannotPlan, PlanContext, needed_fixes
+from cbacheck.fixers.planning import NO_OPT_INS, PLANNER_ORDER, PLANNERS, CannotPlan, OptIns, PlanContext, needed_fixes
 
 # Importing the planner modules registers their @planner functions in PLANNERS.
 PLANNER_MODULES = (certificate_planners, access_planners)
@@ -22,16 +22,17 @@ def plan(
     tenant_facts: TenantFacts | None,
     cert_facts: CertFacts | None,
     failed: set[str] | frozenset[str],
+    opt_ins: OptIns = NO_OPT_INS,
 ) -> list[Action]:
     """The actions that mend the failed requirements, in dependency order, each once; pure.
 
     Empty when nothing failed, and when every effect is already present in the facts (so a plan made
-    after a successful apply is empty).
+    after a successful apply is empty). `opt_ins` are the writes allowed only on the command line.
     """
     if not failed:
         return []
     fixes = needed_fixes(failed, tenant_facts)
-    ctx = PlanContext(settings, tenant_facts, cert_facts, frozenset(failed), frozenset(fixes))
+    ctx = PlanContext(settings, tenant_facts, cert_facts, frozenset(failed), frozenset(fixes), opt_ins)
     actions: list[Action] = []
     for name in PLANNER_ORDER:
         if name not in fixes:
@@ -92,6 +93,8 @@ def plan_from_results(
     settings: Settings,
     tenant_facts: TenantFacts | None,
     cert_facts: CertFacts | None,
+    opt_ins: OptIns = NO_OPT_INS,
 ) -> list[dict[str, Any]]:
     """The plan for the failed requirements of a results file, as plain dicts for the reports."""
-    return [action.as_dict() for action in plan(settings, tenant_facts, cert_facts, failed_ids(requirements))]
+    actions = plan(settings, tenant_facts, cert_facts, failed_ids(requirements), opt_ins)
+    return [action.as_dict() for action in actions]

@@ -32,6 +32,26 @@ IMPLIED_FIXES: Final[dict[str, tuple[str, ...]]] = {
 }
 IMPLIED_BY_MISSING_SERVICE_PRINCIPAL: Final = ("grant_exchange_consent", "assign_directory_role")
 
+# A certificate that failed these was not read (unparsable, wrong password, no or another private key):
+# the input is wrong, not the certificate, so nothing is created or uploaded for it.
+CERTIFICATE_NOT_READ: Final = frozenset({"CBA-CERT-001", "CBA-CERT-002"})
+
+
+@dataclass(frozen=True)
+class OptIns:
+    """Writes the default plan never makes, each allowed only by a flag on the command line of `cbacheck run`.
+
+    Never from the environment or a config file: a file a pipeline checks out must not widen what
+    cbacheck writes to a tenant.
+    """
+
+    allow_roles: frozenset[str] = frozenset()  # role template ids, lower case (over-privileged ones stay manual)
+    enable_service_principal: bool = False  # an admin may have disabled it on purpose
+    create_app: bool = False  # a missing app_id looks the same as a typo
+
+
+NO_OPT_INS: Final = OptIns()
+
 
 class AppHandle(NamedTuple):
     """The app a planner writes to: its object id and appId, concrete or produced by create-app."""
@@ -79,6 +99,7 @@ class PlanContext:
     cert: CertFacts | None
     failed: frozenset[str]
     fixes: frozenset[str]
+    opt_ins: OptIns = NO_OPT_INS
 
     @property
     def now(self) -> datetime:
@@ -99,8 +120,18 @@ class PlanContext:
 
     @property
     def app_is_new(self) -> bool:
-        """The app is registered by this plan (create-app), so every id downstream is a reference."""
-        return "create_app" in self.fixes and self.app is None
+        """The app is registered by this plan (create-app, opted in), so every id downstream is a reference."""
+        return (
+            "create_app" in self.fixes
+            and self.opt_ins.create_app
+            and self.app is None
+            and self.unavailable("app") is None
+        )
+
+    @property
+    def certificate_judged(self) -> bool:
+        """The local certificate was read, so a defect found in it is the certificate's, not the input's."""
+        return self.cert is not None and not (self.failed & CERTIFICATE_NOT_READ)
 
     def unavailable(self, name: str) -> Unavailable | None:
         """The reason a tenant fact could not be collected (None when it was)."""
@@ -136,9 +167,11 @@ class PlanContext:
         sp = self.app_sp
         if sp is not None and not self.app_is_new:
             return SpHandle(sp.object_id, ())
-        if "create_service_principal" in self.fixes or "create_app" in self.fixes:
+        missing = self.unavailable("app_sp")
+        created = "create_service_principal" in self.fixes and self.app is not None and missing is None
+        if self.app_is_new or created:
             return SpHandle(Ref("create-service-principal", "id"), ("create-service-principal",))
-        raise CannotPlan(fix, self.unavailable("app_sp"))
+        raise CannotPlan(fix, missing)
 
 
 def needed_fixes(failed: Iterable[str], tenant: TenantFacts | None = None) -> dict[str, tuple[str, ...]]:

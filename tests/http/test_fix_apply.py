@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -478,32 +481,91 @@ def test_a_rerun_after_a_kill_mid_apply_converges_without_duplicates(
     assert ("finished", "assign-role") in events
 
 
-def test_an_app_created_before_a_kill_is_adopted_not_registered_twice(
-    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
-) -> None:
-    create = CreateApplication(
-        id="create-app", mends=("CBA-APP-001",), reason="r", display_name="Exchange Online automation"
-    )
-    new_app = {"id": "app-obj-new", "appId": "99999999-0000-0000-0000-000000000000", "displayName": create.display_name}
-    mock.post(f"{G}/applications", status=201, json=new_app, match=[matchers.json_params_matcher(create.body())])
+CREATE = CreateApplication(
+    id="create-app", mends=("CBA-APP-001",), reason="r", display_name="Exchange Online automation"
+)
+NEW_APP = {"id": "app-obj-new", "appId": "99999999-0000-0000-0000-000000000000", "displayName": CREATE.display_name}
+
+
+def graph_now(offset: timedelta = timedelta()) -> str:
+    return (datetime.now(UTC) + offset).isoformat().replace("+00:00", "Z")
+
+
+def created_then_killed(mock: responses.RequestsMock, graph: GraphClient, journal: Journal) -> None:
+    """Run 1: Graph answers the POST with the new app, then the process dies before the write is finished."""
+    mock.post(f"{G}/applications", status=201, json=NEW_APP, match=[matchers.json_params_matcher(CREATE.body())])
     mock.add_callback(responses.GET, f"{G}/applications/app-obj-new", callback=kill)
     with pytest.raises(Killed):
-        apply_plan([create], graph, settings(), journal=journal, progress=lambda line: None)
+        apply_plan([CREATE], graph, settings(), journal=journal, progress=lambda line: None)
     mock.reset()
 
-    mock.get(
-        f"{G}/applications",
-        json={"value": [new_app]},
-        match=[
-            matchers.query_param_matcher(
-                {"$filter": "displayName eq 'Exchange Online automation'", "$select": "id,appId,displayName"}
-            )
-        ],
-    )
-    [result] = apply_plan([create], graph, settings(), journal=journal, progress=lambda line: None)
+
+def test_an_app_created_before_a_kill_is_adopted_by_the_id_its_create_request_returned(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    created_then_killed(mock, graph, journal)
+    select = matchers.query_param_matcher({"$select": "id,appId,displayName,createdDateTime"})
+    mock.get(f"{G}/applications/app-obj-new", json={**NEW_APP, "createdDateTime": graph_now()}, match=[select])
+    [result] = apply_plan([CREATE], graph, settings(), journal=journal, progress=lambda line: None)
     assert result.status == ALREADY_DONE
     assert result.output == {"id": "app-obj-new", "appId": "99999999-0000-0000-0000-000000000000"}
-    assert all(call.request.method == "GET" for call in mock.calls)
+    assert [call.request.method for call in mock.calls] == ["GET"]
+
+
+def test_a_recorded_app_created_at_another_time_is_not_adopted(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    created_then_killed(mock, graph, journal)
+    # The object behind the recorded id was not made by that request (the journal was edited, or the id reused).
+    mock.get(f"{G}/applications/app-obj-new", json={**NEW_APP, "createdDateTime": graph_now(-timedelta(days=400))})
+    [result] = apply_plan([CREATE], graph, settings(), journal=journal, progress=lambda line: None)
+    assert result.status == FAILED
+    assert "adopts only the app its own request created" in result.error
+    assert "POST" not in [call.request.method for call in mock.calls]
+
+
+def test_an_interrupted_create_is_never_adopted_by_its_display_name(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    # Run 1: the POST is sent and the process dies before any answer: the new app's id is unknown.
+    mock.add_callback(responses.POST, f"{G}/applications", callback=kill)
+    with pytest.raises(Killed):
+        apply_plan([CREATE], graph, settings(), journal=journal, progress=lambda line: None)
+    mock.reset()
+    # An app carrying the fixed display name proves nothing: its owner may have named it so.
+    mock.assert_all_requests_are_fired = False
+    mock.get(f"{G}/applications", json={"value": [NEW_APP]})
+    for _ in range(2):  # and the stop holds on the next run too
+        [result] = apply_plan([CREATE], graph, settings(), journal=journal, progress=lambda line: None)
+        assert result.status == FAILED
+        assert "set app_id" in result.error and "journal" in result.error
+    assert [call.request.url for call in mock.calls] == []  # neither adopted by name nor registered again
+
+
+def test_the_journal_is_created_readable_by_its_owner_only(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    mock.get(f"{G}/servicePrincipals/{SP_OBJECT}/appRoleAssignments", json={"value": [GRANTED]})
+    apply_plan([grant()], graph, settings(), journal=journal, progress=lambda line: None)
+    assert stat.S_IMODE(journal.path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("planted", ["readable or writable by others", "a symbolic link", "owned by another user"])
+def test_a_journal_others_could_have_written_is_not_trusted(
+    tmp_path: Path, graph: GraphClient, journal: Journal, planted: str
+) -> None:
+    record = {"event": "finished", "tenant": TENANT, "action": "create-app", "result": {"status": "applied"}}
+    target = journal.path if planted != "a symbolic link" else tmp_path / "elsewhere.jsonl"
+    target.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    target.chmod(0o644 if planted == "readable or writable by others" else 0o600)
+    if planted == "a symbolic link":
+        journal.path.symlink_to(target)
+    elif planted == "owned by another user":
+        if os.geteuid() != 0:
+            pytest.skip("only root can give a file to another user")
+        os.chown(target, 65534, -1)
+    with pytest.raises(FixError, match=f"is {planted}"):
+        apply_plan([grant()], graph, settings(), journal=journal, progress=lambda line: None)
 
 
 def test_the_journal_records_each_action_without_key_bytes_or_tokens(
@@ -518,8 +580,8 @@ def test_the_journal_records_each_action_without_key_bytes_or_tokens(
     )
     apply_plan([action], graph, settings(), journal=journal, progress=lambda line: None)
     records = journal.records()
-    assert [r["event"] for r in records] == ["started", "finished"]
-    assert records[1]["result"]["status"] == APPLIED
+    assert [r["event"] for r in records] == ["started", "answered", "finished"]
+    assert records[2]["result"]["status"] == APPLIED
     text = journal.path.read_text(encoding="utf-8")
     assert der[:40] not in text and BEARER not in text
     sent = json.loads(mock.calls[1].request.body)

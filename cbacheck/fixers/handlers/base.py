@@ -11,6 +11,7 @@ from cbacheck.config import Settings
 from cbacheck.errors import FixError
 from cbacheck.facts import AppRegistration, ServicePrincipal, TokenAttempt, Unavailable
 from cbacheck.fixers.actions import Action, Ref, redact, resolve_ref
+from cbacheck.fixers.journal import Journal
 from cbacheck.fixers.verify import FactsPerRound, Probe, TokenWith, token_missing
 from cbacheck.graph import GraphClient, GraphResponse
 
@@ -43,12 +44,16 @@ def body_of(response: GraphResponse) -> dict[str, Any]:
 
 @dataclass
 class ApplyContext:
-    """The admin's Graph client, the settings and the outputs of the actions already run (this run and the journal)."""
+    """The admin's Graph client, the settings, the outputs of the actions already run, and the journal."""
 
     graph: GraphClient
     settings: Settings
     outputs: dict[str, dict[str, Any]]
-    unfinished: set[str]
+    journal: Journal
+
+    @property
+    def tenant(self) -> str:
+        return self.settings.tenant or ""
 
     def value(self, value: str | Ref) -> str:
         return resolve_ref(value, self.outputs)

@@ -2,46 +2,75 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Final
+
+from cbacheck.collection import MalformedFact, parse_time
 from cbacheck.errors import FixError, GraphError
 from cbacheck.fixers.actions import CreateApplication, CreateServicePrincipal, EnableServicePrincipal
 from cbacheck.fixers.handlers.base import ApplyContext, Handler, ProbeContext, Reading, Sent, body_of
+from cbacheck.fixers.journal import CreatedApplication
 from cbacheck.fixers.verify import Probe
+
+# The local clock (the journal's times) and Entra's (createdDateTime) may disagree by this much.
+CLOCK_SKEW: Final = timedelta(minutes=5)
+
+
+class AdoptionRefused(FixError):
+    """A resumed apply cannot prove an application is the one cbacheck's own request created."""
 
 
 class CreateApplicationHandler(Handler[CreateApplication]):
+    """Registers the app; a resumed apply adopts only what cbacheck's own recorded request created.
+
+    A display name or tag proves nothing (app owners can write them), so an app is adopted only by
+    the id Graph answered to cbacheck's POST, recorded in the journal, and only when the app's
+    createdDateTime falls within that request.
+    """
+
     def read(self, action: CreateApplication, ctx: ApplyContext) -> Reading:
-        known = ctx.outputs.get(action.id, {}).get("id")
-        if known:
-            try:
-                answer = ctx.graph.get(f"/applications/{known}", {"$select": "id,appId,displayName"})
-            except GraphError as err:
-                if err.status != 404:
-                    raise
-            else:
-                body = body_of(answer)
-                return Reading(True, body, {"id": body.get("id", known), "appId": body.get("appId", "")})
-        if action.id in ctx.unfinished:
-            return self._adopt_interrupted(action, ctx)
+        own = ctx.outputs.get(action.id, {}).get("id")  # answered to this run's POST
+        if own:
+            body = body_of(ctx.graph.get(f"/applications/{own}", {"$select": "id,appId,displayName"}))
+            return Reading(True, body, {"id": body.get("id", own), "appId": body.get("appId", "")})
+        unanswered = ctx.journal.unanswered_creates(ctx.tenant)
+        if unanswered:
+            raise AdoptionRefused(
+                f"an interrupted run sent POST /applications at {unanswered[-1]} and its answer was never "
+                f"recorded, so cbacheck cannot tell which application it registered. In the portal, look for an "
+                f"app registration named {action.display_name!r} created then: set app_id to its appId (or delete "
+                f"it), then move the journal {str(ctx.journal.path)!r} aside and run again."
+            )
+        for created in reversed(ctx.journal.created_applications(ctx.tenant)):
+            reading = self._adopt(created, ctx)
+            if reading is not None:
+                return reading
         return Reading(False, None)
 
     @staticmethod
-    def _adopt_interrupted(action: CreateApplication, ctx: ApplyContext) -> Reading:
-        # The last run sent the POST but stopped before recording its answer: adopt what it made
-        # instead of registering a second app.
-        escaped = action.display_name.replace("'", "''")
-        answer = ctx.graph.get_all(
-            "/applications", {"$filter": f"displayName eq '{escaped}'", "$select": "id,appId,displayName"}
-        )
-        found = answer.value
-        if len(found) == 1:
-            return Reading(True, found[0], {"id": found[0].get("id"), "appId": found[0].get("appId")})
-        if len(found) > 1:
-            ids = ", ".join(str(item.get("appId")) for item in found)
-            raise FixError(
-                f"an interrupted run may have created {action.display_name!r}, and {len(found)} apps carry that "
-                f"name ({ids}); set app_id to the right one and run again"
+    def _adopt(created: CreatedApplication, ctx: ApplyContext) -> Reading | None:
+        """The recorded app when it is still the one cbacheck created; None when it is gone."""
+        path = f"/applications/{created.object_id}"
+        try:
+            answer = ctx.graph.get(path, {"$select": "id,appId,displayName,createdDateTime"})
+        except GraphError as err:
+            if err.status == 404:
+                return None  # deleted since: nothing to adopt
+            raise
+        body = body_of(answer)
+        try:
+            made = parse_time(body.get("createdDateTime"))
+        except MalformedFact:
+            made = None
+        earliest, latest = created.requested_at - CLOCK_SKEW, created.answered_at + CLOCK_SKEW
+        if body.get("appId") != created.app_id or made is None or not earliest <= made <= latest:
+            raise AdoptionRefused(
+                f"the journal names application {created.object_id} as created by cbacheck at "
+                f"{created.requested_at.isoformat()}, but Graph shows appId {body.get('appId')!r} created "
+                f"{body.get('createdDateTime')!r}; cbacheck adopts only the app its own request created. "
+                "Set app_id to the app the automation should use, or move the journal aside and run again."
             )
-        return Reading(False, None)
+        return Reading(True, body, {"id": body.get("id", created.object_id), "appId": created.app_id})
 
     def perform(self, action: CreateApplication, ctx: ApplyContext, before: Reading) -> Sent:
         return ctx.send("POST", "/applications", action.body())
