@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import requests
 
@@ -47,7 +47,7 @@ from cbacheck.transport import build_session
 
 # Settings a manual step names once the apply has made a new certificate or app: the re-check uses
 # them, and the automation must be switched to them.
-SWITCHED_SETTINGS = ("app_id", "cert")
+SWITCHED_SETTINGS: Final = ("app_id", "cert")
 
 
 def confirm_apply(actions: Sequence[Action], *, assume_yes: bool, interactive: bool, ask: Callable[[str], str]) -> None:
