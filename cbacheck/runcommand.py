@@ -13,10 +13,10 @@ from typing import Any, TextIO
 import pytest
 
 from cbacheck import fixers
-from cbacheck.config import Settings, option_name, plugin_option_name, setting_fields
+from cbacheck.config import Settings, option_name, plugin_option_name, role_id, setting_fields
 from cbacheck.errors import ExitCode, FixError, FixRefused
 from cbacheck.plugin import report_paths
-from cbacheck.plugin.state import AppliedFixes, RunState, run_state_key
+from cbacheck.plugin.state import AppliedFixes, RunState, fix_opt_ins_key, run_state_key
 from cbacheck.report import console
 
 # pytest's exit statuses in cbacheck's terms (errors.ExitCode); 2 with collection errors is handled apart.
@@ -68,6 +68,23 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--config", type=Path, metavar="PATH", help="trusted TOML config file: may set any setting (or CBACHECK_CONFIG)"
     )
+    opt_ins = parser.add_argument_group(
+        "writes --fix apply makes only when asked here (never from the environment or a config file)"
+    )
+    opt_ins.add_argument(
+        "--allow-role",
+        action="append",
+        default=[],
+        metavar="ROLE",
+        help="let the fix assign this directory role although it is not one Exchange accepts by default "
+        "(over-privileged roles such as Global Administrator are never assigned; repeatable)",
+    )
+    opt_ins.add_argument(
+        "--enable-service-principal", action="store_true", help="let the fix re-enable a disabled service principal"
+    )
+    opt_ins.add_argument(
+        "--create-app", action="store_true", help="let the fix register a new app when app_id does not exist"
+    )
     parser.add_argument(
         "--checks",
         type=Path,
@@ -81,20 +98,39 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Handle `cbacheck run`."""
     options = {spec.name: getattr(args, _dest(spec.name), None) for spec in setting_fields() if spec.metadata["cli"]}
+    roles = {name: role_id(name) for name in args.allow_role}
+    unknown = [name for name, role in roles.items() if role is None]
+    if unknown:
+        print(
+            f"cbacheck: --allow-role {unknown[0]!r} is neither a role template ID nor a known role name",
+            file=sys.stderr,
+        )
+        return ExitCode.USAGE
+    opt_ins = fixers.OptIns(
+        allow_roles=frozenset(role for role in roles.values() if role),
+        enable_service_principal=args.enable_service_principal,
+        create_app=args.create_app,
+    )
     return run_checks(
         options,
         list(getattr(args, "extra_pytest_args", [])),
         list(args.checks),
         config_file=args.config,
+        opt_ins=opt_ins,
     )
 
 
 class RunObserver:
     """Watches the in-process pytest run so the closing summary can read its results."""
 
-    def __init__(self) -> None:
+    def __init__(self, opt_ins: fixers.OptIns = fixers.NO_OPT_INS) -> None:
         self.state: RunState | None = None
         self.collection_errors = 0
+        self.opt_ins = opt_ins
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        # The reports' plan shows what --fix apply will do with the command line's opt-ins.
+        config.stash[fix_opt_ins_key] = self.opt_ins
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -130,6 +166,7 @@ def run_checks(
     *,
     config_file: Path | None = None,
     out: TextIO | None = None,
+    opt_ins: fixers.OptIns = fixers.NO_OPT_INS,
 ) -> int:
     """Run the shipped checks plus `check_dirs` with these settings options; print the closing summary.
 
@@ -145,11 +182,15 @@ def run_checks(
                 file=sys.stderr,
             )
             return ExitCode.USAGE
-    code, state = _evaluate(settings_options, extra_args, check_dirs, config_file=config_file, out=out)
+    code, state = _evaluate(
+        settings_options, extra_args, check_dirs, config_file=config_file, out=out, opt_ins=opt_ins
+    )
     settings = state.settings if state is not None else None
     if state is None or settings is None or settings.fix != "apply" or state.document is None:
         return code
-    return _apply_then_reevaluate(state, settings_options, extra_args, check_dirs, config_file=config_file, out=out)
+    return _apply_then_reevaluate(
+        state, settings_options, extra_args, check_dirs, config_file=config_file, out=out, opt_ins=opt_ins
+    )
 
 
 def _evaluate(
@@ -160,9 +201,10 @@ def _evaluate(
     config_file: Path | None,
     out: TextIO,
     applied: AppliedFixes | None = None,
+    opt_ins: fixers.OptIns = fixers.NO_OPT_INS,
 ) -> tuple[int, RunState | None]:
     """One pytest session over the checks; the exit code and what the plugin gathered."""
-    observer = RunObserver()
+    observer = RunObserver(opt_ins)
     plugins: list[object] = [observer]
     with resources.as_file(resources.files("cbacheck.checks")) as checks_root:
         args = [
@@ -209,6 +251,7 @@ def _apply_then_reevaluate(
     *,
     config_file: Path | None,
     out: TextIO,
+    opt_ins: fixers.OptIns,
 ) -> int:
     """Apply the plan of the first evaluation, wait for it to take effect, then evaluate again."""
     settings = before.settings
@@ -224,6 +267,7 @@ def _apply_then_reevaluate(
             interactive=sys.stdin.isatty(),
             ask=input,
             progress=lambda line: print(console.console_safe(line), file=sys.stderr, flush=True),
+            opt_ins=opt_ins,
         )
     except FixRefused as err:
         print(console.console_safe(f"cbacheck: {err}"), file=sys.stderr)
@@ -238,8 +282,10 @@ def _apply_then_reevaluate(
     print("", file=out)
     print("checking again after the fixes", file=out)
     after_options = _options_after(before, settings_options, settings, fix_run.settings)
-    code, _ = _evaluate(after_options, extra_args, check_dirs, config_file=config_file, out=out, applied=applied)
-    return code
+    code, _ = _evaluate(
+        after_options, extra_args, check_dirs, config_file=config_file, out=out, applied=applied, opt_ins=opt_ins
+    )
+    return _not_done_while_switches_remain(fix_run, code, out)
 
 
 def _report_applied(fix_run: fixers.FixRun, settings: Settings, out: TextIO) -> AppliedFixes:
@@ -271,6 +317,17 @@ def _options_after(
         html=_after_path(before.html_path), json=_after_path(before.json_path), junit=_after_path(before.junit_path)
     )
     return after_options
+
+
+def _not_done_while_switches_remain(fix_run: fixers.FixRun, code: int, out: TextIO) -> int:
+    """The re-check proved the new certificate or app, not the setup the automation still uses: never exit 0 then."""
+    switches = fix_run.switches_needed()
+    if not switches:
+        return code
+    print("not done: the automation still uses the old setup; manual step(s) to finish the fix:", file=out)
+    for line in switches:
+        print(console.console_safe(f"  {line}"), file=out)
+    return ExitCode.FAILED if code == ExitCode.OK else code
 
 
 def _close(status: int | pytest.ExitCode, observer: RunObserver, out: TextIO) -> int:

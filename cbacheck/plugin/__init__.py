@@ -18,6 +18,7 @@ from cbacheck.plugin.state import (
     RunState,
     applied_fixes,
     claimed_ids_key,
+    fix_opt_ins_key,
     is_worker,
     option_dest,
     option_values,
@@ -255,15 +256,16 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 # --- end of the session: results file and summaries ---------------------------------------------
 
 
-def plan_fixes(state: RunState) -> list[dict[str, Any]]:
-    """The fixers' plan for this run's results (the report layer only shows it)."""
+def plan_fixes(config: pytest.Config, state: RunState) -> list[dict[str, Any]]:
+    """The fixers' plan for this run's results, with the command line's opt-ins (the report layer only shows it)."""
     from cbacheck import fixers  # the planners load only for a session that reports
 
     if state.settings is None:
         return []
     requirements = document.chain_sorted(state.records.values())
+    opt_ins = config.stash.get(fix_opt_ins_key, fixers.NO_OPT_INS)
     plan: list[dict[str, Any]] = fixers.plan_from_results(
-        requirements, state.settings, state.tenant_facts, state.cert_facts
+        requirements, state.settings, state.tenant_facts, state.cert_facts, opt_ins
     )
     return plan
 
@@ -289,7 +291,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
         collection_errors=state.collection_errors,
         not_evaluated=not_evaluated,
         tenant_facts=state.tenant_facts,
-        plan=plan_fixes(state),
+        plan=plan_fixes(session.config, state),
         applied=applied.rows if applied else None,
         pending=applied.pending if applied else None,
     )

@@ -56,6 +56,8 @@ requirement_key: pytest.StashKey[RequirementMark] = pytest.StashKey()
 evidence_key = pytest.StashKey[Evidence]()
 deferred_failure_key = pytest.StashKey[UpstreamFailure]()
 claimed_ids_key = pytest.StashKey[dict[str, str]]()
+# The writes `cbacheck run`'s command line allowed beyond the default plan (fixers.OptIns).
+fix_opt_ins_key = pytest.StashKey["OptIns"]()
 
 
 def state_of(config: pytest.Config) -> RunState:

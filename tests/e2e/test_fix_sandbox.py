@@ -14,16 +14,10 @@ from cbacheck.collect import collect
 from cbacheck.collect.transport import build_session
 from cbacheck.errors import FixError
 from cbacheck.facts import AppRegistration, CertFacts, ServicePrincipal, TenantFacts, TokenAttempt
-from cbacheck.fixapply import (
-    ALREADY_DONE,
-    APPLIED,
-    VERIFIED,
-    Journal,
-    admin_graph_client,
-    apply_plan,
-    fix_on_request,
-)
-from cbacheck.fixplan import plan
+from cbacheck.fixers import VERIFIED, fix_on_request, plan
+from cbacheck.fixers.apply import admin_graph_client, apply_plan
+from cbacheck.fixers.journal import Journal
+from cbacheck.fixers.outcomes import ALREADY_DONE, APPLIED
 from cbacheck.sandbox import Sandbox
 
 PROPAGATION_S = 2.0

@@ -44,7 +44,9 @@ def test_fix_apply_mends_what_it_plans_and_keeps_everything(name: str, tmp_path:
         options.update(
             propagation_timeout_s=30, new_cert_dir=tmp_path / "new-certs", journal=tmp_path / "journal.jsonl"
         )
-        cli.main(["run", *as_cli_options(options), "--json", str(before_json), "--fix", "apply", "--yes"])
+        # The opt-in writes too, so every scenario's whole chain is exercised.
+        opt_ins = ["--create-app", "--enable-service-principal"]
+        cli.main(["run", *as_cli_options(options), "--json", str(before_json), "--fix", "apply", "--yes", *opt_ins])
         state_after = sb.dump()
         before = json.loads(before_json.read_text(encoding="utf-8"))
         fixable = automated_mends(before["fixes"]["plan"])
@@ -96,3 +98,19 @@ def test_a_fix_still_propagating_is_pending_not_broken(tmp_path: Path) -> None:
     assert [row["verdict"] for row in after["fixes"]["applied"]] == ["pending propagation"]
     html = next((tmp_path / "reports").glob("*-after.html")).read_text(encoding="utf-8")
     assert "col-verdict\\&#34;&gt;pending" in html  # the HTML row says pending, not just Failed
+
+
+def test_an_apply_that_leaves_the_automation_to_switch_certificate_does_not_exit_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Sandbox("expiring-soon", propagation_s=0.5, workdir=tmp_path / "sandbox") as sb:
+        options = democommand.sandbox_settings(sb, tmp_path / "reports")
+        options.update(propagation_timeout_s=30, new_cert_dir=tmp_path / "new-certs", journal=tmp_path / "j.jsonl")
+        code = cli.main(
+            ["run", *as_cli_options(options), "--json", str(tmp_path / "r.json"), "--fix", "apply", "--yes"]
+        )
+    after = json.loads((tmp_path / "r-after.json").read_text(encoding="utf-8"))
+    assert {record["outcome"] for record in after["requirements"]} == {"passed"}  # the new certificate works
+    assert code == 1  # but the automation still signs in with the old one
+    out = capsys.readouterr().out
+    assert "use-new-certificate: set cert = " in out

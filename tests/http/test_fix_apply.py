@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +20,7 @@ from cbacheck import certs, wellknown
 from cbacheck.collect.graph import GraphClient
 from cbacheck.config import Settings
 from cbacheck.errors import FixError
-from cbacheck.fixapply import (
-    ALREADY_DONE,
-    APPLIED,
-    FAILED,
-    SKIPPED_DEPENDENCY_FAILED,
-    WAITING_FOR_VERIFICATION,
-    Journal,
-    admin_graph_client,
-    apply_plan,
-)
-from cbacheck.fixplan import (
+from cbacheck.fixers.actions import (
     AddKeyCredential,
     AddRequiredResourceAccess,
     AssignDirectoryRole,
@@ -37,6 +30,15 @@ from cbacheck.fixplan import (
     ManualStep,
     Ref,
     RemoveKeyCredentials,
+)
+from cbacheck.fixers.apply import admin_graph_client, apply_plan
+from cbacheck.fixers.journal import Journal
+from cbacheck.fixers.outcomes import (
+    ALREADY_DONE,
+    APPLIED,
+    FAILED,
+    SKIPPED_DEPENDENCY_FAILED,
+    WAITING_FOR_VERIFICATION,
 )
 
 G = "https://graph.microsoft.com/v1.0"
@@ -91,6 +93,11 @@ def key_entry(key_id: str, der_base64: str) -> dict[str, Any]:
     }
 
 
+def app_body(**collections: Any) -> dict[str, Any]:
+    """An application as GET /applications/{id}?$select=id,appId,<collection> returns it."""
+    return {"id": APP_OBJECT, "appId": APP_ID, **collections}
+
+
 def graph_error(code: str, message: str, request_id: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "innerError": {"request-id": request_id, "date": "2025-06-01"}}}
 
@@ -113,8 +120,8 @@ def test_upload_sends_back_every_existing_key_with_its_bytes(
     old_a, old_b, new = der_of(tmp_path, "old-a"), der_of(tmp_path, "old-b"), der_of(tmp_path, "new")
     existing = [key_entry("key-a", old_a), key_entry("key-b", old_b)]
     new_key = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": new, "displayName": "CN=new"}
-    select = matchers.query_param_matcher({"$select": "keyCredentials"})
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": existing}, match=[select])
+    select = matchers.query_param_matcher({"$select": "id,appId,keyCredentials"})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=existing), match=[select])
     mock.patch(
         f"{G}/applications/{APP_OBJECT}",
         status=204,
@@ -123,7 +130,7 @@ def test_upload_sends_back_every_existing_key_with_its_bytes(
     )
     mock.get(
         f"{G}/applications/{APP_OBJECT}",
-        json={"keyCredentials": [*existing, {**new_key, "keyId": "k-new"}]},
+        json=app_body(keyCredentials=[*existing, {**new_key, "keyId": "k-new"}]),
         match=[select],
     )
     action = AddKeyCredential(
@@ -153,7 +160,7 @@ def test_key_already_uploaded_is_not_written_again(
     tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
 ) -> None:
     der = der_of(tmp_path, "here")
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": [key_entry("key-here", der)]})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[key_entry("key-here", der)]))
     action = AddKeyCredential(
         id="add-key", mends=(), reason="r", app_object_id=APP_OBJECT, certificate=der, display_name="CN=here"
     )
@@ -167,7 +174,7 @@ def test_a_key_returned_without_its_bytes_is_never_patched_away(
     tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
 ) -> None:
     without_bytes = {**key_entry("key-a", der_of(tmp_path, "a")), "key": None}
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": [without_bytes]})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[without_bytes]))
     action = AddKeyCredential(
         id="add-key",
         mends=(),
@@ -200,11 +207,11 @@ def test_old_key_waits_for_proof_then_goes_keeping_every_other_key(
     assert waiting.status == WAITING_FOR_VERIFICATION
     assert len(mock.calls) == 0
 
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": keys})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=keys))
     mock.patch(
         f"{G}/applications/{APP_OBJECT}", status=204, match=[matchers.json_params_matcher({"keyCredentials": keys[1:]})]
     )
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": keys[1:]})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=keys[1:]))
     [removed] = apply_plan(
         [action], graph, settings(), journal=journal, progress=lambda line: None, verified={"add-key-new-certificate"}
     )
@@ -227,13 +234,13 @@ def test_permission_is_merged_into_the_existing_required_resource_access(
     }
     wanted = {"id": wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID, "type": "Role"}
     merged = [graph_access, {**exchange_other, "resourceAccess": [*exchange_other["resourceAccess"], wanted]}]
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"requiredResourceAccess": [graph_access, exchange_other]})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(requiredResourceAccess=[graph_access, exchange_other]))
     mock.patch(
         f"{G}/applications/{APP_OBJECT}",
         status=204,
         match=[matchers.json_params_matcher({"requiredResourceAccess": merged})],
     )
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"requiredResourceAccess": merged})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(requiredResourceAccess=merged))
     action = AddRequiredResourceAccess(
         id="add-exchange-permission", mends=("CBA-PERM-002",), reason="r", app_object_id=APP_OBJECT
     )
@@ -342,13 +349,13 @@ def test_a_failure_midway_skips_its_dependents_and_the_rest_go_on(
             "resourceAccess": [{"id": wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID, "type": "Role"}],
         }
     ]
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"requiredResourceAccess": []})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(requiredResourceAccess=[]))
     mock.patch(
         f"{G}/applications/{APP_OBJECT}",
         status=204,
         match=[matchers.json_params_matcher({"requiredResourceAccess": wanted})],
     )
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"requiredResourceAccess": wanted})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(requiredResourceAccess=wanted))
     results = {
         r.action_id: r for r in apply_plan(actions, graph, settings(), journal=journal, progress=lambda line: None)
     }
@@ -474,48 +481,107 @@ def test_a_rerun_after_a_kill_mid_apply_converges_without_duplicates(
     assert ("finished", "assign-role") in events
 
 
-def test_an_app_created_before_a_kill_is_adopted_not_registered_twice(
-    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
-) -> None:
-    create = CreateApplication(
-        id="create-app", mends=("CBA-APP-001",), reason="r", display_name="Exchange Online automation"
-    )
-    new_app = {"id": "app-obj-new", "appId": "99999999-0000-0000-0000-000000000000", "displayName": create.display_name}
-    mock.post(f"{G}/applications", status=201, json=new_app, match=[matchers.json_params_matcher(create.body())])
+CREATE = CreateApplication(
+    id="create-app", mends=("CBA-APP-001",), reason="r", display_name="Exchange Online automation"
+)
+NEW_APP = {"id": "app-obj-new", "appId": "99999999-0000-0000-0000-000000000000", "displayName": CREATE.display_name}
+
+
+def graph_now(offset: timedelta = timedelta()) -> str:
+    return (datetime.now(UTC) + offset).isoformat().replace("+00:00", "Z")
+
+
+def created_then_killed(mock: responses.RequestsMock, graph: GraphClient, journal: Journal) -> None:
+    """Run 1: Graph answers the POST with the new app, then the process dies before the write is finished."""
+    mock.post(f"{G}/applications", status=201, json=NEW_APP, match=[matchers.json_params_matcher(CREATE.body())])
     mock.add_callback(responses.GET, f"{G}/applications/app-obj-new", callback=kill)
     with pytest.raises(Killed):
-        apply_plan([create], graph, settings(), journal=journal, progress=lambda line: None)
+        apply_plan([CREATE], graph, settings(), journal=journal, progress=lambda line: None)
     mock.reset()
 
-    mock.get(
-        f"{G}/applications",
-        json={"value": [new_app]},
-        match=[
-            matchers.query_param_matcher(
-                {"$filter": "displayName eq 'Exchange Online automation'", "$select": "id,appId,displayName"}
-            )
-        ],
-    )
-    [result] = apply_plan([create], graph, settings(), journal=journal, progress=lambda line: None)
+
+def test_an_app_created_before_a_kill_is_adopted_by_the_id_its_create_request_returned(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    created_then_killed(mock, graph, journal)
+    select = matchers.query_param_matcher({"$select": "id,appId,displayName,createdDateTime"})
+    mock.get(f"{G}/applications/app-obj-new", json={**NEW_APP, "createdDateTime": graph_now()}, match=[select])
+    [result] = apply_plan([CREATE], graph, settings(), journal=journal, progress=lambda line: None)
     assert result.status == ALREADY_DONE
     assert result.output == {"id": "app-obj-new", "appId": "99999999-0000-0000-0000-000000000000"}
-    assert all(call.request.method == "GET" for call in mock.calls)
+    assert [call.request.method for call in mock.calls] == ["GET"]
+
+
+def test_a_recorded_app_created_at_another_time_is_not_adopted(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    created_then_killed(mock, graph, journal)
+    # The object behind the recorded id was not made by that request (the journal was edited, or the id reused).
+    mock.get(f"{G}/applications/app-obj-new", json={**NEW_APP, "createdDateTime": graph_now(-timedelta(days=400))})
+    [result] = apply_plan([CREATE], graph, settings(), journal=journal, progress=lambda line: None)
+    assert result.status == FAILED
+    assert "adopts only the app its own request created" in result.error
+    assert "POST" not in [call.request.method for call in mock.calls]
+
+
+def test_an_interrupted_create_is_never_adopted_by_its_display_name(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    # Run 1: the POST is sent and the process dies before any answer: the new app's id is unknown.
+    mock.add_callback(responses.POST, f"{G}/applications", callback=kill)
+    with pytest.raises(Killed):
+        apply_plan([CREATE], graph, settings(), journal=journal, progress=lambda line: None)
+    mock.reset()
+    # An app carrying the fixed display name proves nothing: its owner may have named it so.
+    mock.assert_all_requests_are_fired = False
+    mock.get(f"{G}/applications", json={"value": [NEW_APP]})
+    for _ in range(2):  # and the stop holds on the next run too
+        [result] = apply_plan([CREATE], graph, settings(), journal=journal, progress=lambda line: None)
+        assert result.status == FAILED
+        assert "set app_id" in result.error and "journal" in result.error
+    assert [call.request.url for call in mock.calls] == []  # neither adopted by name nor registered again
+
+
+def test_the_journal_is_created_readable_by_its_owner_only(
+    mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    mock.get(f"{G}/servicePrincipals/{SP_OBJECT}/appRoleAssignments", json={"value": [GRANTED]})
+    apply_plan([grant()], graph, settings(), journal=journal, progress=lambda line: None)
+    assert stat.S_IMODE(journal.path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("planted", ["readable or writable by others", "a symbolic link", "owned by another user"])
+def test_a_journal_others_could_have_written_is_not_trusted(
+    tmp_path: Path, graph: GraphClient, journal: Journal, planted: str
+) -> None:
+    record = {"event": "finished", "tenant": TENANT, "action": "create-app", "result": {"status": "applied"}}
+    target = journal.path if planted != "a symbolic link" else tmp_path / "elsewhere.jsonl"
+    target.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    target.chmod(0o644 if planted == "readable or writable by others" else 0o600)
+    if planted == "a symbolic link":
+        journal.path.symlink_to(target)
+    elif planted == "owned by another user":
+        if os.geteuid() != 0:
+            pytest.skip("only root can give a file to another user")
+        os.chown(target, 65534, -1)
+    with pytest.raises(FixError, match=f"is {planted}"):
+        apply_plan([grant()], graph, settings(), journal=journal, progress=lambda line: None)
 
 
 def test_the_journal_records_each_action_without_key_bytes_or_tokens(
     tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
 ) -> None:
     der = der_of(tmp_path, "j")
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": []})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[]))
     mock.patch(f"{G}/applications/{APP_OBJECT}", status=204)
-    mock.get(f"{G}/applications/{APP_OBJECT}", json={"keyCredentials": [key_entry("k", der)]})
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[key_entry("k", der)]))
     action = AddKeyCredential(
         id="add-key", mends=(), reason="r", app_object_id=APP_OBJECT, certificate=der, display_name="CN=j"
     )
     apply_plan([action], graph, settings(), journal=journal, progress=lambda line: None)
     records = journal.records()
-    assert [r["event"] for r in records] == ["started", "finished"]
-    assert records[1]["result"]["status"] == APPLIED
+    assert [r["event"] for r in records] == ["started", "answered", "finished"]
+    assert records[2]["result"]["status"] == APPLIED
     text = journal.path.read_text(encoding="utf-8")
     assert der[:40] not in text and BEARER not in text
     sent = json.loads(mock.calls[1].request.body)
@@ -533,7 +599,7 @@ def test_apply_without_an_admin_identity_refuses_naming_the_settings() -> None:
 def test_a_created_certificate_is_uploaded_by_reference_and_reused_on_a_rerun(
     tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
 ) -> None:
-    from cbacheck.fixplan import CreateCertificate
+    from cbacheck.fixers.actions import CreateCertificate
 
     def rotation(stamp: str) -> list[Any]:
         create = CreateCertificate(
@@ -560,7 +626,7 @@ def test_a_created_certificate_is_uploaded_by_reference_and_reused_on_a_rerun(
     uploaded: list[dict[str, Any]] = []
 
     def get(request: Any) -> tuple[int, dict[str, str], str]:
-        return 200, {}, json.dumps({"keyCredentials": stored})
+        return 200, {}, json.dumps(app_body(keyCredentials=stored))
 
     def patch(request: Any) -> tuple[int, dict[str, str], str]:
         uploaded[:] = json.loads(request.body)["keyCredentials"]

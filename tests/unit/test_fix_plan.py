@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from cbacheck import catalogue, certs, wellknown
-from cbacheck.config import Settings
+from cbacheck import catalogue, certs, cli, wellknown
+from cbacheck.config import Settings, setting_fields
 from cbacheck.errors import FixError
 from cbacheck.facts import (
     AppRegistration,
@@ -28,21 +28,7 @@ from cbacheck.facts import (
     TokenAttempt,
     Unavailable,
 )
-from cbacheck.fixapply import (
-    MANUAL,
-    PENDING_PROPAGATION,
-    VERIFIED,
-    ActionResult,
-    FactsPerRound,
-    Journal,
-    Probe,
-    confirm_apply,
-    effect_probes,
-    settings_after,
-    wait_for_propagation,
-)
-from cbacheck.fixplan import (
-    PLANNERS,
+from cbacheck.fixers.actions import (
     AddKeyCredential,
     AddRequiredResourceAccess,
     AssignDirectoryRole,
@@ -54,10 +40,14 @@ from cbacheck.fixplan import (
     ManualStep,
     Ref,
     RemoveKeyCredentials,
-    plan,
-    plan_from_results,
     redact,
 )
+from cbacheck.fixers.apply import FixRun, confirm_apply, effect_probes, settings_after
+from cbacheck.fixers.journal import Journal
+from cbacheck.fixers.outcomes import MANUAL, ActionResult
+from cbacheck.fixers.planners import plan, plan_from_results
+from cbacheck.fixers.planning import PLANNERS, OptIns
+from cbacheck.fixers.verify import PENDING_PROPAGATION, VERIFIED, FactsPerRound, Probe, wait_for_propagation
 
 APP_ID = "11111111-2222-3333-4444-555555555555"
 TENANT = "contoso.onmicrosoft.com"
@@ -293,7 +283,7 @@ def test_upload_keeps_existing_keys_and_describes_the_new_one_without_its_bytes(
     assert isinstance(upload, AddKeyCredential)
     described = upload.describe()
     assert described["reads"] == [
-        {"method": "GET", "path": f"/applications/{APP_OBJECT}", "params": {"$select": "keyCredentials"}}
+        {"method": "GET", "path": f"/applications/{APP_OBJECT}", "params": {"$select": "id,appId,keyCredentials"}}
     ]
     assert described["method"] == "PATCH"
     kept, new = described["body"]["keyCredentials"]
@@ -305,7 +295,7 @@ def test_upload_keeps_existing_keys_and_describes_the_new_one_without_its_bytes(
 
 def test_missing_app_plans_the_whole_chain_in_dependency_order_with_references(cert_facts: CertFacts) -> None:
     facts = healthy(cert_facts, app=None, app_sp=None, app_role_grants=(), role_assignments=())
-    actions = plan(settings(), facts, cert_facts, {"CBA-APP-001"})
+    actions = plan(settings(), facts, cert_facts, {"CBA-APP-001"}, OptIns(create_app=True))
     assert ids(actions) == [
         "create-app",
         "use-new-app-id",
@@ -332,7 +322,7 @@ def test_missing_app_plans_the_whole_chain_in_dependency_order_with_references(c
 
 def test_disabled_service_principal_is_enabled_not_created_again(cert_facts: CertFacts) -> None:
     facts = healthy(cert_facts, app_sp=ServicePrincipal(SP_OBJECT, APP_ID, "exo", False, ()))
-    actions = plan(settings(), facts, cert_facts, {"CBA-APP-002"})
+    actions = plan(settings(), facts, cert_facts, {"CBA-APP-002"}, OptIns(enable_service_principal=True))
     assert ids(actions) == ["enable-service-principal"]
     assert isinstance(actions[0], EnableServicePrincipal)
     assert actions[0].describe() == {
@@ -669,9 +659,107 @@ def test_settings_after_take_the_new_app_id_and_certificate() -> None:
 def test_journal_skips_a_line_cut_short_by_a_crash(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.jsonl")
     journal.finished(
-        ActionResult("create-app", "CreateApplication", "applied", output={"id": "o1", "appId": "a1"}), TENANT
+        ActionResult("grant-exchange-consent", "GrantAppRole", "applied", output={"id": "g1"}), TENANT
     )
     with journal.path.open("a", encoding="utf-8") as handle:
         handle.write('{"event": "started", "tenant": "contoso.onmicrosoft.com", "act')
-    assert journal.outputs(TENANT) == {"create-app": {"id": "o1", "appId": "a1"}}
+    assert journal.outputs(TENANT) == {"grant-exchange-consent": {"id": "g1"}}
     assert journal.outputs("other.onmicrosoft.com") == {}
+
+
+def test_permission_probe_is_not_satisfied_by_a_delegated_scope_entry(cert_facts: CertFacts) -> None:
+    """Exchange.ManageAsApp listed as a delegated Scope is not the application permission the fix added."""
+    scope_only = dataclasses.replace(
+        app_of(healthy(cert_facts)),
+        required_resource_access=(
+            RequiredResource(
+                wellknown.EXCHANGE_ONLINE_APP_ID,
+                (ResourceAccess(wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID, "Scope"),),
+            ),
+        ),
+    )
+    facts = healthy(cert_facts, app=scope_only)
+    actions = plan(settings(), facts, cert_facts, {"CBA-PERM-002"})
+    assert ids(actions) == ["add-exchange-permission"]
+    results = [ActionResult(action.id, action.kind, "applied") for action in actions]
+    probes = effect_probes(
+        actions, results, settings=settings(), collect=lambda: facts, token_with=lambda path, pw: token()
+    )
+    clock = FakeClock()
+    [outcome] = wait_for_propagation(probes, timeout_s=10, progress=lambda line: None, sleep=clock.sleep, clock=clock)
+    assert outcome.status == PENDING_PROPAGATION
+    assert "requiredResourceAccess" in outcome.detail
+
+
+# --- trust boundaries: what the default plan never writes -------------------------------------------------
+
+
+def only_manual(actions: list[Any]) -> list[str]:
+    """The ids of a plan that must hold manual steps only."""
+    assert all(isinstance(action, ManualStep) for action in actions), [action.kind for action in actions]
+    return ids(actions)
+
+
+def test_an_over_privileged_required_role_is_never_assigned(cert_facts: CertFacts) -> None:
+    facts = healthy(cert_facts, role_assignments=())
+    actions = plan(settings(required_role="Global Administrator"), facts, cert_facts, {"CBA-ROLE-001"})
+    assert only_manual(actions) == ["assign-role-manually"]
+    assert "over-privileged" in actions[0].reason and "CBA-ROLE-002" in actions[0].reason
+
+
+def test_an_over_privileged_role_stays_manual_even_when_allowed(cert_facts: CertFacts) -> None:
+    facts = healthy(cert_facts, role_assignments=())
+    opt_ins = OptIns(allow_roles=frozenset({wellknown.GLOBAL_ADMINISTRATOR}))
+    actions = plan(settings(required_role="Global Administrator"), facts, cert_facts, {"CBA-ROLE-001"}, opt_ins)
+    assert only_manual(actions) == ["assign-role-manually"]
+
+
+def test_a_role_outside_the_supported_set_is_assigned_only_with_allow_role(cert_facts: CertFacts) -> None:
+    facts = healthy(cert_facts, role_assignments=())
+    chosen = settings(required_role="Application Administrator")
+    actions = plan(chosen, facts, cert_facts, {"CBA-ROLE-001"})
+    assert only_manual(actions) == ["assign-role-manually"]
+    assert "--allow-role" in actions[0].describe()["step"]
+    opt_ins = OptIns(allow_roles=frozenset({wellknown.APPLICATION_ADMINISTRATOR}))
+    allowed = plan(chosen, facts, cert_facts, {"CBA-ROLE-001"}, opt_ins)
+    assert [type(action) for action in allowed] == [AssignDirectoryRole]
+
+
+@pytest.mark.parametrize("failed", [{"CBA-CERT-001"}, {"CBA-CERT-002"}, {"CBA-KEY-002"}])
+def test_a_certificate_that_was_not_read_never_leads_to_a_new_one_or_an_upload(
+    cert_facts: CertFacts, failed: set[str]
+) -> None:
+    # A wrong password, a .cer without its key, an unparsable file: the input is wrong, not the certificate.
+    unreadable = None if failed != {"CBA-CERT-002"} else cert_facts
+    actions = plan(settings(), healthy(cert_facts), unreadable, failed)
+    assert only_manual(actions) == ["fix-certificate-input"]
+
+
+def test_a_disabled_service_principal_is_enabled_only_on_request(cert_facts: CertFacts) -> None:
+    facts = healthy(cert_facts, app_sp=ServicePrincipal(SP_OBJECT, APP_ID, "exo", False, ()))
+    actions = plan(settings(), facts, cert_facts, {"CBA-APP-002"})
+    assert only_manual(actions) == ["enable-service-principal-manually"]
+    assert "--enable-service-principal" in actions[0].describe()["step"]
+
+
+def test_a_missing_app_is_registered_only_on_request(cert_facts: CertFacts) -> None:
+    facts = healthy(cert_facts, app=None, app_sp=None, app_role_grants=(), role_assignments=())
+    actions = plan(settings(), facts, cert_facts, {"CBA-APP-001"})
+    assert only_manual(actions) == ["check-app-id"]
+    assert APP_ID in actions[0].reason and "--create-app" in actions[0].describe()["step"]
+
+
+def test_outcomes_that_still_need_the_automation_switched_are_named() -> None:
+    switch = ActionResult(
+        "use-new-certificate", "ManualStep", MANUAL, output={"setting": "cert", "value": "certs/x/exo.pem"}
+    )
+    other = ActionResult("remove-old-key", "ManualStep", MANUAL)
+    run = FixRun((), (switch, other), (), settings())
+    assert run.switches_needed() == ["use-new-certificate: set cert = certs/x/exo.pem where the automation runs"]
+
+
+def test_opt_ins_come_only_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # No setting carries them, so neither the environment nor a config file (found or named) can.
+    assert not {spec.name for spec in setting_fields()} & {"allow_role", "enable_service_principal", "create_app"}
+    assert cli.main(["run", "--allow-role", "Chief Everything Officer"]) == 2
+    assert "--allow-role 'Chief Everything Officer'" in capsys.readouterr().err

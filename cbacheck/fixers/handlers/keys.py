@@ -1,0 +1,173 @@
+"""Handlers for certificates and keys: create a certificate, upload it as a keyCredential, remove keys."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from cbacheck import certs
+from cbacheck.config import Settings
+from cbacheck.errors import CbaCheckError, CertificateError, FixError
+from cbacheck.facts import AppRegistration
+from cbacheck.fixers.actions import AddKeyCredential, CreateCertificate, Ref, RemoveKeyCredentials
+from cbacheck.fixers.handlers.base import ApplyContext, Handler, ProbeContext, Reading, Sent
+from cbacheck.fixers.verify import CREATED_BY_FIX, Probe, token_missing
+
+
+def _certificate_outputs(pem: Path, cer: Path, der_base64: str, sha1: str, not_after: str) -> dict[str, Any]:
+    return {
+        "pem_path": str(pem),
+        "cer_path": str(cer),
+        "der_base64": der_base64,
+        "sha1_thumbprint": sha1,
+        "not_after": not_after,
+    }
+
+
+class CreateCertificateHandler(Handler[CreateCertificate]):
+    """Local files only; its files are read back right after the write, so there is no probe."""
+
+    def read(self, action: CreateCertificate, ctx: ApplyContext) -> Reading:
+        password = ctx.settings.cert_password if action.encrypt_key else None
+        # A certificate an interrupted run already made (its path is in the journal) is reused, so a
+        # resumed rotation does not upload a second new key; one near expiry or already in use is not.
+        earlier = ctx.outputs.get(action.id, {}).get("pem_path")
+        candidates = [Path(str(earlier))] if earlier else []
+        if action.out_dir.is_dir():
+            candidates.extend(sorted(action.out_dir.glob("*.pem")))
+        for pem in candidates:
+            reading = self._usable(pem, password, ctx.settings)
+            if reading is not None:
+                return reading
+        files = sorted(p.name for p in action.out_dir.iterdir()) if action.out_dir.is_dir() else []
+        return Reading(False, {"folder": str(action.out_dir), "files": files})
+
+    @staticmethod
+    def _usable(pem: Path, password: str | None, settings: Settings) -> Reading | None:
+        cer = pem.with_suffix(".cer")
+        if settings.cert is not None and pem.resolve() == settings.cert.resolve():
+            return None
+        try:
+            facts = certs.read_certificate(pem, password, CREATED_BY_FIX)
+        except CertificateError:
+            return None
+        days_left = (facts.not_after - facts.read_at).days
+        if not (facts.private_key_matches and cer.is_file() and days_left >= settings.expiry_days):
+            return None
+        return Reading(
+            True,
+            {"folder": str(pem.parent), "files": [str(cer), str(pem)], "sha1": facts.sha1_thumbprint},
+            _certificate_outputs(pem, cer, facts.der_base64, facts.sha1_thumbprint, facts.not_after.isoformat()),
+        )
+
+    def perform(self, action: CreateCertificate, ctx: ApplyContext, before: Reading) -> Sent:
+        password = ctx.settings.cert_password if action.encrypt_key else None
+        try:
+            created = certs.generate_certificate(
+                action.subject, action.out_dir, days=action.days, key_size=action.key_size, password=password
+            )
+        except CbaCheckError as err:
+            raise FixError(f"cannot create the certificate in {str(action.out_dir)!r}: {err}") from err
+        outputs = _certificate_outputs(
+            created.pem_path,
+            created.cer_path,
+            created.der_base64,
+            created.sha1_thumbprint,
+            created.not_after.isoformat(),
+        )
+        return Sent(action.describe(), None, "", outputs)
+
+
+def _sha1_of(der_base64: str) -> str:
+    try:
+        der = base64.b64decode(der_base64, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise FixError("the certificate to upload is not valid base64 DER") from err
+    return hashlib.sha1(der).hexdigest().upper()
+
+
+def _refuse_keys_without_bytes(app: AppRegistration, kept_ids: set[str], what: str) -> None:
+    # Graph returns a key's bytes only with $select=keyCredentials
+    # (https://learn.microsoft.com/graph/api/application-get); sending a key back without them deletes it.
+    missing = [key.key_id or "?" for key in app.key_credentials if key.key_id in kept_ids and key.key_der is None]
+    if missing:
+        raise FixError(
+            f"Graph returned key(s) {', '.join(missing)} without their bytes; a PATCH would delete them, "
+            f"so nothing was sent. {what} in the portal instead."
+        )
+
+
+class AddKeyCredentialHandler(Handler[AddKeyCredential]):
+    def read(self, action: AddKeyCredential, ctx: ApplyContext) -> Reading:
+        object_id = ctx.value(action.app_object_id)
+        sha1 = _sha1_of(ctx.value(action.certificate))
+        app, keys = ctx.read_application(object_id, "keyCredentials")
+        present = app.keys_matching(sha1)
+        outputs = {"sha1_thumbprint": sha1, "app_object_id": object_id}
+        if present:
+            outputs["key_id"] = present[0].key_id
+        return Reading(bool(present), {"keyCredentials": keys}, outputs, app)
+
+    def perform(self, action: AddKeyCredential, ctx: ApplyContext, before: Reading) -> Sent:
+        app = before.app
+        assert app is not None, "read() parses the application"
+        keys = list(before.state["keyCredentials"])
+        _refuse_keys_without_bytes(app, {key.key_id for key in app.key_credentials}, "Upload the certificate")
+        new = action.new_key(ctx.value(action.certificate))
+        return ctx.send("PATCH", f"/applications/{ctx.value(action.app_object_id)}", {"keyCredentials": [*keys, new]})
+
+    def probe(self, action: AddKeyCredential, ctx: ProbeContext) -> Probe | None:
+        """The new certificate gets a token (and, during a rotation, the old one still does)."""
+        settings = ctx.settings
+        if isinstance(action.certificate, Ref):
+            path_text = ctx.outputs.get(action.certificate.action_id, {}).get("pem_path")
+            if not path_text:
+                return None
+            new_path = Path(str(path_text))
+        elif settings.cert is not None:
+            new_path = settings.cert
+        else:
+            return None
+        password = settings.cert_password
+        old_path = settings.cert if action.prove_old_certificate and settings.cert != new_path else None
+
+        def both_sign_in(round_number: int) -> str | None:
+            missing = token_missing(ctx.token_with(new_path, password))
+            if missing:
+                return f"new key: {missing}"
+            if old_path is not None:
+                old_missing = token_missing(ctx.token_with(old_path, password))
+                if old_missing:
+                    return f"old key: {old_missing}"
+            return None
+
+        what = "the new key to get a token" + (" (and the old one still to work)" if old_path is not None else "")
+        return Probe(action.id, what, both_sign_in)
+
+
+class RemoveKeyCredentialsHandler(Handler[RemoveKeyCredentials]):
+    def read(self, action: RemoveKeyCredentials, ctx: ApplyContext) -> Reading:
+        app, keys = ctx.read_application(action.app_object_id, "keyCredentials")
+        still = [key for key in app.key_credentials if key.key_id in action.key_ids]
+        return Reading(not still, {"keyCredentials": keys}, app=app)
+
+    def perform(self, action: RemoveKeyCredentials, ctx: ApplyContext, before: Reading) -> Sent:
+        app = before.app
+        assert app is not None, "read() parses the application"
+        kept = [key for key in before.state["keyCredentials"] if key.get("keyId") not in action.key_ids]
+        kept_ids = {key.key_id for key in app.key_credentials if key.key_id not in action.key_ids}
+        _refuse_keys_without_bytes(app, kept_ids, "Remove the keys")
+        return ctx.send("PATCH", f"/applications/{action.app_object_id}", {"keyCredentials": kept})
+
+    def probe(self, action: RemoveKeyCredentials, ctx: ProbeContext) -> Probe | None:
+        def removed(round_number: int) -> str | None:
+            app = ctx.app(round_number)
+            if app is None:
+                return "the application is not visible"
+            left = [key.key_id for key in app.key_credentials if key.key_id in action.key_ids]
+            return None if not left else f"key(s) {', '.join(left)} still listed"
+
+        return Probe(action.id, "the removed keys to disappear", removed)
