@@ -20,7 +20,7 @@ EPILOG = """exit codes:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cbacheck import certcommand, democommand, runcommand
+    from cbacheck.commands import cert, demo, run
     from cbacheck.sandbox import command as sandboxcommand
 
     parser = argparse.ArgumentParser(
@@ -32,17 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cbacheck {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    runcommand.add_parser(subparsers)
-    democommand.add_parser(subparsers)
+    run.add_parser(subparsers)
+    demo.add_parser(subparsers)
     sandboxcommand.add_parser(subparsers)
-    certcommand.add_parser(subparsers)
+    cert.add_parser(subparsers)
     # Each module registers its own options; the handler is bound here so that every
     # subcommand is dispatched the same way.
     handlers = {
-        "run": runcommand.run,
-        "demo": democommand.run,
+        "run": run.run,
+        "demo": demo.run,
         "sandbox": sandboxcommand.run,
-        "cert": certcommand.run,
+        "cert": cert.run,
     }
     for name, handler in handlers.items():
         subparsers.choices[name].set_defaults(handler=handler)

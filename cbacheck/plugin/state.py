@@ -18,6 +18,7 @@ from cbacheck.evidence import Evidence
 from cbacheck.facts import CertFacts, TenantFacts
 
 if TYPE_CHECKING:
+    from cbacheck.fixers import OptIns
     from cbacheck.plugin.marker import RequirementMark
 
 
@@ -57,7 +58,7 @@ evidence_key = pytest.StashKey[Evidence]()
 deferred_failure_key = pytest.StashKey[UpstreamFailure]()
 claimed_ids_key = pytest.StashKey[dict[str, str]]()
 # The writes `cbacheck run`'s command line allowed beyond the default plan (fixers.OptIns).
-fix_opt_ins_key = pytest.StashKey["OptIns"]()
+fix_opt_ins_key: pytest.StashKey[OptIns] = pytest.StashKey()
 
 
 def state_of(config: pytest.Config) -> RunState:

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cbacheck import democommand, wellknown
+from cbacheck import wellknown
+from cbacheck.commands import demo as democommand
 from cbacheck.sandbox import Sandbox
 
 

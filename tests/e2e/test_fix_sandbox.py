@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cbacheck import certs, config, democommand, wellknown
+from cbacheck import certs, config, wellknown
 from cbacheck.collect import collect
 from cbacheck.collect.transport import build_session
+from cbacheck.commands import demo as democommand
 from cbacheck.errors import FixError
 from cbacheck.facts import AppRegistration, CertFacts, ServicePrincipal, TenantFacts, TokenAttempt
 from cbacheck.fixers import VERIFIED, fix_on_request, plan

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from cbacheck import cli, democommand, results
+from cbacheck import cli, results
+from cbacheck.commands import demo as democommand
 from cbacheck.sandbox import Sandbox, scenario_names
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cbacheck import cli, democommand
+from cbacheck import cli
+from cbacheck.commands import demo as democommand
 from cbacheck.sandbox import Sandbox
 
 PRIVATE_KEY = re.compile(r"-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----")

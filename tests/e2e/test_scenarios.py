@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from cbacheck import catalogue, cli, democommand, results
+from cbacheck import catalogue, cli, results
+from cbacheck.commands import demo as democommand
 from cbacheck.errors import ExitCode
 from cbacheck.sandbox import Sandbox, scenario_names
 

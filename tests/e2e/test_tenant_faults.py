@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from cbacheck import cli, democommand
+from cbacheck import cli
+from cbacheck.commands import demo as democommand
 from cbacheck.errors import ExitCode
 from cbacheck.sandbox import Sandbox
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from reportreader import by_id
 
-from cbacheck import results, runcommand
+from cbacheck import results
+from cbacheck.commands import run as runcommand
 from cbacheck.errors import ExitCode
 from cbacheck.evidence import SECRET_MARK, redacted
 from cbacheck.report import document

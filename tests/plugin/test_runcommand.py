@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cbacheck import results, runcommand
+from cbacheck import results
+from cbacheck.commands import run as runcommand
 from cbacheck.errors import ExitCode
 
 CUSTOM_CHECK = '''

@@ -1,4 +1,4 @@
-"""`cbacheck cert new` and `cbacheck cert inspect` through certcommand.add_parser/run."""
+"""`cbacheck cert new` and `cbacheck cert inspect` through cbacheck.commands.cert."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from certfactory import PASSWORD, WRONG_PASSWORD, CertFiles, write, write_all_formats
 
-from cbacheck import certcommand
+from cbacheck.commands import cert as certcommand
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cbacheck import cli, runcommand
+from cbacheck import cli
+from cbacheck.commands import run as runcommand
 from cbacheck.config import read_input_text, resolve
 from cbacheck.errors import ConfigError, ExitCode, InputFileError
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cbacheck import runcommand
+from cbacheck.commands import run as run_command
 from cbacheck.config import env_name
 from cbacheck.errors import CbaCheckError, ExitCode
 
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         if args.fix:
             options.update(fix="apply", yes=True)
         with _marked_as_sandbox():
-            status = runcommand.run_checks(options, list(getattr(args, "extra_pytest_args", [])), [])
+            status = run_command.run_checks(options, list(getattr(args, "extra_pytest_args", [])), [])
     print("SANDBOX: stopped the sandbox tenant.", file=sys.stderr)
     if status == ExitCode.FAILED:
         # The demo's scenarios break links on purpose: failed requirements are what it shows, not a

@@ -1,0 +1,1 @@
+"""The cbacheck subcommands: run, demo and cert (the sandbox command lives with the sandbox)."""
