@@ -18,7 +18,7 @@ MULTI_TENANT = "AzureADMultipleOrgs"
 NO_APP = "the app registration does not exist"
 
 
-@pytest.mark.requirement("CBA-APP-001", severity="critical", fix="create_app")
+@pytest.mark.requirement("CBA-APP-001")
 def test_app_registration_exists(app: AppRegistration | None, tenant_facts: TenantFacts, evidence: Evidence) -> None:
     """The app registration exists
 
@@ -36,7 +36,7 @@ def test_app_registration_exists(app: AppRegistration | None, tenant_facts: Tena
     )
 
 
-@pytest.mark.requirement("CBA-APP-002", severity="critical", fix="create_service_principal")
+@pytest.mark.requirement("CBA-APP-002")
 def test_service_principal_exists_and_enabled(
     app: AppRegistration | None, app_sp: ServicePrincipal | None, tenant_facts: TenantFacts, evidence: Evidence
 ) -> None:
@@ -63,7 +63,7 @@ def test_service_principal_exists_and_enabled(
     )
 
 
-@pytest.mark.requirement("CBA-APP-003", severity="medium", fix="manual")
+@pytest.mark.requirement("CBA-APP-003")
 def test_sign_in_audience_is_this_organization(
     app: AppRegistration | None, cba_settings: Settings, evidence: Evidence
 ) -> None:
@@ -84,7 +84,7 @@ def test_sign_in_audience_is_this_organization(
     )
 
 
-@pytest.mark.requirement("CBA-APP-004", severity="high", fix="manual")
+@pytest.mark.requirement("CBA-APP-004")
 def test_app_has_no_client_secrets(app: AppRegistration | None, evidence: Evidence) -> None:
     """The app has no client secrets
 
@@ -107,7 +107,7 @@ def test_app_has_no_client_secrets(app: AppRegistration | None, evidence: Eviden
     assert not secrets, f"app {application.app_id} has {len(secrets)} client secret(s): {listed}; expected none"
 
 
-@pytest.mark.requirement("CBA-APP-005", severity="low", fix="remove_expired_keys")
+@pytest.mark.requirement("CBA-APP-005")
 def test_app_has_no_expired_key_credentials(
     app: AppRegistration | None, tenant_facts: TenantFacts, evidence: Evidence
 ) -> None:

@@ -40,7 +40,7 @@ def _day(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-@pytest.mark.requirement("CBA-CERT-001", severity="critical", fix="new_certificate")
+@pytest.mark.requirement("CBA-CERT-001")
 def test_certificate_file_readable(local_cert_facts: CertFacts, evidence: Evidence) -> None:
     """The certificate file can be read
 
@@ -60,7 +60,7 @@ def test_certificate_file_readable(local_cert_facts: CertFacts, evidence: Eviden
     )
 
 
-@pytest.mark.requirement("CBA-CERT-002", severity="critical", fix="new_certificate")
+@pytest.mark.requirement("CBA-CERT-002")
 def test_private_key_matches_certificate(local_cert_facts: CertFacts, evidence: Evidence) -> None:
     """A private key is available and matches the certificate
 
@@ -84,7 +84,7 @@ def test_private_key_matches_certificate(local_cert_facts: CertFacts, evidence: 
     )
 
 
-@pytest.mark.requirement("CBA-CERT-003", severity="critical", fix="rotate_certificate")
+@pytest.mark.requirement("CBA-CERT-003")
 def test_certificate_valid_now(local_cert_facts: CertFacts, evidence: Evidence) -> None:
     """The certificate is valid now
 
@@ -106,7 +106,7 @@ def test_certificate_valid_now(local_cert_facts: CertFacts, evidence: Evidence) 
     )
 
 
-@pytest.mark.requirement("CBA-CERT-004", severity="high", fix="rotate_certificate")
+@pytest.mark.requirement("CBA-CERT-004")
 def test_certificate_not_expiring_within_rotation_window(
     local_cert_facts: CertFacts, cba_settings: Settings, evidence: Evidence
 ) -> None:
@@ -131,7 +131,7 @@ def test_certificate_not_expiring_within_rotation_window(
     )
 
 
-@pytest.mark.requirement("CBA-CERT-005", severity="critical", fix="new_certificate")
+@pytest.mark.requirement("CBA-CERT-005")
 def test_key_is_rsa_2048_or_larger(local_cert_facts: CertFacts, evidence: Evidence) -> None:
     """The key is RSA of at least 2048 bits
 
@@ -149,7 +149,7 @@ def test_key_is_rsa_2048_or_larger(local_cert_facts: CertFacts, evidence: Eviden
     )
 
 
-@pytest.mark.requirement("CBA-CERT-006", severity="medium", fix="new_certificate")
+@pytest.mark.requirement("CBA-CERT-006")
 def test_signature_hash_sha256_or_stronger(local_cert_facts: CertFacts, evidence: Evidence) -> None:
     """The certificate is signed with SHA-256 or stronger
 
@@ -169,7 +169,7 @@ def test_signature_hash_sha256_or_stronger(local_cert_facts: CertFacts, evidence
     )
 
 
-@pytest.mark.requirement("CBA-CERT-007", severity="low", fix="rotate_certificate")
+@pytest.mark.requirement("CBA-CERT-007")
 def test_certificate_lifetime_within_policy(
     local_cert_facts: CertFacts, cba_settings: Settings, evidence: Evidence
 ) -> None:
@@ -192,7 +192,7 @@ def test_certificate_lifetime_within_policy(
     )
 
 
-@pytest.mark.requirement("CBA-CERT-008", severity="high", fix="manual")
+@pytest.mark.requirement("CBA-CERT-008")
 def test_private_key_protected_at_rest(local_cert_facts: CertFacts, evidence: Evidence) -> None:
     """The private key at rest is protected
 
@@ -221,7 +221,7 @@ def test_private_key_protected_at_rest(local_cert_facts: CertFacts, evidence: Ev
     )
 
 
-@pytest.mark.requirement("CBA-CERT-009", severity="medium", fix="new_certificate")
+@pytest.mark.requirement("CBA-CERT-009")
 def test_key_usage_allows_digital_signature(local_cert_facts: CertFacts, evidence: Evidence) -> None:
     """Key usage, if present, allows digital signatures
 

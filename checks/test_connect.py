@@ -49,7 +49,7 @@ def _time_after(label: str, text: str) -> datetime | None:
     return datetime.fromisoformat(match.group(1) + "." + fraction).replace(tzinfo=UTC)
 
 
-@pytest.mark.requirement("CBA-ORG-001", severity="high", fix="use_initial_domain")
+@pytest.mark.requirement("CBA-ORG-001")
 def test_organization_is_initial_domain(
     organization: Organization, tenant_facts: TenantFacts, cba_settings: Settings, evidence: Evidence
 ) -> None:
@@ -89,7 +89,7 @@ def test_organization_is_initial_domain(
     )
 
 
-@pytest.mark.requirement("CBA-TOKEN-001", severity="critical", fix="follows")
+@pytest.mark.requirement("CBA-TOKEN-001")
 def test_app_obtains_exchange_token(token_attempt: TokenAttempt, tenant_facts: TenantFacts, evidence: Evidence) -> None:
     """The app obtains an Exchange token with the certificate
 
@@ -239,7 +239,7 @@ def _grant_findings(attempt: TokenAttempt, facts: TenantFacts, accepted: frozens
     return findings
 
 
-@pytest.mark.requirement("CBA-TOKEN-002", severity="critical", fix="follows")
+@pytest.mark.requirement("CBA-TOKEN-002")
 def test_token_claims_are_right(
     token_attempt: TokenAttempt, tenant_facts: TenantFacts, cba_settings: Settings, evidence: Evidence
 ) -> None:
@@ -297,7 +297,7 @@ def _refused_for_time(attempt: TokenAttempt, evidence: Evidence) -> str | None:
     )
 
 
-@pytest.mark.requirement("CBA-TOKEN-003", severity="medium", fix="manual")
+@pytest.mark.requirement("CBA-TOKEN-003")
 def test_local_clock_agrees_with_entra(
     token_attempt: TokenAttempt, tenant_facts: TenantFacts, evidence: Evidence
 ) -> None:
@@ -334,7 +334,7 @@ def test_local_clock_agrees_with_entra(
     )
 
 
-@pytest.mark.requirement("CBA-EXO-001", severity="critical", fix="follows")
+@pytest.mark.requirement("CBA-EXO-001")
 def test_exchange_accepts_token(
     exchange_probe: ExchangeProbe | None, tenant_facts: TenantFacts, evidence: Evidence
 ) -> None:

@@ -48,7 +48,7 @@ def key_problems(key: KeyCredential, facts: TenantFacts) -> list[str]:
     return problems
 
 
-@pytest.mark.requirement("CBA-KEY-001", severity="critical", fix="upload_certificate")
+@pytest.mark.requirement("CBA-KEY-001")
 def test_certificate_uploaded_to_app(
     app: AppRegistration | None, configured_cert_facts: CertFacts | None, evidence: Evidence
 ) -> None:
@@ -75,7 +75,7 @@ def test_certificate_uploaded_to_app(
     )
 
 
-@pytest.mark.requirement("CBA-KEY-002", severity="critical", fix="rotate_certificate")
+@pytest.mark.requirement("CBA-KEY-002")
 def test_uploaded_key_valid_now(
     app: AppRegistration | None,
     configured_cert_facts: CertFacts | None,

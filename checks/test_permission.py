@@ -66,7 +66,7 @@ def _exchange_request_text(requested: list[dict[str, str]]) -> str:
     return "no Office 365 Exchange Online permission"
 
 
-@pytest.mark.requirement("CBA-PERM-001", severity="critical", fix="manual")
+@pytest.mark.requirement("CBA-PERM-001")
 def test_exchange_service_principal_exists(
     exchange_sp: ServicePrincipal | None, tenant_facts: TenantFacts, evidence: Evidence
 ) -> None:
@@ -95,7 +95,7 @@ def test_exchange_service_principal_exists(
     )
 
 
-@pytest.mark.requirement("CBA-PERM-002", severity="high", fix="add_exchange_permission")
+@pytest.mark.requirement("CBA-PERM-002")
 def test_exchange_manage_as_app_configured(app: AppRegistration | None, evidence: Evidence) -> None:
     """The app requests Exchange.ManageAsApp (configured)
 
@@ -127,7 +127,7 @@ def test_exchange_manage_as_app_configured(app: AppRegistration | None, evidence
     )
 
 
-@pytest.mark.requirement("CBA-PERM-003", severity="critical", fix="grant_exchange_consent")
+@pytest.mark.requirement("CBA-PERM-003")
 def test_exchange_manage_as_app_granted(
     app: AppRegistration | None,
     app_sp: ServicePrincipal | None,
@@ -169,7 +169,7 @@ def test_exchange_manage_as_app_granted(
     )
 
 
-@pytest.mark.requirement("CBA-PERM-004", severity="high", fix="manual")
+@pytest.mark.requirement("CBA-PERM-004")
 def test_full_access_as_app_not_granted(
     app_sp: ServicePrincipal | None,
     exchange_sp: ServicePrincipal | None,
@@ -199,7 +199,7 @@ def test_full_access_as_app_not_granted(
     )
 
 
-@pytest.mark.requirement("CBA-PERM-005", severity="medium", fix="manual")
+@pytest.mark.requirement("CBA-PERM-005")
 def test_no_permissions_beyond_allowed_list(
     app_sp: ServicePrincipal | None,
     exchange_sp: ServicePrincipal | None,

@@ -64,7 +64,7 @@ def _why_no_tenant_wide_role(
     return reasons
 
 
-@pytest.mark.requirement("CBA-ROLE-001", severity="critical", fix="assign_directory_role")
+@pytest.mark.requirement("CBA-ROLE-001")
 def test_supported_role_assigned_at_tenant_scope(
     app_sp: ServicePrincipal | None,
     role_assignments: tuple[DirectoryRoleAssignment, ...],
@@ -96,7 +96,7 @@ def test_supported_role_assigned_at_tenant_scope(
     )
 
 
-@pytest.mark.requirement("CBA-ROLE-002", severity="high", fix="manual")
+@pytest.mark.requirement("CBA-ROLE-002")
 def test_no_over_privileged_role(
     app_sp: ServicePrincipal | None,
     role_assignments: tuple[DirectoryRoleAssignment, ...],

@@ -97,7 +97,9 @@ def test_requirement_has_exactly_one_check_agreeing_with_the_catalogue(req_id: s
     checks = [check for check in CHECK_FUNCTIONS if check.requirement == req_id]
     assert len(checks) == 1, f"{req_id} has {len(checks)} checks in checks/: {checks}"
     check = checks[0]
-    assert (check.severity, check.fix) == (entry.severity, entry.fix), check
+    # The marker needs only the ID; a severity or fix repeated there must agree with the catalogue.
+    assert check.severity in (None, entry.severity), check
+    assert check.fix in (None, entry.fix), check
     assert check.title == entry.title, f"{check.path}::{check.name} docstring starts {check.title!r}"
     assert f"Check: `{check.path}::{check.name}`" in doc_section(req_id)
 
