@@ -1,0 +1,121 @@
+"""The layering of docs/architecture.md, pinned: which packages may import which (read with ast, nothing run)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Source folders and the package they ship as (pyproject.toml's package-dir).
+TREES = {ROOT / "cbacheck": "cbacheck", ROOT / "checks": "cbacheck.checks"}
+
+# Libraries that reach the network or a credential store.
+NETWORK = ("requests", "urllib3", "msal", "azure", "werkzeug", "http.client", "socket", "ssl")
+
+# Packages whose code talks to Entra ID, Graph or Exchange (and so may import NETWORK).
+TALKERS = (
+    "cbacheck.collect",
+    "cbacheck.fixers.handlers",
+    "cbacheck.fixers.apply",
+    "cbacheck.fixers.verify",
+    "cbacheck.sandbox",
+)
+
+# Foundation and contract layers import nothing above them.
+PURE = (
+    "cbacheck.errors",
+    "cbacheck.wellknown",
+    "cbacheck.facts",
+    "cbacheck.catalogue",
+    "cbacheck.chain",
+    "cbacheck.evidence",
+    "cbacheck.diagnosis",
+    "cbacheck.checks",
+    "cbacheck.fixers.actions",
+    "cbacheck.fixers.planning",
+    "cbacheck.fixers.planners",
+    "cbacheck.fixers.certificate_planners",
+    "cbacheck.fixers.access_planners",
+    "cbacheck.report",
+)
+ABOVE_PURE = (
+    "cbacheck.collect",
+    "cbacheck.fixers.apply",
+    "cbacheck.fixers.handlers",
+    "cbacheck.fixers.verify",
+    "cbacheck.plugin",
+    "cbacheck.commands",
+    "cbacheck.cli",
+    "cbacheck.sandbox",
+)
+
+
+def _modules() -> Iterator[tuple[str, Path]]:
+    for tree, package in TREES.items():
+        for path in sorted(tree.rglob("*.py")):
+            parts = list(path.relative_to(tree).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            yield ".".join([package, *parts]), path
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Every module the file imports, function-local imports included, relative ones resolved."""
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            # `from cbacheck import wellknown` imports cbacheck.wellknown, not all of cbacheck.
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _within(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+MODULES = dict(_modules())
+
+
+def test_the_tree_is_where_the_rules_expect_it() -> None:
+    assert "cbacheck.facts" in MODULES and "cbacheck.checks" in MODULES
+    for prefix in TALKERS + PURE:
+        assert any(_within(module, (prefix,)) for module in MODULES), f"{prefix} is named in a rule but does not exist"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not _within(m, TALKERS)))
+def test_only_the_collectors_fixers_and_sandbox_reach_the_network(module: str) -> None:
+    reached = sorted(i for i in _imports(module, MODULES[module]) if _within(i, NETWORK))
+    assert not reached, f"{module} imports {reached}; network I/O belongs in {TALKERS}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _within(m, PURE)))
+def test_pure_layers_import_no_collector_plugin_or_sandbox(module: str) -> None:
+    reached = sorted(i for i in _imports(module, MODULES[module]) if _within(i, ABOVE_PURE))
+    assert not reached, f"{module} imports {reached}; checks, facts, planners and reports never reach upwards"
+
+
+def test_facts_depend_on_nothing_but_errors() -> None:
+    own = {i for i in _imports("cbacheck.facts", MODULES["cbacheck.facts"]) if i.startswith("cbacheck")}
+    assert own <= {"cbacheck.errors", "cbacheck.errors.CbaCheckError"}, own
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _within(m, ("cbacheck.sandbox",))))
+def test_the_sandbox_imports_only_wellknown_from_the_product(module: str) -> None:
+    """The sandbox is the tests' oracle: sharing the product's rules would let both be wrong together."""
+    product = {
+        i
+        for i in _imports(module, MODULES[module])
+        if i.startswith("cbacheck") and not _within(i, ("cbacheck.sandbox", "cbacheck.wellknown"))
+    }
+    assert not product, f"{module} imports {sorted(product)} from the product"
