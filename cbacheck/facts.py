@@ -121,7 +121,11 @@ class KeyCredential:
     key_der: bytes | None  # present only when read with $select=keyCredentials
 
     def matches_thumbprint(self, sha1_hex: str) -> bool:
-        """Match as FACTS.md 1.2 recommends: key bytes first, then both customKeyIdentifier forms."""
+        """Match by the key bytes first, then by customKeyIdentifier (as hex or as base64 of the SHA-1 thumbprint).
+
+        Graph returns the bytes only for a single object read with $select=keyCredentials
+        (https://learn.microsoft.com/graph/api/resources/keycredential).
+        """
         sha1_hex = sha1_hex.upper()
         if self.key_der is not None:
             return hashlib.sha1(self.key_der).hexdigest().upper() == sha1_hex

@@ -31,8 +31,8 @@ COMPLIANCE_ADMINISTRATOR: Final = "17315797-102d-40b4-93e0-432062caca18"
 HELPDESK_ADMINISTRATOR: Final = "729827e3-9c14-49f7-bb1b-9608f156bbb8"
 APPLICATION_ADMINISTRATOR: Final = "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3"
 CLOUD_APPLICATION_ADMINISTRATOR: Final = "158c047a-c907-4556-b7ef-446551a6b5f7"
-# Not in FACTS.md's table; the template id is the one Microsoft publishes in the
-# permissions reference. UNCONFIRMED against a source read for this project.
+# The template id Microsoft publishes in the permissions reference
+# (https://learn.microsoft.com/entra/identity/role-based-access-control/permissions-reference#privileged-role-administrator).
 PRIVILEGED_ROLE_ADMINISTRATOR: Final = "e8611ab8-c189-46e8-94e1-60213ab1f814"
 
 DIRECTORY_ROLE_NAMES: Final[dict[str, str]] = {
@@ -67,9 +67,9 @@ EXCHANGE_SUPPORTED_ROLES: Final = frozenset(
 OVER_PRIVILEGED_ROLES: Final = frozenset({GLOBAL_ADMINISTRATOR, PRIVILEGED_ROLE_ADMINISTRATOR})
 
 # --- Microsoft Graph application permissions (app role ids on the Microsoft Graph SP) ----------
-# Only Application.Read.All is confirmed in FACTS.md; the others are the ids Microsoft's
-# permissions reference lists. UNCONFIRMED here: a real tenant's Graph SP is the authority, and
-# cbacheck resolves names through its appRoles at run time where it can.
+# The ids Microsoft's Graph permissions reference lists (https://learn.microsoft.com/graph/permissions-reference).
+# A real tenant's Graph service principal is the authority: cbacheck resolves names through its
+# appRoles at run time where it can.
 GRAPH_PERMISSION_IDS: Final[dict[str, str]] = {
     "Application.Read.All": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
     "Application.ReadWrite.All": "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
@@ -123,7 +123,8 @@ class Cloud:
     initial_domain_suffix: str
 
 
-# National clouds: ENTRA authentication-national-cloud.md, GDOCS concepts/deployments.md.
+# National clouds: https://learn.microsoft.com/entra/identity-platform/authentication-national-cloud and
+# https://learn.microsoft.com/graph/deployments.
 # The Exchange resource for gcchigh, dod and china is UNCONFIRMED (third-party code only).
 CLOUDS: Final[dict[str, Cloud]] = {
     "global": Cloud(
