@@ -6,6 +6,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from cbacheck import __version__
 from cbacheck.errors import CbaCheckError, ExitCode
@@ -19,10 +20,72 @@ EPILOG = """exit codes:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from cbacheck.commands import cert, demo, run
+# One line per command for `cbacheck --help`; each command's module registers the same help with its options
+# (tests/unit/test_startup.py keeps the two equal). Only the command being run has its module imported,
+# so `--version` imports no command and `run --help` only the light `commands/run_options`.
+COMMANDS = {
+    "run": "check the CBA chain and write HTML, JSON and JUnit reports",
+    "demo": "run every check against the local sandbox tenant (a scenario with broken links)",
+    "sandbox": "run the sandbox tenant (local Entra ID, Graph and Exchange over HTTPS)",
+    "cert": "create or inspect the app's certificate",
+}
+
+
+def _register(subparsers: Any, name: str) -> None:
+    """Register one command's real parser, with a handler that imports the command only when it runs."""
+    if name == "run":
+        from cbacheck.commands import run_options
+
+        run_options.add_parser(subparsers)
+    elif name == "demo":
+        from cbacheck.commands import demo
+
+        demo.add_parser(subparsers)
+    elif name == "sandbox":
+        from cbacheck.sandbox import command as sandboxcommand
+
+        sandboxcommand.add_parser(subparsers)
+    else:
+        from cbacheck.commands import cert
+
+        cert.add_parser(subparsers)
+    subparsers.choices[name].set_defaults(handler=HANDLERS[name])
+
+
+def _handle_run(args: argparse.Namespace) -> int:
+    from cbacheck.commands import run
+
+    return run.run(args)
+
+
+def _handle_demo(args: argparse.Namespace) -> int:
+    from cbacheck.commands import demo
+
+    return demo.run(args)
+
+
+def _handle_sandbox(args: argparse.Namespace) -> int:
     from cbacheck.sandbox import command as sandboxcommand
 
+    return sandboxcommand.run(args)
+
+
+def _handle_cert(args: argparse.Namespace) -> int:
+    from cbacheck.commands import cert
+
+    return cert.run(args)
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _handle_run,
+    "demo": _handle_demo,
+    "sandbox": _handle_sandbox,
+    "cert": _handle_cert,
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, that command gets its real options and the others a name and help line."""
     parser = argparse.ArgumentParser(
         prog="cbacheck",
         description="Prove, fix and evidence an Exchange Online app-only certificate-based authentication setup.",
@@ -32,21 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cbacheck {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    run.add_parser(subparsers)
-    demo.add_parser(subparsers)
-    sandboxcommand.add_parser(subparsers)
-    cert.add_parser(subparsers)
-    # Each module registers its own options; the handler is bound here so that every
-    # subcommand is dispatched the same way.
-    handlers = {
-        "run": run.run,
-        "demo": demo.run,
-        "sandbox": sandboxcommand.run,
-        "cert": cert.run,
-    }
-    for name, handler in handlers.items():
-        subparsers.choices[name].set_defaults(handler=handler)
+    for name, help_text in COMMANDS.items():
+        if only is None or name == only:
+            _register(subparsers, name)
+        else:
+            subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+def chosen_command(args: Sequence[str]) -> str:
+    """The command named on the command line (its first word that is not an option), or "" for none."""
+    first = next((arg for arg in args if not arg.startswith("-")), "")
+    return first if first in COMMANDS else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in args_list:
         cut = args_list.index("--")
         args_list, extra = args_list[:cut], args_list[cut + 1 :]
-    parser = build_parser()
+    parser = build_parser(chosen_command(args_list))
     args = parser.parse_args(args_list)
     args.extra_pytest_args = extra
     handler: Callable[[argparse.Namespace], int] = args.handler

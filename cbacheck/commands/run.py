@@ -13,7 +13,9 @@ from typing import Any, TextIO
 import pytest
 
 from cbacheck import fixers
-from cbacheck.config import Settings, option_name, plugin_option_name, role_id, setting_fields
+from cbacheck.commands.run_options import add_parser as add_parser
+from cbacheck.commands.run_options import setting_dest as _dest
+from cbacheck.config import Settings, plugin_option_name, role_id, setting_fields
 from cbacheck.errors import ExitCode, FixError, FixRefused
 from cbacheck.plugin import report_paths
 from cbacheck.plugin.state import AppliedFixes, RunState, fix_opt_ins_key, run_state_key
@@ -28,71 +30,6 @@ PYTEST_EXIT_CODES = {
     pytest.ExitCode.USAGE_ERROR: ExitCode.USAGE,
     pytest.ExitCode.NO_TESTS_COLLECTED: ExitCode.USAGE,
 }
-
-
-def _dest(name: str) -> str:
-    return "setting_" + name
-
-
-def add_parser(subparsers: Any) -> None:
-    """Register `cbacheck run`; every option comes from the settings table (secrets have none)."""
-    parser = subparsers.add_parser(
-        "run",
-        help="check the CBA chain and write HTML, JSON and JUnit reports",
-        description=(
-            "Run every requirement check and write the reports. Each option can also come from the "
-            "environment (CBACHECK_NAME) or a config file (cbacheck.toml or [tool.cbacheck] in "
-            "pyproject.toml, found here: the subject only; --config PATH: any setting); secrets such as "
-            "the PFX password come only from the environment or a file. "
-            "Arguments after a bare -- go to pytest unchanged."
-        ),
-    )
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for spec in setting_fields():
-        if not spec.metadata["cli"]:
-            continue
-        group_name = spec.metadata["group"]
-        if group_name not in groups:
-            groups[group_name] = parser.add_argument_group(f"{group_name} settings")
-        help_text = spec.metadata["help"]
-        if spec.metadata["choices"]:
-            help_text += f" (one of: {', '.join(spec.metadata['choices'])})"
-        if spec.metadata["kind"] == "bool":
-            groups[group_name].add_argument(
-                option_name(spec.name), dest=_dest(spec.name), action=argparse.BooleanOptionalAction, help=help_text
-            )
-        else:
-            groups[group_name].add_argument(
-                option_name(spec.name), dest=_dest(spec.name), metavar=spec.name.upper(), help=help_text
-            )
-    parser.add_argument(
-        "--config", type=Path, metavar="PATH", help="trusted TOML config file: may set any setting (or CBACHECK_CONFIG)"
-    )
-    opt_ins = parser.add_argument_group(
-        "writes --fix apply makes only when asked here (never from the environment or a config file)"
-    )
-    opt_ins.add_argument(
-        "--allow-role",
-        action="append",
-        default=[],
-        metavar="ROLE",
-        help="let the fix assign this directory role although it is not one Exchange accepts by default "
-        "(over-privileged roles such as Global Administrator are never assigned; repeatable)",
-    )
-    opt_ins.add_argument(
-        "--enable-service-principal", action="store_true", help="let the fix re-enable a disabled service principal"
-    )
-    opt_ins.add_argument(
-        "--create-app", action="store_true", help="let the fix register a new app when app_id does not exist"
-    )
-    parser.add_argument(
-        "--checks",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="a folder of custom checks to run as well (repeatable)",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,9 +119,7 @@ def run_checks(
                 file=sys.stderr,
             )
             return ExitCode.USAGE
-    code, state = _evaluate(
-        settings_options, extra_args, check_dirs, config_file=config_file, out=out, opt_ins=opt_ins
-    )
+    code, state = _evaluate(settings_options, extra_args, check_dirs, config_file=config_file, out=out, opt_ins=opt_ins)
     settings = state.settings if state is not None else None
     if state is None or settings is None or settings.fix != "apply" or state.document is None:
         return code

@@ -1,0 +1,65 @@
+"""Start-up: `--version` and `run --help` import no command they do not run, and every command keeps its help line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cbacheck import cli
+
+HEAVY = ("pytest", "_pytest", "cryptography", "requests", "msal", "azure", "werkzeug", "trustme", "jwt")
+
+
+def modules_after(argv: list[str]) -> set[str]:
+    """The top-level packages and cbacheck modules a fresh interpreter holds after `cbacheck ARGV`."""
+    program = (
+        "import json, sys\n"
+        "from cbacheck import cli\n"
+        "try:\n"
+        f"    cli.main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "names = {m.split('.')[0] for m in sys.modules} | {m for m in sys.modules if m.startswith('cbacheck.')}\n"
+        "sys.stderr.write(json.dumps(sorted(names)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["run", "--help"]])
+def test_printing_help_or_version_imports_nothing_heavy(argv: list[str]) -> None:
+    loaded = modules_after(argv)
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+    assert not {
+        m
+        for m in loaded
+        if m.startswith(("cbacheck.sandbox", "cbacheck.commands.run", "cbacheck.collect"))
+        if m != "cbacheck.commands.run_options"
+    }
+
+
+def test_version_imports_no_command_module() -> None:
+    assert not {m for m in modules_after(["--version"]) if m.startswith(("cbacheck.commands", "cbacheck.config"))}
+
+
+def test_every_command_lists_the_same_help_line_as_its_module_registers() -> None:
+    real = cli.build_parser()
+    listed = cli.build_parser("")
+    assert help_lines(real) == help_lines(listed) == cli.COMMANDS
+
+
+def test_only_the_chosen_command_gets_its_options() -> None:
+    args = cli.build_parser("run").parse_args(["run", "--tenant", "contoso.onmicrosoft.com"])
+    assert args.handler is cli.HANDLERS["run"]
+    assert cli.chosen_command(["run", "--tenant", "x"]) == "run"
+    assert cli.chosen_command(["--version"]) == ""
+    assert cli.chosen_command(["nonsense"]) == ""
+
+
+def help_lines(parser: argparse.ArgumentParser) -> dict[str, str]:
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {action.dest: str(action.help) for action in subparsers._choices_actions}
