@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import re
 import stat
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +66,8 @@ class SigningMaterial:
     certificate_pem: str
     sha1_thumbprint: str  # 40 uppercase hex
     sha256_thumbprint: str  # 64 uppercase hex
+    # The key already parsed and validated, for signing without parsing the PEM again.
+    private_key: rsa.RSAPrivateKey | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,7 @@ def load_signing_material(
         certificate_pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
         sha1_thumbprint=certificate.fingerprint(hashes.SHA1()).hex().upper(),
         sha256_thumbprint=certificate.fingerprint(hashes.SHA256()).hex().upper(),
+        private_key=key,
     )
 
 
@@ -173,13 +179,32 @@ def _malformed(path: Path, source: str, err: Exception) -> CertificateError:
     return CertificateError(str(path), source, f"the certificate is malformed ({err})", NEXT_STEP_NEW)
 
 
+# Parsing a private key runs OpenSSL's RSA consistency check (50-100 ms for 2048 bits), and one run reads the
+# same files for link 1, the preflight, the app's token and the auditor: each content (with its password) is
+# parsed once per process. Keyed by digests, so a file rewritten by a fix is parsed again; failures are not kept.
+_PARSED_LIMIT: Final = 16
+_parsed: OrderedDict[tuple[bytes, bytes | None], LoadedFile] = OrderedDict()
+_parsed_lock = threading.Lock()
+
+
 def _load(data: bytes, path: Path, password: str | None, source: str, password_env: str) -> LoadedFile:
+    digest = hashlib.sha256(data).digest()
+    password_digest = hashlib.sha256(password.encode("utf-8")).digest() if password is not None else None
+    with _parsed_lock:
+        cached = _parsed.get((digest, password_digest))
+    if cached is not None:
+        return cached
     try:
-        return _load_by_format(data, path, password, source, password_env)
+        loaded = _load_by_format(data, path, password, source, password_env)
     except CertificateError:
         raise
     except CERTIFICATE_REJECTED as err:
         raise _malformed(path, source, err) from None
+    with _parsed_lock:
+        _parsed[(digest, password_digest)] = loaded
+        while len(_parsed) > _PARSED_LIMIT:
+            _parsed.popitem(last=False)
+    return loaded
 
 
 def _load_by_format(data: bytes, path: Path, password: str | None, source: str, password_env: str) -> LoadedFile:

@@ -1,10 +1,11 @@
-"""Fetch every tenant fact for links 2 to 6 once: Graph in two $batch round trips, then the token and Exchange."""
+"""Fetch every tenant fact for links 2 to 6 once: the auditor's Graph reads beside the app's token and Exchange."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -146,8 +147,14 @@ def _all_unavailable(names: tuple[str, ...] | list[str], err: CbaCheckError) -> 
     return {name: unavailable_from(WHAT[name], err) for name in names}
 
 
-def _collect_graph(settings: Settings, session: requests.Session) -> tuple[dict[str, Any], str]:
-    """The Graph facts keyed by TenantFacts field, and how the auditor signed in."""
+def _collect_graph(
+    settings: Settings, session: requests.Session, app_sp_id: Callable[[], str | None]
+) -> tuple[dict[str, Any], str]:
+    """The Graph facts keyed by TenantFacts field, and how the auditor signed in.
+
+    `app_sp_id` waits for the app's token and gives its `oid` claim (the service principal's object
+    id) when there is one: the grants then ride in the first $batch. Otherwise they follow it.
+    """
     assert settings.app_id is not None
     cloud = settings.cloud_endpoints
     try:
@@ -155,11 +162,13 @@ def _collect_graph(settings: Settings, session: requests.Session) -> tuple[dict[
     except CredentialError as err:
         return _all_unavailable(list(WHAT), err), f"not signed in: {err}"
     auditor = describe_provider(provider)
-    graph = GraphClient(
-        cloud.graph_url, provider, session, batching=settings.batching, scope=f"{cloud.graph_resource}/.default"
-    )
+    scope = f"{cloud.graph_resource}/.default"
+    graph = GraphClient(cloud.graph_url, provider, session, batching=settings.batching, scope=scope)
     try:
-        first = graph.batch(first_round_trip(settings.app_id))
+        provider.token(scope)  # signed in while the app's own token is on its way
+        known_id = app_sp_id()
+        requests_ = first_round_trip(settings.app_id) + (second_round_trip(known_id) if known_id else [])
+        first = graph.batch(requests_)
     except (GraphError, CredentialError) as err:
         return _all_unavailable(list(WHAT), err), auditor
     facts: dict[str, Any] = {
@@ -171,7 +180,12 @@ def _collect_graph(settings: Settings, session: requests.Session) -> tuple[dict[
     facts["organization"] = (
         Unavailable(WHAT["organization"], "/organization answered 404") if organization is None else organization
     )
-    facts.update(_collect_grants(graph, facts["app_sp"]))
+    app_sp = facts["app_sp"]
+    if known_id and isinstance(app_sp, ServicePrincipal) and app_sp.object_id == known_id:
+        facts.update(_grants_from(graph, first))
+    else:
+        # No token, or the token's oid is not the service principal Graph names: decide from Graph's answer.
+        facts.update(_collect_grants(graph, app_sp))
     return facts, auditor
 
 
@@ -190,6 +204,11 @@ def _collect_grants(graph: GraphClient, app_sp: ServicePrincipal | None | Unavai
         second = graph.batch(second_round_trip(app_sp.object_id))
     except (GraphError, CredentialError) as err:
         return _all_unavailable(SECOND_ROUND_TRIP, err)
+    return _grants_from(graph, second)
+
+
+def _grants_from(graph: GraphClient, second: dict[str, GraphResponse]) -> dict[str, Any]:
+    """The grants and role facts from the answers to `second_round_trip` (sent alone or with the first)."""
     return {
         "app_role_grants": collection_fact(
             WHAT["app_role_grants"], second.get("app_role_grants"), graph, parse_app_role_grants
@@ -217,12 +236,61 @@ def _probe_with_token(
     return probe_exchange(settings, session, access_token, tenant_for_url, anchor_tenant=anchor)
 
 
+# Lanes of the request log: the evidence lists the auditor's requests first, then the app's, then any
+# further read, each in the order it was sent, whichever finished first.
+AUDITOR_LANE, APP_LANE, FURTHER_LANE = 1, 2, 3
+# The auditor's path, the app's path and each further read: one thread each, no more.
+PATHS = 3
+
+
+@dataclasses.dataclass
+class _AppPath:
+    """The app under test's token attempt and, with a token, the Exchange probe."""
+
+    token: TokenAttempt | Unavailable
+    exchange: ExchangeProbe | None | Unavailable
+
+
+def _app_path(settings: Settings, session: requests.Session, token_known: Future[str | None]) -> _AppPath:
+    """Token, then Exchange; the token's `oid` is published to the auditor's path as soon as it is known."""
+    try:
+        token, access_token = acquire_app_token(settings, session, _signing_material(settings))
+    except BaseException:
+        token_known.set_result(None)
+        raise
+    token_known.set_result(_sp_id_from(token, settings))
+    exchange: ExchangeProbe | None | Unavailable = None
+    if isinstance(token, TokenAttempt) and token.acquired and access_token:
+        exchange = _probe_with_token(settings, session, token, access_token)
+    elif isinstance(token, Unavailable):
+        exchange = Unavailable("the Exchange Online probe", f"no token to call Exchange with: {token.reason}")
+    del access_token  # the token is not kept beyond the probe
+    return _AppPath(token, exchange)
+
+
+def _sp_id_from(token: TokenAttempt | Unavailable, settings: Settings) -> str | None:
+    """The service principal's object id: an app-only token's `oid` claim, when the token is the app's own."""
+    if not (isinstance(token, TokenAttempt) and token.acquired):
+        return None
+    claims = token.claims
+    oid = claims.get("oid")
+    if not isinstance(oid, str) or claims.get("appid", claims.get("azp")) != settings.app_id:
+        return None
+    return oid if all(part.isalnum() for part in oid.split("-")) else None
+
+
+def _in_lane(lane: int, log: Any, work: Callable[..., T], *args: Any) -> T:
+    with log.lane(lane):
+        return work(*args)
+
+
 def collect(settings: Settings, *, now: datetime | None = None, session: requests.Session | None = None) -> TenantFacts:
     """Gather every fact the checks of links 2 to 6 need, once.
 
-    Graph: at most two round trips (JSON $batch). Then the app's own token attempt and, with a
-    token, the Exchange probe. Nothing is defaulted: what could not be read is Unavailable.
-    A cmdlet that is not read-only raises ConfigError before any request.
+    Two paths run side by side: the auditor's (its token, then Graph in one $batch when the app's
+    token names its service principal, else two) and the app's (its token, then the Exchange probe).
+    Nothing is defaulted: what could not be read is Unavailable. A cmdlet that is not read-only
+    raises ConfigError before any request.
     """
     if not (settings.tenant and settings.app_id):
         raise CredentialError("collect needs tenant and app_id; set both (--tenant and --app-id, or CBACHECK_*)")
@@ -231,15 +299,17 @@ def collect(settings: Settings, *, now: datetime | None = None, session: request
     collected_at = now or datetime.now(UTC)
     session = session or build_session(settings)
     stats = stats_of(session)
-
-    graph_facts, auditor = _collect_graph(settings, session)
-    token, access_token = acquire_app_token(settings, session, _signing_material(settings))
-    exchange: ExchangeProbe | None | Unavailable = None
-    if isinstance(token, TokenAttempt) and token.acquired and access_token:
-        exchange = _probe_with_token(settings, session, token, access_token)
-    elif isinstance(token, Unavailable):
-        exchange = Unavailable("the Exchange Online probe", f"no token to call Exchange with: {token.reason}")
-    del access_token  # the token is not kept beyond the probe
+    token_known: Future[str | None] = Future()
+    with ThreadPoolExecutor(max_workers=PATHS, thread_name_prefix="cbacheck-collect") as pool:
+        app = pool.submit(_in_lane, APP_LANE, stats.sources, _app_path, settings, session, token_known)
+        graph = pool.submit(
+            _in_lane, AUDITOR_LANE, stats.sources, _collect_graph, settings, session, token_known.result
+        )
+        # Further reads go here, one line each, in FURTHER_LANE: they run beside the two paths above and
+        # their result becomes a TenantFacts field below, e.g.
+        #   exchange_rbac = pool.submit(_in_lane, FURTHER_LANE, stats.sources, collect_rbac, settings, session)
+        app_path = app.result()
+        graph_facts, auditor = graph.result()
 
     wall_ms = (time.perf_counter() - started) * 1000
     return TenantFacts(
@@ -247,10 +317,10 @@ def collect(settings: Settings, *, now: datetime | None = None, session: request
         tenant=settings.tenant,
         app_id=settings.app_id,
         organization_setting=settings.organization,
-        token=token,
-        exchange=exchange,
+        token=app_path.token,
+        exchange=app_path.exchange,
         auditor=auditor,
-        requests=tuple(stats.sources),
+        requests=tuple(stats.sources.in_lane_order()),
         stats=CollectionStats(
             graph_round_trips=stats.graph_round_trips,
             graph_requests=stats.graph_requests,

@@ -50,15 +50,22 @@ def build_msal_app(
     kwargs: dict[str, Any] = {}
     if not authority_host_is_microsoft(login_url):
         kwargs["instance_discovery"] = False
-    return msal.ConfidentialClientApplication(
-        client_id,
-        client_credential={"private_key": material.private_key_pem, "thumbprint": material.sha1_thumbprint},
-        authority=f"{login_url}/{tenant}",
-        # A region would make msal probe IMDS and rewrite the authority; cbacheck checks the global endpoint.
-        azure_region=False,
-        http_client=session,
-        **kwargs,
-    )
+    # The key object parsed and validated once by certs (msal itself hands its assertion signer a key
+    # object when it decrypts a PEM): PyJWT would otherwise parse and validate the PEM again per assertion.
+    key: Any = material.private_key if material.private_key is not None else material.private_key_pem
+    stats = stats_of(session)
+    # One http_cache for the identities of a run: the second one finds the discovery document there.
+    with stats.discovery_lock:
+        return msal.ConfidentialClientApplication(
+            client_id,
+            client_credential={"private_key": key, "thumbprint": material.sha1_thumbprint},
+            authority=f"{login_url}/{tenant}",
+            # A region would make msal probe IMDS and rewrite the authority; cbacheck checks the global endpoint.
+            azure_region=False,
+            http_client=session,
+            http_cache=stats.http_cache,
+            **kwargs,
+        )
 
 
 def first_line(text: str) -> str:

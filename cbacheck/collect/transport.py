@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -60,6 +62,41 @@ def request_id_of(headers: Any) -> str:
     return str(headers.get("request-id", "") or headers.get("x-ms-request-id", ""))
 
 
+class RequestLog(list[Source]):
+    """The run's request log: each entry remembers the lane (collection path) that sent it.
+
+    The auditor's and the app's paths run on their own threads; `in_lane_order` puts the log in a
+    fixed order (lane by lane, each lane in the order it sent) whatever finished first, so the
+    evidence does not depend on timing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lanes: list[int] = []
+        self._current = threading.local()
+        self._lock = threading.Lock()
+
+    def append(self, source: Source) -> None:
+        with self._lock:
+            super().append(source)
+            self.lanes.append(int(getattr(self._current, "rank", 0)))
+
+    @contextmanager
+    def lane(self, rank: int) -> Iterator[None]:
+        """Entries this thread appends inside the block belong to lane `rank` (lower ranks come first)."""
+        previous = getattr(self._current, "rank", 0)
+        self._current.rank = rank
+        try:
+            yield
+        finally:
+            self._current.rank = previous
+
+    def in_lane_order(self) -> list[Source]:
+        with self._lock:
+            ranked = sorted(zip(self.lanes, range(len(self)), self, strict=True), key=lambda row: row[:2])
+        return [source for _, _, source in ranked]
+
+
 @dataclass
 class TransportStats:
     """Counters and the request log one run shares across Graph, token and Exchange calls."""
@@ -70,9 +107,13 @@ class TransportStats:
     exchange_requests: int = 0
     retries: int = 0
     waits_s: list[float] = field(default_factory=list)
-    sources: list[Source] = field(default_factory=list)
+    sources: RequestLog = field(default_factory=RequestLog)
     # Replaceable so tests can observe waits without spending them.
     sleep: Callable[[float], None] = time.sleep
+    # msal's http_cache, shared by every identity of the run (discovery.py may fill it from disk), and the lock
+    # that lets one identity's tenant discovery finish before another reads the cache.
+    http_cache: dict[str, Any] = field(default_factory=dict)
+    discovery_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def pause(self, seconds: float) -> None:
         self.waits_s.append(seconds)
