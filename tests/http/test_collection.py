@@ -511,3 +511,32 @@ def test_a_429_storm_ends_after_bounded_retries_as_unavailable(
     assert waits.seconds == [7.0, 7.0]  # settings.retries == 2, each after the server's Retry-After
     assert facts.stats.retries == 2
     assert isinstance(facts.exchange, ExchangeProbe) and facts.exchange.ok
+
+
+def test_each_private_key_is_parsed_once_per_run(
+    tenant: Tenant, settings: Settings, waits: Waits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jwt.algorithms
+    from cryptography.hazmat.primitives import serialization
+
+    from cbacheck.certs import reading
+
+    reading._parsed.clear()
+    parsed: list[bytes] = []
+    real = serialization.load_pem_private_key
+
+    def counting(data: bytes, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(bytes(data))
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(serialization, "load_pem_private_key", counting)
+    monkeypatch.setattr(jwt.algorithms, "load_pem_private_key", counting)
+    tenant.everything()
+    assert settings.cert is not None
+
+    certs.read_certificate(settings.cert, None, "link 1")
+    facts = run(settings, waits)
+
+    assert isinstance(facts.exchange, ExchangeProbe) and facts.exchange.ok
+    # Link 1, the app's token and the auditor: two files, two parses (and msal/PyJWT none of their own).
+    assert len(parsed) == len(set(parsed)) == 2
