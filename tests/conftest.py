@@ -15,3 +15,9 @@ def no_cbacheck_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("CBACHECK_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def own_cache_directory(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each test starts without discovery documents another test (or the developer's runs) left behind."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import requests
 
 from cbacheck import certs, wellknown
+from cbacheck.collect import discovery
 from cbacheck.collect.exchange import probe_exchange, require_read_only_cmdlet
 from cbacheck.collect.graph import BatchRequest, GraphClient, GraphResponse, permission_for
 from cbacheck.collect.parse import (
@@ -299,6 +300,8 @@ def collect(settings: Settings, *, now: datetime | None = None, session: request
     collected_at = now or datetime.now(UTC)
     session = session or build_session(settings)
     stats = stats_of(session)
+    login_url = settings.cloud_endpoints.login_url
+    discovery.load(stats.http_cache, login_url)  # within msal's 24 hours, no discovery request at all
     token_known: Future[str | None] = Future()
     with ThreadPoolExecutor(max_workers=PATHS, thread_name_prefix="cbacheck-collect") as pool:
         app = pool.submit(_in_lane, APP_LANE, stats.sources, _app_path, settings, session, token_known)
@@ -310,6 +313,7 @@ def collect(settings: Settings, *, now: datetime | None = None, session: request
         #   exchange_rbac = pool.submit(_in_lane, FURTHER_LANE, stats.sources, collect_rbac, settings, session)
         app_path = app.result()
         graph_facts, auditor = graph.result()
+    discovery.save(stats.http_cache, login_url)
 
     wall_ms = (time.perf_counter() - started) * 1000
     return TenantFacts(

@@ -540,3 +540,19 @@ def test_each_private_key_is_parsed_once_per_run(
     assert isinstance(facts.exchange, ExchangeProbe) and facts.exchange.ok
     # Link 1, the app's token and the auditor: two files, two parses (and msal/PyJWT none of their own).
     assert len(parsed) == len(set(parsed)) == 2
+
+
+def test_discovery_is_fetched_once_a_run_and_not_again_the_next_run(
+    tenant: Tenant, settings: Settings, waits: Waits, mock: responses.RequestsMock
+) -> None:
+    tenant.everything()
+    tenant.exchange()  # the second run probes Exchange again
+
+    def discoveries() -> int:
+        return len([call for call in mock.calls if "openid-configuration" in str(call.request.url)])
+
+    run(settings, waits)
+    assert discoveries() == 1  # the auditor and the app share one http_cache
+    second = run(settings, waits)
+    assert discoveries() == 1  # kept in the user's cache directory between runs
+    assert isinstance(second.exchange, ExchangeProbe) and second.exchange.ok
