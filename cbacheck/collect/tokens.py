@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 import jwt
 import msal
 import requests
-from azure.core.exceptions import AzureError
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from msal.exceptions import MsalServiceError
 
@@ -271,6 +270,8 @@ class AzureIdentityProvider:
         cached = self._cache.get(scope)
         if cached is not None and cached.expires_on - REFRESH_MARGIN_S > time.time():
             return cached.value
+        from azure.core.exceptions import AzureError  # azure-identity credentials only: not loaded for the others
+
         self.stats.token_requests += 1
         try:
             access = self.credential.get_token(scope)

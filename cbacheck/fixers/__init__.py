@@ -6,10 +6,27 @@ journal and verify.
 
 from __future__ import annotations
 
-from cbacheck.fixers.apply import FixRun, fix_on_request
+from typing import TYPE_CHECKING, Any
+
 from cbacheck.fixers.planners import plan, plan_from_results
 from cbacheck.fixers.planning import NO_OPT_INS, OptIns
-from cbacheck.fixers.verify import BROKEN, PENDING_PROPAGATION, VERIFIED
+
+if TYPE_CHECKING:
+    from cbacheck.fixers.apply import FixRun, fix_on_request
+    from cbacheck.fixers.verify import BROKEN, PENDING_PROPAGATION, VERIFIED
+
+
+def __getattr__(name: str) -> Any:
+    """Applying and verifying (handlers, journal, the network) load only when a run applies fixes."""
+    if name in ("FixRun", "fix_on_request"):
+        from cbacheck.fixers import apply
+
+        return getattr(apply, name)
+    if name in ("BROKEN", "PENDING_PROPAGATION", "VERIFIED"):
+        from cbacheck.fixers import verify
+
+        return getattr(verify, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "BROKEN",

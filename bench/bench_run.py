@@ -1,0 +1,250 @@
+"""Benchmark of a whole `cbacheck run` against the sandbox, next to a bare pytest session writing the same reports.
+
+For each scenario and latency it times `python -m cbacheck run` in a fresh process (median of --runs), with
+the discovery cache cold (emptied before each run) and warm (kept from the previous run), and, in the same
+loop, the yardstick: a pytest session of as many trivial tests, importing the libraries a run imports and
+writing self-contained HTML and JUnit reports. It prints each request the sandbox served (a timeline), the
+dependent round trips seen in it, and (wall at 100 ms - wall at 0 ms) / 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cbacheck.commands.demo import sandbox_settings
+from cbacheck.sandbox import Sandbox
+from cbacheck.sandbox.app import SandboxApp
+
+TARGET_ROUND_TRIPS = {"cold": 3, "warm": 2}
+TARGET_RATIO_AT_0_MS = 1.3
+YARDSTICK_TEST = '''"""The yardstick: what a run costs pytest itself, with the libraries a run imports."""
+import cryptography.x509, jwt, msal, requests, urllib3  # noqa: F401,E401
+
+import pytest
+
+
+@pytest.mark.parametrize("number", range({count}))
+def test_nothing(number):
+    assert number >= 0
+'''
+
+
+@dataclass
+class Served:
+    """One request as the sandbox saw it: arrival to answer, latency included."""
+
+    started: float
+    ended: float
+    method: str
+    path: str
+
+
+@dataclass
+class ServerLog:
+    entries: list[Served] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self) -> list[Served]:
+        with self.lock:
+            taken, self.entries = self.entries, []
+        return sorted(taken, key=lambda served: served.started)
+
+
+def instrument(log: ServerLog) -> None:
+    """Record every request the in-process sandbox answers (benchmark only: the product is not touched)."""
+    original: Callable[..., Iterable[bytes]] = SandboxApp.__call__
+
+    def timed(self: SandboxApp, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        started = time.perf_counter()
+        answer = original(self, environ, start_response)
+        with log.lock:
+            log.entries.append(Served(started, time.perf_counter(), environ["REQUEST_METHOD"], environ["PATH_INFO"]))
+        return answer
+
+    SandboxApp.__call__ = timed  # type: ignore[method-assign]
+
+
+def label(served: Served) -> str:
+    path = served.path
+    if path.endswith("/.well-known/openid-configuration"):
+        return "GET  tenant discovery"
+    if path.endswith("/oauth2/v2.0/token"):
+        return "POST token"
+    if path.endswith("/$batch"):
+        return "POST Graph $batch"
+    if "/adminapi/" in path:
+        return "POST Exchange InvokeCommand"
+    return f"{served.method:4} {path}"
+
+
+def dependent_round_trips(timeline: list[Served], slack_s: float = 0.002) -> int:
+    """The longest chain of requests each sent after the previous one was answered."""
+    chain: list[int] = []
+    for index, served in enumerate(timeline):
+        before = [chain[j] for j in range(index) if timeline[j].ended <= served.started + slack_s]
+        chain.append(1 + max(before, default=0))
+    return max(chain, default=0)
+
+
+def print_timeline(title: str, timeline: list[Served]) -> None:
+    print(f"  timeline, {title}: {len(timeline)} requests, {dependent_round_trips(timeline)} dependent round trips")
+    if not timeline:
+        return
+    origin = timeline[0].started
+    for served in timeline:
+        start_ms, end_ms = (served.started - origin) * 1000, (served.ended - origin) * 1000
+        bar = " " * int(start_ms / 20) + "#" * max(1, int((end_ms - start_ms) / 20))
+        print(f"    {start_ms:7.0f} {end_ms:7.0f} ms  {label(served):30} {bar}")
+
+
+def wall(command: list[str], env: dict[str, str], ok_codes: tuple[int, ...]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode not in ok_codes:
+        raise SystemExit(f"bench: {command[:4]} exited {done.returncode}: {done.stderr[-2000:]}")
+    return elapsed
+
+
+# Runs cbacheck from another source tree (argv[1]) although this one is installed in editable mode.
+FROM_SOURCE = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]; "
+    "from cbacheck.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def run_command(sandbox: Sandbox, reports: Path, source: Path | None) -> list[str]:
+    start = [sys.executable, "-c", FROM_SOURCE, str(source.resolve())] if source else [sys.executable, "-m", "cbacheck"]
+    args = [*start, "run"]
+    for name, value in sandbox_settings(sandbox, reports).items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
+
+
+def yardstick_command(folder: Path, count: int) -> list[str]:
+    (folder / "test_yardstick.py").write_text(YARDSTICK_TEST.replace("{count}", str(count)))
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:cbacheck",
+        "-c",
+        os.devnull,
+        f"--rootdir={folder}",
+        str(folder / "test_yardstick.py"),
+        f"--html={folder / 'yardstick.html'}",
+        "--self-contained-html",
+        f"--junitxml={folder / 'yardstick.xml'}",
+    ]
+
+
+def checks_in(junit: Path) -> int:
+    root = ElementTree.parse(junit).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root)
+    return sum(int(suite.get("tests", "0")) for suite in suites)
+
+
+@dataclass
+class Cell:
+    walls: list[float] = field(default_factory=list)
+    timeline: list[Served] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.walls)
+
+
+def measure(
+    scenario: str, latency_ms: int, runs: int, source: Path | None, work: Path, log: ServerLog
+) -> dict[str, Any]:
+    """Cold and warm runs and the yardstick, interleaved, against one sandbox."""
+    cells = {"cold": Cell(), "warm": Cell(), "yardstick": Cell()}
+    cache = work / f"cache-{scenario}-{latency_ms}"
+    env = dict(os.environ)
+    run_env = {**env, "XDG_CACHE_HOME": str(cache)}
+    with Sandbox(scenario, latency_ms=latency_ms) as sandbox:
+        reports = work / f"reports-{scenario}-{latency_ms}"
+        command = run_command(sandbox, reports, source)
+        wall(command, run_env, (0, 1))  # warm-up: page cache, and the first discovery document
+        count = checks_in(next(reports.glob("*.xml")))
+        yard = work / f"yardstick-{scenario}-{latency_ms}"
+        yard.mkdir(exist_ok=True)
+        yardstick = yardstick_command(yard, count)
+        log.take()
+        for _ in range(runs):
+            for mode in ("cold", "warm"):
+                if mode == "cold":
+                    shutil.rmtree(cache, ignore_errors=True)
+                cells[mode].walls.append(wall(command, run_env, (0, 1)))
+                cells[mode].timeline = log.take()
+            cells["yardstick"].walls.append(wall(yardstick, env, (0,)))
+    return {"cells": cells, "checks": count}
+
+
+def report(scenario: str, figures: dict[int, dict[str, Any]]) -> bool:
+    at0, at100 = figures[0]["cells"], figures[100]["cells"]
+    # The yardstick makes no request: its runs at both latencies are one sample.
+    yard = statistics.median(at0["yardstick"].walls + at100["yardstick"].walls)
+    print(f"\nscenario {scenario!r} ({figures[0]['checks']} checks), median of {len(at0['cold'].walls)} per cell")
+    print(f"  {'':24}{'0 ms s':>8}{'100 ms s':>10}{'(100-0)/100 ms':>16}{'in timeline':>13}{'target s at 100 ms':>20}")
+    met = True
+    for mode in ("cold", "warm"):
+        estimated = (at100[mode].median - at0[mode].median) / 0.1
+        seen = dependent_round_trips(at100[mode].timeline)
+        allowed = TARGET_RATIO_AT_0_MS * yard + TARGET_ROUND_TRIPS[mode] * 0.1
+        print(
+            f"  cbacheck run, {mode:10}{at0[mode].median:8.3f}{at100[mode].median:10.3f}{estimated:16.1f}"
+            f"{seen:13d}{allowed:20.3f}"
+        )
+        met &= seen <= TARGET_ROUND_TRIPS[mode] and at100[mode].median <= allowed
+    print(f"  {'yardstick (pytest)':24}{yard:8.3f}")
+    # Paired: each run against the yardstick run right after it, so a busy moment touches both.
+    ratio = statistics.median(run / y for run, y in zip(at0["warm"].walls, at0["yardstick"].walls, strict=True))
+    print(f"  at 0 ms: run / yardstick = {ratio:.2f} (target <= {TARGET_RATIO_AT_0_MS})")
+    met &= ratio <= TARGET_RATIO_AT_0_MS
+    print_timeline("100 ms, discovery cache cold", at100["cold"].timeline)
+    print_timeline("100 ms, discovery cache warm", at100["warm"].timeline)
+    return met
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="runs per cell; the median is shown (default 5)")
+    parser.add_argument("--scenarios", default="healthy,demo-broken", help="comma-separated scenario names")
+    parser.add_argument(
+        "--source", type=Path, help="run cbacheck from this source tree instead (e.g. an older checkout)"
+    )
+    args = parser.parse_args(argv)
+    log = ServerLog()
+    instrument(log)
+    met = True
+    with tempfile.TemporaryDirectory(prefix="cbacheck-bench-") as folder:
+        for scenario in args.scenarios.split(","):
+            figures = {
+                latency: measure(scenario, latency, args.runs, args.source, Path(folder), log) for latency in (0, 100)
+            }
+            met &= report(scenario, figures)
+    print("\ntargets " + ("met" if met else "NOT met"))
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
