@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -335,3 +336,23 @@ def collect(settings: Settings, *, now: datetime | None = None, session: request
         ),
         **graph_facts,
     )
+
+
+def collect_in_background(settings: Settings) -> Future[TenantFacts]:
+    """`collect(settings)` started now, on a daemon thread: its answer (or exception) waits in the future.
+
+    `cbacheck run` starts it as soon as the settings are resolved, so the network waits overlap
+    pytest's start-up; an unused collection never holds up the end of the process.
+    """
+    future: Future[TenantFacts] = Future()
+
+    def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(collect(settings))
+        except BaseException as err:  # noqa: BLE001 - handed to whoever waits, exactly as collect() raised it
+            future.set_exception(err)
+
+    threading.Thread(target=work, name="cbacheck-early-collect", daemon=True).start()
+    return future

@@ -18,7 +18,7 @@ from cbacheck.commands.run_options import setting_dest as _dest
 from cbacheck.config import Settings, plugin_option_name, role_id, setting_fields
 from cbacheck.errors import ExitCode, FixError, FixRefused
 from cbacheck.plugin import report_paths
-from cbacheck.plugin.state import AppliedFixes, RunState, fix_opt_ins_key, run_state_key
+from cbacheck.plugin.state import AppliedFixes, RunState, early_facts_key, fix_opt_ins_key, run_state_key
 from cbacheck.report import console
 
 # pytest's exit statuses in cbacheck's terms (errors.ExitCode); 2 with collection errors is handled apart.
@@ -60,14 +60,23 @@ def run(args: argparse.Namespace) -> int:
 class RunObserver:
     """Watches the in-process pytest run so the closing summary can read its results."""
 
-    def __init__(self, opt_ins: fixers.OptIns = fixers.NO_OPT_INS) -> None:
+    def __init__(self, opt_ins: fixers.OptIns = fixers.NO_OPT_INS, *, collect_early: bool = False) -> None:
         self.state: RunState | None = None
         self.collection_errors = 0
         self.opt_ins = opt_ins
+        self.collect_early = collect_early
 
     def pytest_configure(self, config: pytest.Config) -> None:
         # The reports' plan shows what --fix apply will do with the command line's opt-ins.
         config.stash[fix_opt_ins_key] = self.opt_ins
+        # The cbacheck plugin (tryfirst) has resolved the settings: the tenant facts start now, beside
+        # pytest's collection; the tenant_facts fixture waits for them. Not when pytest arguments may
+        # deselect every check that needs the tenant.
+        settings = config.stash[run_state_key].settings if run_state_key in config.stash else None
+        if self.collect_early and settings is not None and settings.tenant_configured:
+            from cbacheck.collect import collect_in_background
+
+            config.stash[early_facts_key] = collect_in_background(settings)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -139,7 +148,7 @@ def _evaluate(
     opt_ins: fixers.OptIns = fixers.NO_OPT_INS,
 ) -> tuple[int, RunState | None]:
     """One pytest session over the checks; the exit code and what the plugin gathered."""
-    observer = RunObserver(opt_ins)
+    observer = RunObserver(opt_ins, collect_early=not extra_args)
     plugins: list[object] = [observer]
     with resources.as_file(resources.files("cbacheck.checks")) as checks_root:
         args = [

@@ -25,7 +25,7 @@ from cbacheck.facts import (
     TokenAttempt,
     Unavailable,
 )
-from cbacheck.plugin.state import evidence_of, settings_of, state_of
+from cbacheck.plugin.state import early_facts_key, evidence_of, settings_of, state_of
 from cbacheck.report.document import NO_CERTIFICATE
 
 
@@ -83,8 +83,9 @@ def tenant_facts(cba_settings: Settings, pytestconfig: pytest.Config) -> TenantF
         pytest.skip(NOT_CONFIGURED)
     from cbacheck.collect import collect  # requests and msal load only when a check needs the tenant
 
+    early = pytestconfig.stash.get(early_facts_key, None)
     try:
-        facts: TenantFacts = collect(cba_settings)
+        facts: TenantFacts = early.result() if early is not None else collect(cba_settings)
     except CbaCheckError as err:
         raise FactUnavailable(Unavailable("tenant facts", str(err), error=err)) from None
     state_of(pytestconfig).tenant_facts = facts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +60,8 @@ deferred_failure_key = pytest.StashKey[UpstreamFailure]()
 claimed_ids_key = pytest.StashKey[dict[str, str]]()
 # The writes `cbacheck run`'s command line allowed beyond the default plan (fixers.OptIns).
 fix_opt_ins_key: pytest.StashKey[OptIns] = pytest.StashKey()
+# The tenant facts `cbacheck run` started collecting when the settings were resolved (collect_in_background).
+early_facts_key: pytest.StashKey[Future[TenantFacts]] = pytest.StashKey()
 
 
 def state_of(config: pytest.Config) -> RunState:

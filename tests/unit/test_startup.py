@@ -63,3 +63,26 @@ def test_only_the_chosen_command_gets_its_options() -> None:
 def help_lines(parser: argparse.ArgumentParser) -> dict[str, str]:
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return {action.dest: str(action.help) for action in subparsers._choices_actions}
+
+
+def test_a_collection_started_early_hands_over_what_collect_would_raise() -> None:
+    from cbacheck.collect import collect_in_background
+    from cbacheck.config import Settings
+    from cbacheck.errors import CredentialError
+
+    future = collect_in_background(Settings())
+
+    with pytest.raises(CredentialError, match="collect needs tenant and app_id"):
+        future.result(timeout=10)
+
+
+def test_run_starts_collecting_early_only_without_pytest_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cbacheck.commands import run
+
+    observers: list[run.RunObserver] = []
+    monkeypatch.setattr(run.pytest, "main", lambda args, plugins: observers.append(plugins[0]) or 0)
+
+    run._evaluate({}, [], [], config_file=None, out=sys.stdout)
+    run._evaluate({}, ["-k", "cert"], [], config_file=None, out=sys.stdout)
+
+    assert [observer.collect_early for observer in observers] == [True, False]
