@@ -20,6 +20,8 @@ def _command(name: str) -> list[str]:
         "python -c 'import pytest' (import floor)": [sys.executable, "-c", "import pytest"],
         "cbacheck --version": [*cbacheck, "--version"],
         "cbacheck run --help": [*cbacheck, "run", "--help"],
+        # pytest loads the plugin (pytest11 entry point) in every session, cbacheck's or not.
+        "import cbacheck.plugin (every pytest session)": [sys.executable, "-c", "import cbacheck.plugin"],
     }
     return table[name]
 
@@ -42,8 +44,9 @@ def main() -> None:
         "python -c 'import pytest' (import floor)",
         "cbacheck --version",
         "cbacheck run --help",
+        "import cbacheck.plugin (every pytest session)",
     ]
-    print(f"{'command':46} {'median s':>9} {'min s':>7} {'target s':>9}")
+    print(f"{'command':46} {'median s':>9} {'min s':>7} {'target s':>9}   (median of {args.repeat})")
     for name in names:
         walls = measure(_command(name), args.repeat)
         target = TARGETS_S.get(name)
