@@ -28,6 +28,7 @@ def __getattr__(name: str) -> Any:
         return getattr(verify, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "BROKEN",
     "PENDING_PROPAGATION",
