@@ -241,7 +241,7 @@ def _probe_with_token(
 # Lanes of the request log: the evidence lists the auditor's requests first, then the app's, then any
 # further read, each in the order it was sent, whichever finished first.
 AUDITOR_LANE, APP_LANE, FURTHER_LANE = 1, 2, 3
-# The auditor's path, the app's path and each further read: one thread each, no more.
+# The auditor's path, the app's path and one further read: one thread each, no more (one more per further read).
 PATHS = 3
 
 
