@@ -271,7 +271,12 @@ def _app_path(settings: Settings, session: requests.Session, token_known: Future
 
 
 def _sp_id_from(token: TokenAttempt | Unavailable, settings: Settings) -> str | None:
-    """The service principal's object id: an app-only token's `oid` claim, when the token is the app's own."""
+    """The service principal's object id: an app-only token's `oid` claim, when the token is the app's own.
+
+    `oid` is the object id of the requestor, for an app-only token its service principal
+    (https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference). Graph's own
+    answer still decides: the grants read for this id count only when Graph names the same one.
+    """
     if not (isinstance(token, TokenAttempt) and token.acquired):
         return None
     claims = token.claims
