@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -279,6 +280,10 @@ def _apply_then_reevaluate(
         print("nothing to apply: no failed requirement has an automated fix", file=out)
         return int(before.document["run"]["exit_code"] and ExitCode.FAILED)
     applied = _report_applied(fix_run, settings, out)
+    before_run = before.document["run"]
+    applied = dataclasses.replace(
+        applied, before_run_id=before_run.get("run_id"), run_id=before_run.get("related", {}).get("after")
+    )
     print("", file=out)
     print("checking again after the fixes", file=out)
     after_options = _options_after(before, settings_options, settings, fix_run.settings)

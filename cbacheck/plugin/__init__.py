@@ -294,6 +294,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
         plan=plan_fixes(session.config, state),
         applied=applied.rows if applied else None,
         pending=applied.pending if applied else None,
+        run_id=applied.run_id if applied else None,
+        related_runs={"before": applied.before_run_id} if applied and applied.before_run_id else None,
     )
     built = document.redacted_document(built, secrets_of(config))
     state.document = built

@@ -50,6 +50,8 @@ class AppliedFixes:
 
     rows: list[dict[str, Any]]
     pending: dict[str, str]  # requirement ID -> what it waits for and how long cbacheck waited
+    before_run_id: str | None = None  # the evaluation whose plan was applied: the reports name each other
+    run_id: str | None = None  # the run id that evaluation announced for this re-check
 
 
 run_state_key = pytest.StashKey[RunState]()
