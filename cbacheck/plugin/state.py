@@ -40,6 +40,7 @@ class RunState:
     cert_facts: CertFacts | None = None
     document: dict[str, Any] | None = None
     write_error: str | None = None  # why the JSON results could not be written, for the closing line
+    extra_reports: dict[str, Path] = field(default_factory=dict)  # SARIF, summary, bundle manifest, once written
 
 
 # `--fix apply` re-evaluates after applying; this object, passed to pytest as a plugin, tells that second
