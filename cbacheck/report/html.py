@@ -20,7 +20,17 @@ from cbacheck.report.document import describe_first_broken, describe_not_evaluat
 # the rows next, run details (Python, platform, plugins, every setting) last. Its chrome (run count,
 # filters, "expected failures / reruns", the test-id column) is hidden.
 STYLESHEET = """
-body { display: flex; flex-direction: column; }
+body { display: flex; flex-direction: column; color: #222; }
+body > * { min-width: 0; max-width: 100%; }
+#results-table, .additional-summary, .additional-summary td { color: #222; }
+#results-table { table-layout: fixed; }
+#results-table td, .cba-plan td, .cba-evidence-table td { overflow-wrap: anywhere; }
+th[data-column-type=result] { width: 8em; }
+th[data-column-type=requirement] { width: 10em; }
+th[data-column-type=title] { width: 24%; }
+th[data-column-type=severity] { width: 6em; }
+.cba-plan td:first-child, .cba-plan td:nth-child(2), .col-requirement { white-space: nowrap;
+  overflow-wrap: normal; }
 .summary, .summary__data { display: contents; }
 #title, .summary__data > h2, .run-count, p.filter, .controls, .summary__spacer, .summary__reload,
 body > p:first-of-type { display: none; }
