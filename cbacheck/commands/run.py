@@ -321,6 +321,12 @@ def _options_after(
     after_options.update(
         html=_after_path(before.html_path), json=_after_path(before.json_path), junit=_after_path(before.junit_path)
     )
+    # The pipeline reports of the re-check sit beside the first ones instead of replacing them.
+    after_options.update(
+        {name: _after_path(getattr(settings, name)) for name in ("sarif", "summary") if getattr(settings, name)}
+    )
+    if settings.bundle is not None:
+        after_options["bundle"] = str(settings.bundle.with_name(f"{settings.bundle.name}-after"))
     return after_options
 
 
