@@ -181,7 +181,7 @@ def change_text(record: Mapping[str, Any]) -> str:
     change = text(record.get("change"))
     if not change or change == "same":
         return ""
-    previous = record.get("previous_outcome")
+    previous = record.get("previous_outcome") or record.get("previous")
     return f"{change} (was {previous})" if previous else change
 
 
