@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -23,7 +24,10 @@ def virtual_path(document: Mapping[str, Any]) -> str:
     tenant and the app and stays the same from run to run (code scanning needs a physical location)."""
     who = readable.subject(document)
     if who["config_file"]:
-        return quote(who["config_file"].replace("\\", "/"), safe="/._-~")
+        config = Path(who["config_file"])
+        if config.is_absolute() and config.is_relative_to(Path.cwd()):
+            config = config.relative_to(Path.cwd())  # code scanning locates files relative to the checkout
+        return quote(config.as_posix(), safe="/._-~")
     tenant = quote(who["tenant_id"] or "no-tenant", safe="._-")
     app = quote(who["app_id"] or "no-app", safe="._-")
     return f"cbacheck/tenants/{tenant}/apps/{app}"
