@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -226,6 +227,10 @@ def _apply_then_reevaluate(
         print("nothing to apply: no failed requirement has an automated fix", file=out)
         return int(before.document["run"]["exit_code"] and ExitCode.FAILED)
     applied = _report_applied(fix_run, settings, out)
+    before_run = before.document["run"]
+    applied = dataclasses.replace(
+        applied, before_run_id=before_run.get("run_id"), run_id=before_run.get("related", {}).get("after")
+    )
     print("", file=out)
     print("checking again after the fixes", file=out)
     after_options = _options_after(before, settings_options, settings, fix_run.settings)
@@ -263,6 +268,12 @@ def _options_after(
     after_options.update(
         html=_after_path(before.html_path), json=_after_path(before.json_path), junit=_after_path(before.junit_path)
     )
+    # The pipeline reports of the re-check sit beside the first ones instead of replacing them.
+    after_options.update(
+        {name: _after_path(getattr(settings, name)) for name in ("sarif", "summary") if getattr(settings, name)}
+    )
+    if settings.bundle is not None:
+        after_options["bundle"] = str(settings.bundle.with_name(f"{settings.bundle.name}-after"))
     return after_options
 
 

@@ -197,6 +197,23 @@ class Settings:
     )
     json: Path | None = _setting("path", None, "JSON results path", trust="subject", group="report")
     junit: Path | None = _setting("path", None, "JUnit XML path", trust="subject", group="report")
+    sarif: Path | None = _setting(
+        "path", None, "SARIF 2.1.0 file for code scanning (one result per finding)", trust="subject", group="report"
+    )
+    summary: Path | None = _setting(
+        "path",
+        None,
+        "Markdown summary path (also appended to GITHUB_STEP_SUMMARY when that is set)",
+        trust="subject",
+        group="report",
+    )
+    bundle: Path | None = _setting(
+        "path",
+        None,
+        "Folder for an evidence bundle: HTML, JSON, JUnit, SARIF, summary and a SHA-256 manifest",
+        trust="subject",
+        group="report",
+    )
     # Network.
     timeout_s: float = _setting(
         "float", 30.0, "Timeout of one HTTP request, seconds", group="network", minimum=0.001, maximum=3_600

@@ -28,6 +28,7 @@ from cbacheck.plugin.state import (
     state_of,
 )
 from cbacheck.report import console, document
+from cbacheck.report.bundle import MANIFEST, PipelineReports
 from cbacheck.report.html import HtmlHooks
 
 GROUP = "cbacheck"
@@ -107,6 +108,11 @@ def _choose_report_paths(config: pytest.Config, state: RunState, settings: Setti
     else:
         wanted["junit"] = chosen("junit", ".xml")
         config.option.xmlpath = str(wanted["junit"][0])
+    for name in ("sarif", "summary", "bundle"):  # written only when asked for
+        explicit: Path | None = getattr(settings, name)
+        if explicit is not None:
+            target = invocation_dir / explicit / MANIFEST if name == "bundle" else invocation_dir / explicit
+            wanted[name] = (target, _named_by(name, settings))
     state.json_path = wanted["json"][0]
     state.html_path = wanted["html"][0] if "html" in wanted else None
     state.junit_path = wanted["junit"][0]
@@ -157,6 +163,8 @@ def _activate(config: pytest.Config) -> None:
             applied = applied_fixes(config)
             hooks = HtmlHooks(settings, applied.pending if applied else None, lambda: state.document)
             config.pluginmanager.register(hooks, "cbacheck-html")
+        outputs = PipelineReports(state, config.invocation_params.dir)
+        config.pluginmanager.register(outputs, "cbacheck-pipeline-reports")
     _add_metadata(config, settings)
 
 
@@ -294,6 +302,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
         plan=plan_fixes(session.config, state),
         applied=applied.rows if applied else None,
         pending=applied.pending if applied else None,
+        run_id=applied.run_id if applied else None,
+        related_runs={"before": applied.before_run_id} if applied and applied.before_run_id else None,
     )
     built = document.redacted_document(built, secrets_of(config))
     state.document = built
@@ -310,7 +320,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
 
 def report_paths(state: RunState) -> dict[str, Path | None]:
     """The reports written, for the closing summary (not the JSON results when they could not be written)."""
-    return {"HTML": state.html_path, "JSON": None if state.write_error else state.json_path, "JUnit": state.junit_path}
+    written = {"HTML": state.html_path, "JSON": None if state.write_error else state.json_path}
+    return {**written, "JUnit": state.junit_path, **state.extra_reports}
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -41,6 +41,7 @@ class RunState:
     cert_facts: CertFacts | None = None
     document: dict[str, Any] | None = None
     write_error: str | None = None  # why the JSON results could not be written, for the closing line
+    extra_reports: dict[str, Path] = field(default_factory=dict)  # SARIF, summary, bundle manifest, once written
 
 
 # `--fix apply` re-evaluates after applying; this object, passed to pytest as a plugin, tells that second
@@ -51,6 +52,8 @@ class AppliedFixes:
 
     rows: list[dict[str, Any]]
     pending: dict[str, str]  # requirement ID -> what it waits for and how long cbacheck waited
+    before_run_id: str | None = None  # the evaluation whose plan was applied: the reports name each other
+    run_id: str | None = None  # the run id that evaluation announced for this re-check
 
 
 run_state_key = pytest.StashKey[RunState]()

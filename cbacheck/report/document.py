@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import getpass
 import json
 import os
 import platform
 import tempfile
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
@@ -166,15 +168,41 @@ def tenant_summary(facts: TenantFacts | None) -> dict[str, Any] | None:
     """What was collected from the tenant, whether each fact came back, and the requests that fetched it."""
     if facts is None:
         return None
+    organization, app = facts.known("organization"), facts.known("app")
     return {
         "collected_at": utc_iso(facts.collected_at),
         "tenant": facts.tenant,
         "app_id": facts.app_id,
+        # The subject by name, as a reviewer knows it (null when it could not be read or does not exist).
+        "display_name": organization.display_name if organization else None,
+        "initial_domain": organization.initial_domain if organization else None,
+        "app_display_name": app.display_name if app else None,
         "auditor": facts.auditor,
         "facts": {name: _fact_state(getattr(facts, name)) for name in TENANT_FACT_FIELDS},
         "stats": dataclasses.asdict(facts.stats),
         "requests": [source.as_dict() for source in facts.requests],
     }
+
+
+def ci_run_url(environ: Mapping[str, str]) -> str | None:
+    """The CI job that ran cbacheck: GitHub Actions, Azure Pipelines or GitLab CI, from their own variables."""
+    if environ.get("GITHUB_RUN_ID") and environ.get("GITHUB_REPOSITORY"):
+        server = environ.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        return f"{server}/{environ['GITHUB_REPOSITORY']}/actions/runs/{environ['GITHUB_RUN_ID']}"
+    if environ.get("SYSTEM_COLLECTIONURI") and environ.get("SYSTEM_TEAMPROJECT") and environ.get("BUILD_BUILDID"):
+        collection = environ["SYSTEM_COLLECTIONURI"].rstrip("/")
+        return f"{collection}/{environ['SYSTEM_TEAMPROJECT']}/_build/results?buildId={environ['BUILD_BUILDID']}"
+    return environ.get("CI_JOB_URL") or None
+
+
+def operator(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """Who ran the check: the OS user and host, and the CI run's URL when a CI system ran it."""
+    environ = os.environ if environ is None else environ
+    try:
+        user: str | None = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no LOGNAME/USER (some containers)
+        user = None
+    return {"user": user, "host": platform.node() or None, "ci_run_url": ci_run_url(environ)}
 
 
 def build_document(
@@ -191,8 +219,14 @@ def build_document(
     plan: list[dict[str, Any]],
     applied: list[dict[str, Any]] | None = None,
     pending: Mapping[str, str] | None = None,
+    run_id: str | None = None,
+    related_runs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The results document (see schema/results.schema.json); `records` maps each pytest node ID to its record."""
+    """The results document (see schema/results.schema.json); `records` maps each pytest node ID to its record.
+
+    `related_runs` names the runs this one belongs with ({"before": id} after a fix); a run that will
+    apply fixes names the run id its re-check will have ({"after": id}), so each report names the other.
+    """
     requirements = chain_sorted(
         {**record, "duration_s": round(durations.get(nodeid, 0.0), 3), "nodeid": nodeid}
         for nodeid, record in records.items()
@@ -203,6 +237,9 @@ def build_document(
         "schema": SCHEMA_ID,
         "tool": {"name": "cbacheck", "version": cbacheck.__version__},
         "run": {
+            "run_id": run_id or str(uuid.uuid4()),
+            "related": dict(related_runs or ({"after": str(uuid.uuid4())} if settings.fix == "apply" else {})),
+            "operator": operator(),
             "started": utc_iso(started),
             "finished": utc_iso(finished),
             "duration_s": round((finished - started).total_seconds(), 3),

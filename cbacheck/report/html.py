@@ -1,9 +1,9 @@
-"""The HTML report: cbacheck's summary, fix plan and evidence blocks inside pytest-html, with one stylesheet."""
+"""The HTML report: verdict and subject first, requirement rows, readable evidence and fix plan, inside pytest-html."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+import platform
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -11,178 +11,300 @@ import pytest
 
 from cbacheck import catalogue
 from cbacheck.config import Settings
-from cbacheck.report.console import shown_settings
-from cbacheck.report.document import OUTCOMES, describe_first_broken, describe_not_evaluated, mark_pending
+from cbacheck.report import readable
+from cbacheck.report.document import describe_first_broken, describe_not_evaluated, mark_pending
 
 # Every cbacheck element is styled from here (classes, no style= attributes); the block leads the summary.
+# pytest-html's page is re-ordered with CSS only: the body becomes a flex column, the wrappers around
+# cbacheck's blocks dissolve (display: contents), and each block gets its place: verdict and subject first,
+# the rows next, run details (Python, platform, plugins, every setting) last. Its chrome (run count,
+# filters, "expected failures / reruns", the test-id column) is hidden.
 STYLESHEET = """
-.cba-sandbox { background: #6a1b9a; color: #fff; padding: 10px 14px; font-size: 1.4em; font-weight: bold;
+body { display: flex; flex-direction: column; color: #222; }
+body > * { min-width: 0; max-width: 100%; }
+#results-table, .additional-summary, .additional-summary td { color: #222; }
+#results-table { table-layout: fixed; }
+#results-table td, .cba-plan td, .cba-evidence-table td { overflow-wrap: anywhere; }
+th[data-column-type=result] { width: 8em; }
+th[data-column-type=requirement] { width: 10em; }
+th[data-column-type=title] { width: 24%; }
+th[data-column-type=severity] { width: 6em; }
+.cba-plan td:first-child, .cba-plan td:nth-child(2), .col-requirement { white-space: nowrap;
+  overflow-wrap: normal; }
+.summary, .summary__data { display: contents; }
+#title, .summary__data > h2, .run-count, p.filter, .controls, .summary__spacer, .summary__reload,
+body > p:first-of-type { display: none; }
+.additional-summary.prefix { order: 1; }
+.additional-summary.summary { order: 2; }
+#results-table { order: 3; }
+.additional-summary.postfix { order: 4; }
+#environment-header { order: 5; }
+#environment { order: 6; }
+footer { order: 7; }
+.cba-sandbox { background: #6a1b9a; color: #fff; padding: 6px 14px; font-size: 1.1em; font-weight: bold;
   letter-spacing: .08em; }
 .cba-overridden { font-weight: bold; color: #b00020; }
-.cba-verdict { font-size: 1.5em; margin: .4em 0; }
+.cba-verdict { font-size: 2.2em; margin: .3em 0 .2em 0; }
 .cba-verdict-pass { color: #1b7f3b; }
 .cba-verdict-fail { color: #b00020; }
 .cba-verdict-incomplete { color: #b26a00; }
+.cba-subject { border-collapse: collapse; margin: .3em 0 .6em 0; }
+.cba-subject th { text-align: left; padding: 1px 14px 1px 0; font-weight: 600; vertical-align: top; }
+.cba-subject td { padding: 1px 0; }
 .cba-first-broken { font-size: 1.1em; }
 .cba-not-evaluated { color: #b26a00; font-size: 1.1em; }
-.cba-counts, .cba-plan, .cba-applied, .cba-evidence-table { border-collapse: collapse; margin: .5em 0; }
-.cba-counts th, .cba-counts td, .cba-plan th, .cba-applied th { padding: 2px 10px; }
+.cba-counts, .cba-plan, .cba-applied, .cba-evidence-table, .cba-settings, .cba-changes, .cba-accepted {
+  border-collapse: collapse; margin: .5em 0; }
+.cba-counts th, .cba-counts td, .cba-plan th, .cba-applied th, .cba-changes th, .cba-accepted th {
+  padding: 2px 10px; text-align: left; }
 .cba-counts td { text-align: center; }
-.cba-counts th, .cba-plan th, .cba-applied th, .cba-settings th { text-align: left; }
-.cba-settings th { padding: 1px 10px 1px 0; }
-.cba-plan td, .cba-applied td { vertical-align: top; padding: 2px 8px; }
-.cba-pre { margin: 0; white-space: pre-wrap; }
+.cba-settings th { padding: 1px 10px 1px 0; text-align: left; }
+.cba-plan td, .cba-applied td, .cba-changes td, .cba-accepted td { vertical-align: top; padding: 2px 8px;
+  border-top: 1px solid #ddd; }
+.cba-lines { margin: 0; padding: 0; list-style: none; }
 .cba-evidence { padding: 6px 4px; line-height: 1.4; }
 .cba-message { white-space: pre-wrap; }
 .cba-evidence-table th { text-align: left; vertical-align: top; padding: 2px 12px 2px 0; font-weight: 600; }
 .cba-evidence-table td { padding: 2px 0; }
+.col-finding { white-space: normal; max-width: 60em; }
+.col-result { width: auto; }
+@media print {
+  .extras-row, .extras-row.hidden, #environment, #environment-header { display: table-row !important; }
+  #environment { display: table !important; }
+  #environment-header { display: block !important; }
+  .logwrapper, .media, .col-result:hover::after { display: none !important; }
+  details > * { display: block !important; }
+  .collapsible td { cursor: auto; }
+}
 """
 
-EXPLANATIONS = {
-    "pass": "every requirement that was configured passed",
-    "fail": "at least one requirement failed",
-    "incomplete": "nothing failed, but not everything could be verified or was evaluated",
-}
+# Kept for readers of the old name.
+EXPLANATIONS = readable.VERDICT_EXPLANATIONS
 
 
-def _pre(value: Any, indent: int = 1) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, indent=indent, sort_keys=True, default=str)
-    return f'<pre class="cba-pre">{escape(text)}</pre>'
+def _lines(lines: Sequence[str]) -> str:
+    if len(lines) == 1:
+        return escape(lines[0])
+    return '<ul class="cba-lines">' + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul>"
 
 
 def render_evidence(record: Mapping[str, Any]) -> str:
-    """The evidence block shown in a report row; every value is escaped."""
-    evidence = record.get("evidence") or {}
-    outcome = str(record.get("outcome", ""))
+    """The evidence block shown in a report row, as a readable table; every value is escaped."""
+    outcome = readable.outcome_of(record)
     parts = ['<div class="cba-evidence">']
     parts.append(
-        f"<p><strong>{escape(str(record.get('id', '')))}</strong> {escape(str(record.get('title', '')))} "
+        f"<p><strong>{escape(readable.text(record.get('id')))}</strong> {escape(readable.text(record.get('title')))} "
         f"&mdash; <strong>{escape(outcome)}</strong></p>"
     )
     if record.get("message"):
-        parts.append(f'<p class="cba-message">{escape(str(record["message"]))}</p>')
+        parts.append(f'<p class="cba-message">{escape(readable.text(record["message"]))}</p>')
     if record.get("follows_from"):
-        parts.append(f"<p>Follows from <strong>{escape(str(record['follows_from']))}</strong>.</p>")
-    rows: list[tuple[str, Any]] = []
-    rows += [(f"Observed: {label}", value) for label, value in evidence.get("observed", {}).items()]
-    rows += [("Expected", text) for text in evidence.get("expected", [])]
-    rows += [(label, value) for label, value in evidence.get("details", {}).items()]
-    rows += [("Source", f"{s['method']} {s['url']} -> {s['status']}") for s in evidence.get("sources", [])]
+        parts.append(f"<p>Follows from <strong>{escape(readable.text(record['follows_from']))}</strong>.</p>")
+    exception = readable.exception_of(record)
+    if exception is not None:
+        parts.append(f"<p><strong>Accepted risk:</strong> {escape(readable.one_line(exception))}</p>")
+    rows = readable.evidence_rows(record)
     if rows:
         parts.append('<table class="cba-evidence-table">')
-        for label, value in rows:
-            cell = escape(value) if isinstance(value, str) else _pre(value, indent=2)
-            parts.append(f"<tr><th>{escape(label)}</th><td>{cell}</td></tr>")
+        parts += [f"<tr><th>{escape(label)}</th><td>{_lines(lines)}</td></tr>" for label, lines in rows]
         parts.append("</table>")
-    if record.get("remediation") and outcome in ("failed", "error"):
-        parts.append(f"<p><strong>What to do:</strong> {escape(str(record['remediation']))}</p>")
+    if record.get("remediation") and outcome in ("failed", "blocked", "warning"):
+        parts.append(f"<p><strong>What to do:</strong> {escape(readable.text(record['remediation']))}</p>")
     if record.get("reference"):
-        ref = escape(str(record["reference"]), quote=True)
+        ref = escape(readable.text(record["reference"]), quote=True)
         parts.append(f'<p><strong>Reference:</strong> <a href="{ref}" target="_blank" rel="noopener">{ref}</a></p>')
     parts.append("</div>")
     return "".join(parts)
 
 
-def _counts_table(summary: Mapping[str, Any]) -> str:
-    outcomes = [name for name in OUTCOMES if any(row[name] for row in summary["by_severity"].values())]
-    outcomes = outcomes or ["passed", "failed", "error", "skipped"]
-    header = "".join(f"<th>{escape(name)}</th>" for name in outcomes)
-    rows = []
-    for severity, row in summary["by_severity"].items():
-        if any(row.values()):
-            cells = "".join(f"<td>{row[name] or ''}</td>" for name in outcomes)
-            rows.append(f"<tr><th>{escape(severity)}</th>{cells}</tr>")
-    total = "".join(f"<td><strong>{summary['counts'][name]}</strong></td>" for name in outcomes)
-    rows.append(f"<tr><th>all</th>{total}</tr>")
-    return f'<table class="cba-counts"><tr><th></th>{header}</tr>{"".join(rows)}</table>'
+def _counts_table(document: Mapping[str, Any]) -> str:
+    columns, rows = readable.severity_rows(document)
+    if not columns:
+        return ""
+    header = "".join(f"<th>{escape(name)}</th>" for name in columns)
+    body = [
+        f"<tr><th>{escape(severity)}</th>" + "".join(f"<td>{n or ''}</td>" for n in counts) + "</tr>"
+        for severity, counts in rows
+    ]
+    totals = [sum(counts[i] for _, counts in rows) for i in range(len(columns))]
+    body.append("<tr><th>all</th>" + "".join(f"<td><strong>{n}</strong></td>" for n in totals) + "</tr>")
+    return f'<table class="cba-counts"><tr><th></th>{header}</tr>{"".join(body)}</table>'
+
+
+def _named(name: str, ident: str) -> str:
+    if name and ident:
+        return f"{name} ({ident})"
+    return name or ident or "(not configured)"
+
+
+def subject_rows(document: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The header rows: who and what was checked, the scope, when, with which version, by whom, which run."""
+    run = document.get("run") or {}
+    who = readable.subject(document)
+    tenant_name = who["tenant_name"] + (f" ({who['initial_domain']})" if who["initial_domain"] else "")
+    ran, not_ran = readable.links_run(document)
+    scope = ", ".join(ran) or "no link ran"
+    if not_ran:
+        scope += f"; not run: {', '.join(not_ran)}"
+    operator = run.get("operator") or {}
+    by = readable.text(operator.get("ci_run_url")) or "@".join(
+        part for part in (readable.text(operator.get("user")), readable.text(operator.get("host"))) if part
+    )
+    related = run.get("related") or {}
+    rows = [
+        ("Tenant", _named(tenant_name.strip(), who["tenant_id"])),
+        ("App", _named(who["app_name"], who["app_id"])),
+        ("Profile", ", ".join(readable.profiles(document))),
+        ("Scope", scope),
+        ("Time (UTC)", f"{readable.text(run.get('started'))} to {readable.text(run.get('finished'))}"),
+        ("cbacheck", readable.text((document.get("tool") or {}).get("version"))),
+        ("Run id", readable.text(run.get("run_id"))),
+        ("Operator", by or "(unknown)"),
+    ]
+    if related.get("before"):
+        rows.append(("Re-check after the fixes of run", readable.text(related["before"])))
+    if related.get("after"):
+        rows.append(("Its re-check after fixes (if applied)", readable.text(related["after"])))
+    return rows
 
 
 def summary_html(document: Mapping[str, Any], settings: Settings) -> list[str]:
-    """The report's opening: banner, verdict, first broken link, counts, fixes, settings. All escaped."""
+    """The report's opening: verdict, subject, scope, what changed, counts, accepted risks, fixes. All escaped."""
     run = document["run"]
-    summary = document["summary"]
-    verdict = run["verdict"]
+    verdict = readable.text(run.get("verdict"))
     parts = [f"<style>{STYLESHEET}</style>"]
-    if run["sandbox"]:
+    parts.append(
+        f'<h1 class="cba-verdict"><strong class="cba-verdict-{escape(verdict, quote=True)}">'
+        f"{escape(verdict.upper())}</strong> &mdash; {escape(EXPLANATIONS.get(verdict, ''))}</h1>"
+    )
+    if run.get("sandbox"):
         parts.append(
             '<div class="cba-sandbox">SANDBOX &mdash; this run checked cbacheck\'s local sandbox tenant, '
             "not a real tenant</div>"
         )
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in subject_rows(document))
+    parts.append(f'<table class="cba-subject">{rows}</table>')
     if settings.endpoint_overrides():
         parts.append(f'<p class="cba-overridden">{escape(settings.endpoint_overrides() or "")}</p>')
-    parts.append(
-        f'<p class="cba-verdict"><strong class="cba-verdict-{escape(verdict)}">{escape(verdict.upper())}</strong>'
-        f" &mdash; {escape(EXPLANATIONS.get(verdict, ''))}</p>"
-    )
     not_evaluated = describe_not_evaluated(run)
     if not_evaluated:
         parts.append(f'<p class="cba-not-evaluated"><strong>{escape(not_evaluated)}</strong></p>')
+    broken = (document.get("summary") or {}).get("first_broken")
     parts.append(
-        '<p class="cba-first-broken"><strong>First broken link:</strong> '
-        f"{escape(describe_first_broken(summary['first_broken']))}</p>"
+        f'<p class="cba-first-broken"><strong>First broken link:</strong> {escape(describe_first_broken(broken))}</p>'
     )
-    parts.append(_counts_table(summary))
-    planned = len(document["fixes"]["plan"])
-    parts.append(f"<p><strong>Fix actions planned:</strong> {planned} (fix mode: {escape(settings.fix)})</p>")
-    parts.extend(fixes_html(document["fixes"]))
-    setting_rows = "".join(
-        f"<tr><th>{escape(name)}</th><td>{escape(text)}</td></tr>" for name, text in shown_settings(settings)
-    )
+    parts.extend(changes_html(document))
+    parts.append(_counts_table(document))
+    parts.extend(accepted_html(document))
+    fixes = document.get("fixes") or {"plan": [], "applied": []}
     parts.append(
-        "<details><summary>Settings and where they came from</summary>"
-        f'<table class="cba-settings">{setting_rows}</table></details>'
+        f"<p><strong>Fix actions planned:</strong> {len(fixes.get('plan') or [])} "
+        f"(fix mode: {escape(readable.text(fixes.get('mode') or settings.fix))})</p>"
     )
+    parts.extend(fixes_html(fixes))
     return parts
 
 
+def changes_html(document: Mapping[str, Any]) -> list[str]:
+    changed = readable.changes(document.get("requirements") or [])
+    if not changed:
+        return []
+    rows = [
+        (readable.text(r.get("id")), readable.text(r.get("title")), readable.change_text(r), readable.outcome_of(r))
+        for r in changed
+    ]
+    return [
+        "<h2>Changed since the compared run</h2>",
+        _table("cba-changes", ("requirement", "title", "change", "now"), rows),
+    ]
+
+
+def accepted_html(document: Mapping[str, Any]) -> list[str]:
+    accepted = readable.accepted(document.get("requirements") or [])
+    if not accepted:
+        return []
+    rows = []
+    for record in accepted:
+        exception = readable.exception_of(record) or {}
+        rows.append(
+            (
+                readable.text(record.get("id")),
+                readable.text(record.get("title")),
+                readable.text(exception.get("reason")),
+                readable.text(exception.get("approver")),
+                readable.text(exception.get("expires")),
+            )
+        )
+    headings = ("requirement", "title", "reason", "approver", "expires")
+    return ["<h2>Accepted risks</h2>", _table("cba-accepted", headings, rows)]
+
+
+def details_html(document: Mapping[str, Any]) -> list[str]:
+    """The end of the report: the run's Python, platform and pytest, and every setting with its source."""
+    run = document.get("run") or {}
+    rows = [
+        ("Python", readable.text(run.get("python"))),
+        ("pytest", readable.text(run.get("pytest"))),
+        ("Platform", platform.platform()),
+        ("Results schema", readable.text(document.get("schema"))),
+    ]
+    for name, entry in (run.get("settings") or {}).items():
+        if isinstance(entry, Mapping):
+            value = entry.get("value")
+            shown = "(not set)" if value in (None, []) else readable.one_line(value)
+            rows.append((f"setting {name}", f"{shown} ({readable.text(entry.get('source'))})"))
+    table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    return ["<h2>Run details</h2>", f'<table class="cba-settings">{table}</table>']
+
+
 def _table(css_class: str, headings: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headings)
-    body = "".join("<tr>" + "".join(f"<td>{_pre(value)}</td>" for value in row) + "</tr>" for row in rows)
+    head = "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in headings) + "</tr>"
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_lines(readable.lines_of(value))}</td>" for value in row) + "</tr>" for row in rows
+    )
     return f'<table class="{css_class}">{head}{body}</table>'
 
 
 def fixes_html(fixes: Mapping[str, Any]) -> list[str]:
     """The plan (every run) and, after an apply, each action's before, request, response and after. Escaped."""
     parts: list[str] = []
-    if fixes["plan"]:
+    plan = fixes.get("plan") or []
+    if plan:
         rows: list[tuple[Any, ...]] = [
             (
-                action["id"],
+                readable.text(action.get("id")),
                 ", ".join(action.get("mends", [])),
-                action.get("reason", ""),
-                action.get("request", {}),
-                action.get("permission", ""),
+                readable.plan_request_line(action),
+                readable.text(action.get("reason")),
+                readable.text(action.get("permission")),
             )
-            for action in fixes["plan"]
+            for action in plan
         ]
-        table = _table("cba-plan", ("action", "mends", "why", "request", "needs"), rows)
         parts.append(
-            f"<details><summary><strong>Fix plan</strong> ({len(fixes['plan'])} actions; key bytes and secrets "
-            f"elided)</summary>{table}</details>"
+            f'<h2 class="cba-plan-title">Fix plan ({len(plan)} actions; key bytes and secrets elided)</h2>'
+            + _table("cba-plan", ("action", "mends", "change", "why", "needs"), rows)
         )
-    if fixes.get("applied"):
+    applied = fixes.get("applied") or []
+    if applied:
         rows = [
             (
                 row.get("action_id", ""),
                 row.get("status", ""),
                 row.get("verdict", ""),
-                str(row.get("response_status", "")),
+                readable.text(row.get("response_status")),
                 row.get("request_id", ""),
+                readable.text(row.get("finished_at") or row.get("started_at")),
                 row.get("before"),
                 row.get("after"),
             )
-            for row in fixes["applied"]
+            for row in applied
         ]
-        headings = ("action", "status", "verdict", "response", "request-id", "before", "after")
+        headings = ("action", "status", "verdict", "response", "request-id", "at (UTC)", "before", "after")
         parts.append(
-            "<details open><summary><strong>Fixes applied before this evaluation</strong> "
-            f"({len(fixes['applied'])} actions)</summary>{_table('cba-applied', headings, rows)}</details>"
+            f"<h2>Fixes applied before this evaluation ({len(applied)} actions)</h2>"
+            + _table("cba-applied", headings, rows)
         )
     return parts
-
-
-def _link_text(link: int | None) -> str:
-    return f"{link} {catalogue.LINKS[link]}" if link in catalogue.LINKS else "custom"
 
 
 class HtmlHooks:
@@ -206,32 +328,52 @@ class HtmlHooks:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
-        cells.insert(1, '<th class="sortable" data-column-type="requirement">Requirement</th>')
-        cells.insert(2, '<th class="sortable" data-column-type="severity">Severity</th>')
-        cells.insert(3, '<th class="sortable" data-column-type="chainlink">Chain link</th>')
-        cells.insert(4, '<th class="sortable" data-column-type="verdict">Verdict</th>')
+        # Requirement rows, not pytest items: no node id, duration or links column.
+        cells[:] = [
+            '<th class="sortable" data-column-type="result">Outcome</th>',
+            '<th class="sortable" data-column-type="requirement">Requirement</th>',
+            '<th data-column-type="title">Title</th>',
+            '<th class="sortable" data-column-type="severity">Severity</th>',
+            '<th data-column-type="finding">Finding</th>',
+        ]
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
-        record = getattr(report, "cba", None) or {}
-        severity = str(record.get("severity", ""))
+        record = getattr(report, "cba", None)
+        if not record:
+            nodeid = escape(readable.text(getattr(report, "nodeid", "")))
+            cells[:] = [cells[0], f'<td class="col-requirement">{nodeid}</td>', "<td></td>", "<td></td>", "<td></td>"]
+            return
+        severity = readable.text(record.get("severity"))
         # A hidden rank makes the Severity column sort critical..info instead of alphabetically.
         rank = catalogue.SEVERITIES.index(severity) + 1 if severity in catalogue.SEVERITIES else 9
-        cells.insert(1, f'<td class="col-requirement">{escape(str(record.get("id", "")))}</td>')
-        cells.insert(2, f'<td class="col-severity"><span hidden>{rank}</span>{escape(severity)}</td>')
-        link = _link_text(record.get("link")) if record else ""
-        cells.insert(3, f'<td class="col-chainlink">{escape(link)}</td>')
-        # cbacheck's own outcome: pytest-html's Result column knows neither "error" for a check that crashed
-        # (could not verify) nor "pending" for a fix still propagating.
-        outcome = str(record.get("outcome", ""))
-        if record and self.pending is not None:
+        # cbacheck's own outcome: pytest-html's knows neither "error" for a check that crashed (could not
+        # verify) nor "pending" for a fix still propagating; the first cell keeps its class (collapsing).
+        outcome = readable.outcome_of(record)
+        if self.pending is not None:
             marked = [dict(record)]
             mark_pending(marked, self.pending)
-            outcome = str(marked[0]["outcome"])
-        cells.insert(4, f'<td class="col-verdict">{escape(outcome)}</td>')
+            outcome = readable.outcome_of(marked[0])
+        change = readable.change_text(record)
+        shown = f"{outcome} ({change})" if change else outcome
+        cells[:] = [
+            f'<td class="col-result">{escape(shown)}</td>',
+            f'<td class="col-requirement">{escape(readable.text(record.get("id")))}</td>',
+            f'<td class="col-title">{escape(readable.text(record.get("title")))}</td>',
+            f'<td class="col-severity"><span hidden>{rank}</span>{escape(severity)}</td>',
+            f'<td class="col-finding">{escape(readable.text(record.get("message")))}</td>',
+        ]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_html(self, report: Any, data: list[str]) -> None:
+        # The finding sentence and the evidence table say it all; pytest's traceback and captured log do not
+        # belong in a reviewer's evidence.
+        if getattr(report, "cba", None):
+            data.clear()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str]) -> None:
         document = self.document()
         if document is not None:
             prefix[:0] = summary_html(document, self.settings)
+            postfix.extend(details_html(document))

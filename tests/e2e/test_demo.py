@@ -43,6 +43,11 @@ def test_demo_fix_goes_from_broken_to_verified_green(tmp_path: Path, capsys: pyt
     assert {row["verdict"] for row in after["fixes"]["applied"]} == {"verified"}
     assert "waiting for" in console.err  # the propagation wait is shown, not silent
     assert "checking again after the fixes" in console.out
+    # The before and after reports name each other by run id, in the JSON and in the HTML header.
+    assert before["run"]["related"] == {"after": after["run"]["run_id"]}
+    assert after["run"]["related"] == {"before": before["run"]["run_id"]}
+    after_html = next(path for path in reports(tmp_path, ".html") if "-after" in path.name)
+    assert before["run"]["run_id"] in after_html.read_text(encoding="utf-8")
 
 
 def test_demo_with_an_unknown_scenario_names_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:

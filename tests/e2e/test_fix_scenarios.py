@@ -98,7 +98,7 @@ def test_a_fix_still_propagating_is_pending_not_broken(tmp_path: Path) -> None:
     assert after["run"]["verdict"] == "incomplete"
     assert [row["verdict"] for row in after["fixes"]["applied"]] == ["pending propagation"]
     html = next((tmp_path / "reports").glob("*-after.html")).read_text(encoding="utf-8")
-    assert "col-verdict\\&#34;&gt;pending" in html  # the HTML row says pending, not just Failed
+    assert "col-result\\&#34;&gt;pending" in html  # the HTML row says pending, not just Failed
 
 
 def test_an_apply_that_leaves_the_automation_to_switch_certificate_does_not_exit_0(

@@ -35,7 +35,7 @@ def cell_text(html: str) -> str:
 
 
 def html_rows(path: Path) -> dict[str, dict[str, str]]:
-    """Requirement ID -> {result, requirement, severity, chainlink, test} for every row of the HTML report."""
+    """Requirement ID -> {result, requirement, title, severity, finding} for every row of the HTML report."""
     rows = {}
     for entries in html_data(path)["tests"].values():
         for entry in entries:

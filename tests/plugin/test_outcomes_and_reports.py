@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from reportreader import by_id, html_rows
 
-from cbacheck import results
+from cbacheck import catalogue, results
 
 TenantRun = tuple[pytest.RunResult, dict[str, Any], Path]
 
@@ -189,16 +189,20 @@ def test_html_rows_show_requirement_severity_and_outcome(tenant_run: TenantRun) 
     _, _, out = tenant_run
     html_path = next(out.glob("*.html"))
     rows = html_rows(html_path)
+    # cbacheck's outcome (pytest-html's Result knows no "error" for a crashed check), ID, severity, title.
     expected = {
-        "CBA-APP-001": ("Failed", "critical", "2 App registration"),
-        "CBA-APP-002": ("Failed", "critical", "2 App registration"),
-        "CBA-APP-003": ("Failed", "medium", "2 App registration"),
-        "CBA-APP-004": ("Error", "high", "2 App registration"),
-        "CBA-PERM-001": ("Passed", "critical", "4 Permission and consent"),
-        "CUSTOM-SKIP-001": ("Skipped", "info", "custom"),
-        "CUSTOM-CRASH-001": ("Failed", "low", "custom"),
+        "CBA-APP-001": ("failed", "critical"),
+        "CBA-APP-002": ("failed", "critical"),
+        "CBA-APP-003": ("failed", "medium"),
+        "CBA-APP-004": ("error", "high"),
+        "CBA-PERM-001": ("passed", "critical"),
+        "CUSTOM-SKIP-001": ("skipped", "info"),
+        "CUSTOM-CRASH-001": ("error", "low"),
     }
-    assert {key: (r["result"], r["severity"], r["chainlink"]) for key, r in rows.items()} == expected
+    assert {key: (r["result"], r["severity"]) for key, r in rows.items()} == expected
+    assert "no app registration has app ID 1111" in rows["CBA-APP-001"]["finding"]
+    assert rows["CBA-APP-001"]["title"] and "test_checks.py" not in str(rows["CBA-APP-001"])
+    assert not rows["CBA-APP-001"]["log"]  # no assertion traceback
     names = [extra["name"] for extra in rows["CBA-APP-001"]["extras"] if extra["name"]]
     assert names == ["Evidence CBA-APP-001", "Remediation", "Reference"]
     assert "Remediation" not in [extra["name"] for extra in rows["CBA-PERM-001"]["extras"]]
@@ -218,15 +222,41 @@ def test_html_report_is_self_contained_and_escapes_evidence(
     assert "First broken link:</strong> Link 2 — App registration: CBA-APP-001 failed" in text
 
 
+def junit_cases(path: Path) -> dict[str, ET.Element]:
+    """Requirement ID -> its test case."""
+    return {
+        prop.get("value") or "": case
+        for case in ET.parse(path).iter("testcase")
+        for prop in case.iter("property")
+        if prop.get("name") == "requirement"
+    }
+
+
 def test_junit_carries_requirement_properties(tenant_run: TenantRun) -> None:
     _, _, out = tenant_run
-    tree = ET.parse(next(out.glob("*.xml")))
-    cases = {case.get("name"): case for case in tree.iter("testcase")}
-    service_principal = cases["test_service_principal"]
+    cases = junit_cases(next(out.glob("*.xml")))
+    service_principal = cases["CBA-APP-002"]
     properties = {p.get("name"): p.get("value") for p in service_principal.iter("property")}
     assert properties == {"requirement": "CBA-APP-002", "severity": "critical", "follows_from": "CBA-APP-001"}
     assert service_principal.find("failure") is not None
-    assert cases["test_no_client_secrets"].find("error") is not None
+    assert cases["CBA-APP-004"].find("error") is not None
+
+
+def test_junit_cases_are_named_by_requirement_grouped_by_link_with_the_finding(tenant_run: TenantRun) -> None:
+    _, document, out = tenant_run
+    tree = ET.parse(next(out.glob("*.xml")))
+    cases = junit_cases(next(out.glob("*.xml")))
+    app = cases["CBA-APP-001"]
+    assert app.get("name") == f"CBA-APP-001 {catalogue.requirement('CBA-APP-001').title}"  # type: ignore[union-attr]
+    assert app.get("classname") == "Link 2 App registration"
+    failure = app.find("failure")
+    assert failure is not None
+    assert failure.get("message") == "no app registration has app ID 1111; expected exactly one"
+    assert "AssertionError" not in (failure.text or "") and "assert " not in (failure.text or "")
+    assert cases["CUSTOM-CRASH-001"].get("classname") == "Custom checks"
+    suite = next(tree.iter("testsuite"))
+    run_ids = [p.get("value") for p in suite.iter("property") if p.get("name") == "run_id"]
+    assert suite.get("name") == "cbacheck" and run_ids == [document["run"]["run_id"]]
 
 
 CERT_CHECKS = '''
@@ -265,11 +295,11 @@ def test_unreadable_certificate_fails_cert_001_and_the_checks_after_it(
     assert records["CBA-CERT-002"]["outcome"] == "failed"
     assert records["CBA-CERT-002"]["follows_from"] == "CBA-CERT-001"
     assert records["CBA-CERT-002"]["message"].startswith("follows from CBA-CERT-001: cannot read certificate")
-    cases = {case.get("name"): case for case in ET.parse(next(out.glob("*.xml"))).iter("testcase")}
-    assert cases["test_readable"].find("failure") is not None and cases["test_readable"].find("error") is None
+    cases = junit_cases(next(out.glob("*.xml")))
+    assert cases["CBA-CERT-001"].find("failure") is not None and cases["CBA-CERT-001"].find("error") is None
     rows = html_rows(next(out.glob("*.html")))
-    assert rows["CBA-CERT-001"]["result"] == "Failed"
-    assert rows["CBA-CERT-002"]["result"] == "Failed"
+    assert rows["CBA-CERT-001"]["result"] == "failed"
+    assert rows["CBA-CERT-002"]["result"] == "failed"
     assert "Traceback" not in result.stdout.str()
     # The PFX password was set, so it must appear in no output and no report.
     assert "sekrit-xyz" not in result.stdout.str() + result.stderr.str()

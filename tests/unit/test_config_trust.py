@@ -34,6 +34,9 @@ SUBJECT_SETTINGS = {
     "html",
     "json",
     "junit",
+    "sarif",
+    "summary",
+    "bundle",
 }
 
 
