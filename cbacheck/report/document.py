@@ -19,6 +19,7 @@ from typing import Any
 import cbacheck
 from cbacheck import catalogue
 from cbacheck.config import Settings
+from cbacheck.errors import ExitCode
 from cbacheck.evidence import redacted
 from cbacheck.facts import NOT_CONFIGURED, TenantFacts, Unavailable
 from cbacheck.report import gate
@@ -181,6 +182,48 @@ def tenant_summary(facts: TenantFacts | None) -> dict[str, Any] | None:
     }
 
 
+# Why a session that did not run to its end exits as it does (pytest's status decides then, not the gate).
+OVERRIDE_REASONS = {
+    ExitCode.INTERRUPTED: "interrupted before every check ran",
+    ExitCode.INTERNAL: "internal error in cbacheck or pytest",
+    ExitCode.USAGE: "pytest refused the command line",
+}
+
+
+def _decision(
+    requirements: Sequence[Mapping[str, Any]],
+    settings: Settings,
+    not_evaluated: Sequence[str],
+    collection_errors: Sequence[object],
+    exit_code: int | None,
+) -> Decision:
+    decision = gate.decide(requirements, settings, not_evaluated, collection_errors)
+    if exit_code is None or exit_code == decision.exit_code:
+        return decision
+    verdict = "fail" if decision.verdict == "fail" else "incomplete"
+    reason = OVERRIDE_REASONS.get(exit_code, f"pytest ended the session with status {exit_code}")
+    return Decision(verdict, exit_code, reason, f"{verdict.upper()}: {reason}")
+
+
+def _gate_settings(settings: Settings) -> dict[str, Any]:
+    return {
+        "fail_on": settings.fail_on,
+        "require": settings.require,
+        "allow_unverified": settings.allow_unverified,
+        "select": list(settings.select),
+        "skip": list(settings.skip),
+    }
+
+
+def _summary(requirements: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {
+        "root_causes": [record["id"] for record in gate.root_causes(requirements)],
+        "counts": counts(requirements),
+        "by_severity": by_severity(requirements),
+        "first_broken": first_broken(requirements),
+    }
+
+
 def build_document(
     settings: Settings,
     *,
@@ -217,9 +260,7 @@ def build_document(
     )
     mark_pending(requirements, pending or {})
     fill_follows_from(requirements)
-    decision = gate.decide(requirements, settings, not_evaluated, collection_errors)
-    if exit_code is not None and exit_code != decision.exit_code:
-        decision = Decision(decision.verdict, exit_code, decision.reason, decision.headline)
+    decision = _decision(requirements, settings, not_evaluated, collection_errors, exit_code)
     compared = comparison(requirements) if comparison is not None else None
     return {
         "schema": SCHEMA_ID,
@@ -233,13 +274,7 @@ def build_document(
             "headline": decision.headline,
             "exit_code": decision.exit_code,
             "exit_reason": decision.reason,
-            "gate": {
-                "fail_on": settings.fail_on,
-                "require": settings.require,
-                "allow_unverified": settings.allow_unverified,
-                "select": list(settings.select),
-                "skip": list(settings.skip),
-            },
+            "gate": _gate_settings(settings),
             "settings": settings.describe(),
             "python": platform.python_version(),
             "pytest": version("pytest"),
@@ -248,12 +283,7 @@ def build_document(
             "exceptions": dict(exceptions) if exceptions is not None else None,
         },
         "comparison": compared,
-        "summary": {
-            "root_causes": [record["id"] for record in gate.root_causes(requirements)],
-            "counts": counts(requirements),
-            "by_severity": by_severity(requirements),
-            "first_broken": first_broken(requirements),
-        },
+        "summary": _summary(requirements),
         "requirements": requirements,
         "tenant": tenant_summary(tenant_facts),
         "fixes": {
