@@ -9,6 +9,7 @@ from typing import Any
 from cbacheck.config import Settings, setting_fields
 from cbacheck.report.compare import change_lines
 from cbacheck.report.document import describe_first_broken, describe_not_evaluated
+from cbacheck.report.gate import root_causes
 
 # Characters that move the cursor, end or rewrite a line, or reorder text in a terminal or a CI log viewer:
 # C0 (CR, LF, ESC...), DEL, C1 (NEL, CSI...), the Unicode line and paragraph separators, bidi controls;
@@ -123,7 +124,9 @@ def cause_lines(requirements: Sequence[Mapping[str, Any]]) -> list[str]:
             record = by_id[record["follows_from"]]
         return str(record["id"])
 
-    roots = [r for r in broken if root_of(r) == r["id"]]
+    # The most severe independent failure first, as in the headline.
+    order = {record["id"]: n for n, record in enumerate(root_causes(broken))}
+    roots = sorted((r for r in broken if root_of(r) == r["id"]), key=lambda r: order.get(r["id"], len(order)))
     if not roots:
         return []
     lines = ["failed or not verified:"]

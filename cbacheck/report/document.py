@@ -224,6 +224,29 @@ def _summary(requirements: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _requirements(
+    settings: Settings,
+    records: Mapping[str, Mapping[str, Any]],
+    durations: Mapping[str, float],
+    pending: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """The records in chain order, each with its key (app, profile, ID), duration and node ID; pending marked."""
+    requirements = chain_sorted(
+        {
+            "app_id": settings.app_id,
+            "profile": gate.PROFILE,
+            "exception": None,
+            **record,
+            "duration_s": round(durations.get(nodeid, 0.0), 3),
+            "nodeid": nodeid,
+        }
+        for nodeid, record in records.items()
+    )
+    mark_pending(requirements, pending)
+    fill_follows_from(requirements)
+    return requirements
+
+
 def build_document(
     settings: Settings,
     *,
@@ -247,19 +270,7 @@ def build_document(
     session did not run to its end (interrupted, internal error). `comparison` marks each result's
     change against an earlier run and returns the comparison block.
     """
-    requirements = chain_sorted(
-        {
-            "app_id": settings.app_id,
-            "profile": gate.PROFILE,
-            "exception": None,
-            **record,
-            "duration_s": round(durations.get(nodeid, 0.0), 3),
-            "nodeid": nodeid,
-        }
-        for nodeid, record in records.items()
-    )
-    mark_pending(requirements, pending or {})
-    fill_follows_from(requirements)
+    requirements = _requirements(settings, records, durations, pending or {})
     decision = _decision(requirements, settings, not_evaluated, collection_errors, exit_code)
     compared = comparison(requirements) if comparison is not None else None
     return {

@@ -18,6 +18,7 @@ __all__ = ["PROFILE", "Decision", "decide", "judged", "not_selected_reason", "ro
 
 NO_CERTIFICATE = "no certificate configured"
 NOT_SELECTED = "not selected"
+SKIPS = (NO_CERTIFICATE, NOT_CONFIGURED)  # the skips that only say a link was not configured
 # Every outcome a result can have (docs/reports.md, "Outcomes").
 OUTCOMES = ("passed", "failed", "blocked", "error", "accepted", "warning", "skipped", "not selected", "pending")
 # Outcomes of a requirement that was not proven; which of them fail the gate depends on the settings.
@@ -213,6 +214,10 @@ def decide(
         return Decision(
             "fail", ExitCode.FAILED, reason, f"FAIL: {first['id']} ({first['severity']}) {first['outcome']}"
         )
+    if gates and all(r["outcome"] == "skipped" and r["message"] in SKIPS for r in gates):
+        unchecked = ", ".join(sorted({str(r["message"]) for r in gates}))
+        reason = f"{option_name('require')} {settings.require} asks for links that were not checked: {unchecked}"
+        return Decision("incomplete", ExitCode.FAILED, reason, f"INCOMPLETE: {unchecked}")
     if gates:
         reason = f"not proven: {_ids(gates)}"
         if any(r["outcome"] == "error" for r in gates):

@@ -118,7 +118,9 @@ def test_the_decision_table() -> None:
     cert_only = [record("CBA-CERT-001", "passed"), record("CBA-APP-001", "skipped", message="no tenant configured")]
     decided = gate.decide(cert_only, default)
     assert (decided.exit_code, decided.headline) == (0, "PASS: certificate only; tenant links not configured")
-    assert gate.decide(cert_only, Settings(require="tenant")).exit_code == ExitCode.FAILED
+    required = gate.decide(cert_only, Settings(require="tenant"))
+    assert required.exit_code == ExitCode.FAILED
+    assert required.reason == "--require tenant asks for links that were not checked: no tenant configured"
     nothing = [record("CBA-CERT-001", "skipped", message="no certificate configured")]
     assert gate.decide(nothing, default).exit_code == ExitCode.USAGE
     with_error = [record("CBA-CERT-001", "passed"), record("CBA-APP-001", "error")]
