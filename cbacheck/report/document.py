@@ -65,9 +65,12 @@ def chain_sorted(requirements: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def nearest_failed_upstream(req_id: str, outcomes: Mapping[str, str]) -> str | None:
-    """The closest upstream requirement (catalogue order) that failed or was blocked, if any."""
+    """The closest upstream requirement (catalogue order) that did not hold, if any.
+
+    An accepted or warned upstream still failed: what follows from it is no independent cause.
+    """
     for upstream in catalogue.upstream_closure(req_id):
-        if outcomes.get(upstream) in ("failed", "blocked"):
+        if outcomes.get(upstream) in ("failed", "blocked", "accepted", "warning"):
             return upstream
     return None
 
