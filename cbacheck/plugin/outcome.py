@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from cbacheck.plugin.state import (
     state_of,
 )
 from cbacheck.report import gate
-from cbacheck.report.document import follows_note, nearest_failed_upstream, redacted_record
+from cbacheck.report.document import NOT_CONFIGURED_REASONS, follows_note, nearest_failed_upstream, redacted_record
 from cbacheck.report.gate import NOT_SELECTED
 from cbacheck.report.html import render_evidence
 
@@ -107,6 +107,20 @@ def _outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[st
     return "error", message, None
 
 
+def _unless_not_configured(
+    records: Iterable[dict[str, Any]], upstream: str, outcome: str, message: str
+) -> tuple[str, str]:
+    """Blocked by an upstream that was only skipped as not configured: this link was not asked for either.
+
+    A tenant-only audit without the app's certificate skips CBA-CERT-001; the key checks that need the
+    certificate are then skipped for the same reason, not blocked (nothing failed upstream).
+    """
+    skipped = next((r for r in records if r["id"] == upstream and r["outcome"] == "skipped"), None)
+    if skipped is not None and skipped["message"] in NOT_CONFIGURED_REASONS:
+        return "skipped", str(skipped["message"])
+    return outcome, message
+
+
 def _final_phase(report: pytest.TestReport) -> bool:
     """The phase whose report carries the requirement's outcome."""
     return (
@@ -127,6 +141,8 @@ def pytest_runtest_makereport(
     if mark is None or not state.active or not _final_phase(report):
         return report
     outcome, message, follows_from = _outcome(report, call)
+    if outcome == "blocked" and follows_from is not None:
+        outcome, message = _unless_not_configured(state.records.values(), follows_from, outcome, message)
     if follows_from is None and outcome in ("failed", "error"):
         outcomes = {record["id"]: record["outcome"] for record in state.records.values()}
         follows_from = nearest_failed_upstream(mark.id, outcomes)

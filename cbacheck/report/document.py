@@ -138,8 +138,8 @@ def describe_not_evaluated(run: Mapping[str, Any]) -> str | None:
     lead = "INCOMPLETE: " if run["verdict"] == "incomplete" else ""
     noun = "requirement" if len(missing) == 1 else "requirements"
     return (
-        f"{lead}{len(missing)} {noun} not evaluated: {', '.join(missing)} (deselected by -k, -m or --deselect, "
-        "given after -- or in PYTEST_ADDOPTS; use --select / --skip to narrow a run on record)"
+        f"{lead}{len(missing)} {noun} not evaluated: {', '.join(missing)} (deselected by pytest's -k, -m or "
+        "--deselect, or not reached after -x; use --select / --skip to narrow a run on record)"
     )
 
 

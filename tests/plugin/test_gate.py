@@ -101,6 +101,38 @@ def test_x_stops_early_and_the_unreached_requirements_are_not_evaluated(pytester
     assert result.ret == ExitCode.FAILED
 
 
+NO_CERTIFICATE_CHECKS = '''
+import pytest
+from cbacheck.chain import require
+
+
+@pytest.mark.requirement("CBA-CERT-001")
+def test_cert():
+    pytest.skip("no certificate configured")
+
+
+@pytest.mark.requirement("CBA-KEY-001")
+def test_key():
+    require(None, "CBA-CERT-001", "no certificate is configured")
+
+
+@pytest.mark.requirement("CBA-APP-001")
+def test_app():
+    pass
+'''
+
+
+def test_a_check_needing_an_unconfigured_link_is_skipped_not_blocked(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_checks=NO_CERTIFICATE_CHECKS)
+    result = pytester.runpytest("--cba-json=results.json", "-p", "no:cacheprovider")
+    document = json.loads((pytester.path / "results.json").read_text(encoding="utf-8"))
+    key = next(r for r in document["requirements"] if r["id"] == "CBA-KEY-001")
+    assert (key["outcome"], key["message"]) == ("skipped", "no certificate configured")
+    assert result.ret == ExitCode.OK
+    assert document["run"]["headline"] == "PASS: tenant only; certificate links not configured"
+    assert pytester.runpytest("--cba-json=r2.json", "--cba-require=cert", "-p", "no:cacheprovider").ret == 1
+
+
 def test_a_pattern_matching_no_requirement_is_a_configuration_error() -> None:
     settings = resolve({"select": "CBA-NOPE-*"}, {}, Path("/nonexistent"))
     assert gate.selection_problems(settings) == [
