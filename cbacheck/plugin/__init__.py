@@ -279,6 +279,8 @@ def _session_override(exitstatus: int | pytest.ExitCode, state: RunState) -> int
         return ExitCode.INTERNAL
     if status == pytest.ExitCode.USAGE_ERROR:
         return ExitCode.USAGE
+    if state.other_failures:
+        return ExitCode.FAILED  # a test of the same session that proves no requirement failed: never exit 0
     return None
 
 
@@ -388,3 +390,5 @@ class SessionHooks:
         record = getattr(report, "cba", None)
         if isinstance(record, dict):
             state.records[report.nodeid] = record
+        elif report.failed:
+            state.other_failures.append(report.nodeid)

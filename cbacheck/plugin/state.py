@@ -40,6 +40,7 @@ class RunState:
     collection_errors: list[dict[str, str]] = field(default_factory=list)
     deselected: dict[str, None] = field(default_factory=dict)  # requirement IDs dropped by -k, -m, --deselect
     planned: dict[str, None] = field(default_factory=dict)  # requirement IDs of the items pytest will run
+    other_failures: list[str] = field(default_factory=list)  # node IDs of failed tests that prove no requirement
     exceptions: ExceptionsFile | None = None  # the accepted risks (--exceptions)
     previous: Previous | None = None  # the earlier results to compare with (--compare)
     tenant_facts: TenantFacts | None = None

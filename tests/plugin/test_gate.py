@@ -133,6 +133,16 @@ def test_a_check_needing_an_unconfigured_link_is_skipped_not_blocked(pytester: p
     assert pytester.runpytest("--cba-json=r2.json", "--cba-require=cert", "-p", "no:cacheprovider").ret == 1
 
 
+def test_a_failing_test_that_proves_no_requirement_still_fails_the_session(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_checks=NO_CERTIFICATE_CHECKS, test_other="def test_unrelated():\n    assert False\n"
+    )
+    result = pytester.runpytest("--cba-json=results.json", "-p", "no:cacheprovider")
+    document = json.loads((pytester.path / "results.json").read_text(encoding="utf-8"))
+    assert result.ret == ExitCode.FAILED == document["run"]["exit_code"]
+    assert document["run"]["exit_reason"] == "a test of this session that proves no requirement failed"
+
+
 def test_a_pattern_matching_no_requirement_is_a_configuration_error() -> None:
     settings = resolve({"select": "CBA-NOPE-*"}, {}, Path("/nonexistent"))
     assert gate.selection_problems(settings) == [
