@@ -10,9 +10,10 @@ T = TypeVar("T")
 
 
 class UpstreamFailure(AssertionError):
-    """A check cannot hold because an upstream requirement failed; reported as failed, naming the upstream ID.
+    """A check cannot hold because an upstream requirement failed; reported as blocked, naming the upstream ID.
 
-    It is an AssertionError on purpose: a broken chain is non-compliance (failed), not "could not verify".
+    It is an AssertionError on purpose: a broken chain is non-compliance (blocked fails the gate at the
+    check's own severity), not "could not verify".
     """
 
     def __init__(self, upstream: str, reason: str) -> None:
@@ -30,7 +31,7 @@ def require(value: T | None, upstream: str, reason: str) -> T:
 
 
 def follows_from(upstream: str, message: str) -> NoReturn:
-    """Fail the check as following from the upstream requirement: "follows from CBA-APP-001: <message>"."""
+    """Block the check as following from the upstream requirement: "follows from CBA-APP-001: <message>"."""
     __tracebackhide__ = True
     raise UpstreamFailure(upstream, message)
 

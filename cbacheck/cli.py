@@ -11,10 +11,14 @@ from typing import Any
 from cbacheck import __version__
 from cbacheck.errors import CbaCheckError, ExitCode
 
-EPILOG = """exit codes:
-  0  every requirement passed (links not configured are skipped)
-  1  a requirement failed or could not be verified
-  2  bad command line, configuration or input; nothing was evaluated
+EPILOG = """exit codes (cbacheck's own decision; the same under plain pytest; docs/reports.md):
+  0  something was evaluated and every requirement in scope passed, is an accepted
+     risk (--exceptions), a warning below --fail-on, not selected, or skipped
+     because its link is not configured (and --require does not ask for it)
+  1  a requirement failed or is blocked at or above --fail-on, or was not proven:
+     an error (unless --allow-unverified), pending, or not evaluated (-- -k)
+  2  bad command line, configuration, exceptions or input file; or nothing was
+     evaluated (the message names the settings to set)
   3  interrupted, or a confirmation was refused
   4  internal error in cbacheck (please report it)
 """

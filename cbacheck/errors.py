@@ -7,11 +7,11 @@ from typing import Any
 
 
 class ExitCode:
-    """Process exit codes of the `cbacheck` command (documented in README.md)."""
+    """Process exit codes of the `cbacheck` command (documented in docs/reports.md, "Exit codes")."""
 
-    OK = 0  # every requirement passed (skips for links not configured are allowed)
-    FAILED = 1  # at least one requirement failed or could not be verified (error)
-    USAGE = 2  # bad command line, configuration or input file; nothing was evaluated
+    OK = 0  # every requirement in scope passed, was accepted, a warning, not selected or not configured
+    FAILED = 1  # a requirement failed or is blocked at or above --fail-on, or was not proven
+    USAGE = 2  # bad command line, configuration or input file; or nothing was evaluated
     INTERRUPTED = 3  # stopped by the user (Ctrl-C) or a refused confirmation
     INTERNAL = 4  # a bug in cbacheck: please report it with the log
 

@@ -225,7 +225,7 @@ def _apply_then_reevaluate(
         return ExitCode.USAGE
     if not fix_run.results:
         print("nothing to apply: no failed requirement has an automated fix", file=out)
-        return int(before.document["run"]["exit_code"] and ExitCode.FAILED)
+        return int(before.document["run"]["exit_code"])
     applied = _report_applied(fix_run, settings, out)
     before_run = before.document["run"]
     applied = dataclasses.replace(
@@ -289,25 +289,27 @@ def _not_done_while_switches_remain(fix_run: fixers.FixRun, code: int, out: Text
 
 
 def _close(status: int | pytest.ExitCode, observer: RunObserver, out: TextIO) -> int:
-    if status == pytest.ExitCode.INTERRUPTED and observer.collection_errors:
+    state = observer.state
+    if observer.collection_errors:
         print(
             f"cbacheck: {observer.collection_errors} check file(s) could not be collected (see the errors above); "
             "nothing was evaluated from them",
             file=sys.stderr,
         )
-        code = ExitCode.USAGE
-    elif status == pytest.ExitCode.NO_TESTS_COLLECTED:
-        print("cbacheck: no checks were found to run; check --checks and any -k/-m given after --", file=sys.stderr)
-        code = ExitCode.USAGE
-    else:
-        code = PYTEST_EXIT_CODES.get(pytest.ExitCode(int(status)), ExitCode.INTERNAL)
-    state = observer.state
     if state is not None and state.document is not None:
+        # The plugin set the session's status to cbacheck's own decision (run.exit_code), with its reason.
+        code = int(state.document["run"]["exit_code"])
         print_summary(state, out)
-    if state is not None and state.write_error:
-        print(state.write_error, file=sys.stderr)
-        code = ExitCode.USAGE
-    return code
+        if state.write_error:
+            print(state.write_error, file=sys.stderr)
+            code = ExitCode.USAGE
+        return code
+    if status == pytest.ExitCode.INTERRUPTED and observer.collection_errors:
+        return ExitCode.USAGE
+    if status == pytest.ExitCode.NO_TESTS_COLLECTED:
+        print("cbacheck: no checks were found to run; check --checks and any -k/-m given after --", file=sys.stderr)
+        return ExitCode.USAGE
+    return PYTEST_EXIT_CODES.get(pytest.ExitCode(int(status)), ExitCode.INTERNAL)
 
 
 def print_summary(state: RunState, out: TextIO) -> None:

@@ -40,6 +40,9 @@ CREDENTIAL_KINDS = (
     "device_code",
 )
 ENDPOINT_SETTINGS = ("login_url", "graph_url", "exchange_url")
+# The gate (docs/reports.md, "Exit codes"): which failures fail the run, and which links must have been checked.
+FAIL_ON_LEVELS = ("critical", "high", "medium", "low", "info")
+REQUIRE_CHOICES = ("configured", "cert", "tenant", "all")
 # The longest window any policy setting may name: a hundred years is already far past any certificate.
 LONGEST_DAYS = 36_500
 
@@ -213,6 +216,38 @@ class Settings:
         "Folder for an evidence bundle: HTML, JSON, JUnit, SARIF, summary and a SHA-256 manifest",
         trust="subject",
         group="report",
+    )
+    # The gate: every one steers the verdict or the exit code, so none may come from a found config file.
+    fail_on: str = _setting(
+        "choice",
+        "info",
+        "Lowest severity whose failure fails the run; failures below it are warnings",
+        choices=FAIL_ON_LEVELS,
+        group="gate",
+    )
+    require: str = _setting(
+        "choice",
+        "configured",
+        "Links that must have been checked: a skip for a missing certificate (cert), tenant (tenant) or either "
+        "(all) fails the run",
+        choices=REQUIRE_CHOICES,
+        group="gate",
+    )
+    allow_unverified: bool = _setting(
+        "bool", False, "A requirement that could not be verified (error) does not fail the run", group="gate"
+    )
+    select: tuple[str, ...] = _setting(
+        "list", (), "Evaluate only these requirement IDs (patterns such as CBA-KEY-*); the rest are 'not selected'",
+        group="gate",
+    )
+    skip: tuple[str, ...] = _setting(
+        "list", (), "Leave out these requirement IDs (patterns); they are reported as 'not selected'", group="gate"
+    )
+    exceptions: Path | None = _setting(
+        "path", None, "TOML file of accepted risks ([[exception]] id, reason, approver, expires)", group="gate"
+    )
+    compare: Path | None = _setting(
+        "path", None, "Results JSON of an earlier run: each result says what changed since", group="gate"
     )
     # Network.
     timeout_s: float = _setting(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from cbacheck import catalogue
 from cbacheck import config as settings_table
 from cbacheck.config import Settings, setting_fields
+from cbacheck.errors import ExitCode
 from cbacheck.evidence import redacted
 from cbacheck.plugin import fixtures, marker, outcome
 from cbacheck.plugin.marker import MARKER
@@ -27,7 +29,7 @@ from cbacheck.plugin.state import (
     settings_of,
     state_of,
 )
-from cbacheck.report import console, document
+from cbacheck.report import compare, console, document, gate
 from cbacheck.report.bundle import MANIFEST, PipelineReports
 from cbacheck.report.html import HtmlHooks
 
@@ -253,6 +255,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             for line in console.header_lines(state.settings):
                 reporter.write_line(line)
 
+    _mark_not_selected(marked, state)
+
     def chain_position(item: pytest.Item) -> tuple[int, str]:
         mark = item.stash.get(requirement_key, None)
         return catalogue.chain_order(mark.id) if mark else (100, "")
@@ -261,7 +265,38 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items.sort(key=chain_position)
 
 
+def _mark_not_selected(marked: list[pytest.Item], state: RunState) -> None:
+    """Checks --select / --skip leave out are skipped as 'not selected' (kept in every report); the rest are planned."""
+    for item in marked:
+        mark = item.stash[requirement_key]
+        state.planned[mark.id] = None
+        reason = gate.not_selected_reason(mark.id, state.settings) if state.settings is not None else None
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
 # --- end of the session: results file and summaries ---------------------------------------------
+
+
+def _session_override(exitstatus: int | pytest.ExitCode, state: RunState) -> int | None:
+    """cbacheck's exit code when pytest's session did not run to its end; None when the gate decides."""
+    status = int(exitstatus)
+    if status == pytest.ExitCode.INTERRUPTED and not state.collection_errors:
+        return ExitCode.INTERRUPTED  # Ctrl-C or pytest's own stop
+    if status == pytest.ExitCode.INTERNAL_ERROR:
+        return ExitCode.INTERNAL
+    if status == pytest.ExitCode.USAGE_ERROR:
+        return ExitCode.USAGE
+    if state.other_failures:
+        return ExitCode.FAILED  # a test of the same session that proves no requirement failed: never exit 0
+    return None
+
+
+def _comparison(state: RunState) -> Callable[[list[dict[str, Any]]], dict[str, Any]] | None:
+    previous = state.previous
+    if previous is None:
+        return None
+    return lambda requirements: compare.mark_changes(requirements, previous)
 
 
 def plan_fixes(config: pytest.Config, state: RunState) -> list[dict[str, Any]]:
@@ -285,15 +320,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
     if not state.active or is_worker(config):
         return
     evaluated = {record["id"] for record in state.records.values()}
-    not_evaluated = sorted(set(state.deselected) - evaluated, key=catalogue.chain_order)
-    if not_evaluated and exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED  # not every requirement was evaluated
+    # Deselected by pytest (-k, -m, --deselect) or never reached (-x, --maxfail): not evaluated, never a pass.
+    not_evaluated = sorted({*state.deselected, *state.planned} - evaluated, key=catalogue.chain_order)
     applied = applied_fixes(config)
     built = document.build_document(
         state.settings or Settings(),
         started=state.started,
         finished=datetime.now(UTC),
-        exit_code=int(exitstatus),
+        exit_code=_session_override(exitstatus, state),
         records=state.records,
         durations=state.durations,
         collection_errors=state.collection_errors,
@@ -304,9 +338,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
         pending=applied.pending if applied else None,
         run_id=applied.run_id if applied else None,
         related_runs={"before": applied.before_run_id} if applied and applied.before_run_id else None,
+        exceptions=state.exceptions.as_dict() if state.exceptions else None,
+        comparison=_comparison(state),
     )
     built = document.redacted_document(built, secrets_of(config))
     state.document = built
+    # cbacheck's decision, not pytest's status: plain pytest and `cbacheck run` exit alike (docs/reports.md).
+    session.exitstatus = built["run"]["exit_code"]
     if state.json_path is not None:
         try:
             document.write_atomic(state.json_path, built)
@@ -315,7 +353,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitC
             state.write_error = (
                 f"cbacheck: the JSON results {str(state.json_path)!r} cannot be written: {err.strerror or err}"
             )
-            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            session.exitstatus = ExitCode.USAGE
 
 
 def report_paths(state: RunState) -> dict[str, Path | None]:
@@ -363,3 +401,5 @@ class SessionHooks:
         record = getattr(report, "cba", None)
         if isinstance(record, dict):
             state.records[report.nodeid] = record
+        elif report.failed:
+            state.other_failures.append(report.nodeid)

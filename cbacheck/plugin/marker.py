@@ -126,6 +126,8 @@ def pytest_make_collect_report(
         if isinstance(node, pytest.Item) and node.get_closest_marker("requirement") is not None:
             try:
                 node.stash[requirement_key] = requirement_of(node, claimed)
+                # The requirement ID is a keyword, so `-k CBA-APP-005` selects the check that proves it.
+                node.extra_keyword_matches.add(node.stash[requirement_key].id)
             except MarkerError as err:
                 problems.append(str(err))
     if problems:

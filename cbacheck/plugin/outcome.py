@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import Any
 
 import pytest
@@ -20,7 +20,9 @@ from cbacheck.plugin.state import (
     secrets_of,
     state_of,
 )
-from cbacheck.report.document import follows_note, nearest_failed_upstream, redacted_record
+from cbacheck.report import gate
+from cbacheck.report.document import NOT_CONFIGURED_REASONS, follows_note, nearest_failed_upstream, redacted_record
+from cbacheck.report.gate import NOT_SELECTED
 from cbacheck.report.html import render_evidence
 
 
@@ -91,15 +93,32 @@ def _outcome(report: pytest.TestReport, call: pytest.CallInfo[None]) -> tuple[st
     if report.passed:
         return "passed", "", None
     if report.skipped:
-        return "skipped", _skip_reason(report, call), None
+        reason = _skip_reason(report, call)
+        return (NOT_SELECTED if reason.startswith(NOT_SELECTED) else "skipped"), reason, None
     error = call.excinfo.value if call.excinfo is not None else None
+    if report.when == "call" and isinstance(error, UpstreamFailure):
+        # Not evaluated: the check cannot hold because an upstream requirement failed, which it names.
+        return "blocked", _assertion_message(error), error.upstream
     if report.when == "call" and isinstance(error, AssertionError):
-        upstream = error.upstream if isinstance(error, UpstreamFailure) else None
-        return "failed", _assertion_message(error), upstream
+        return "failed", _assertion_message(error), None
     message = _error_message(error, report)
     if report.when == "teardown":
         message = f"teardown failed: {message}"
     return "error", message, None
+
+
+def _unless_not_configured(
+    records: Iterable[dict[str, Any]], upstream: str, outcome: str, message: str
+) -> tuple[str, str]:
+    """Blocked by an upstream that was only skipped as not configured: this link was not asked for either.
+
+    A tenant-only audit without the app's certificate skips CBA-CERT-001; the key checks that need the
+    certificate are then skipped for the same reason, not blocked (nothing failed upstream).
+    """
+    skipped = next((r for r in records if r["id"] == upstream and r["outcome"] == "skipped"), None)
+    if skipped is not None and skipped["message"] in NOT_CONFIGURED_REASONS:
+        return "skipped", str(skipped["message"])
+    return outcome, message
 
 
 def _final_phase(report: pytest.TestReport) -> bool:
@@ -122,6 +141,8 @@ def pytest_runtest_makereport(
     if mark is None or not state.active or not _final_phase(report):
         return report
     outcome, message, follows_from = _outcome(report, call)
+    if outcome == "blocked" and follows_from is not None:
+        outcome, message = _unless_not_configured(state.records.values(), follows_from, outcome, message)
     if follows_from is None and outcome in ("failed", "error"):
         outcomes = {record["id"]: record["outcome"] for record in state.records.values()}
         follows_from = nearest_failed_upstream(mark.id, outcomes)
@@ -131,13 +152,21 @@ def pytest_runtest_makereport(
     secrets = secrets_of(item.config)
     _withhold_secrets(report, secrets)
     record = _record(mark, outcome, message, follows_from, evidence, secrets)
+    if state.settings is not None:
+        record = gate.judged(record, state.settings, state.exceptions, state.started.date())
     report.cba = record  # type: ignore[attr-defined]  # a plain dict, so it survives xdist serialisation
-    if follows_from is not None:
-        for target in (item.user_properties, report.user_properties):
-            target[:] = [prop for prop in target if prop[0] != "follows_from"]
-            target.append(("follows_from", follows_from))
+    # The result's key (app, profile, requirement) and cbacheck's outcome, for JUnit readers.
+    properties = {
+        "app_id": record.get("app_id") or "",
+        "profile": record.get("profile") or "",
+        "outcome": record["outcome"],
+        **({"follows_from": follows_from} if follows_from is not None else {}),
+    }
+    for target in (item.user_properties, report.user_properties):
+        target[:] = [prop for prop in target if prop[0] not in properties]
+        target.extend(properties.items())
     if state.html_path is not None:
-        failing = outcome in ("failed", "error")
+        failing = record["outcome"] in ("failed", "blocked", "error", "accepted", "warning")
         report.extras = [  # type: ignore[attr-defined]
             *getattr(report, "extras", []),
             extras.html(render_evidence(record)),

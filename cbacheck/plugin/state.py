@@ -17,6 +17,9 @@ from cbacheck.config import Settings, resolve, setting_fields
 from cbacheck.errors import ConfigError
 from cbacheck.evidence import Evidence
 from cbacheck.facts import CertFacts, TenantFacts
+from cbacheck.report.compare import Previous, load_previous
+from cbacheck.report.exceptions import ExceptionsFile, load_exceptions
+from cbacheck.report.gate import selection_problems
 
 if TYPE_CHECKING:
     from cbacheck.fixers import OptIns
@@ -37,6 +40,10 @@ class RunState:
     durations: dict[str, float] = field(default_factory=dict)
     collection_errors: list[dict[str, str]] = field(default_factory=list)
     deselected: dict[str, None] = field(default_factory=dict)  # requirement IDs dropped by -k, -m, --deselect
+    planned: dict[str, None] = field(default_factory=dict)  # requirement IDs of the items pytest will run
+    other_failures: list[str] = field(default_factory=list)  # node IDs of failed tests that prove no requirement
+    exceptions: ExceptionsFile | None = None  # the accepted risks (--exceptions)
+    previous: Previous | None = None  # the earlier results to compare with (--compare)
     tenant_facts: TenantFacts | None = None
     cert_facts: CertFacts | None = None
     document: dict[str, Any] | None = None
@@ -120,6 +127,7 @@ def _resolve(config: pytest.Config) -> Settings:
         # that writes to the tenant (a wrong password is not a reason to rotate a certificate).
         certs.preflight(settings)
         require_read_only_cmdlet(settings)
+        _load_gate_inputs(state_of(config), settings)
     except ConfigError as err:
         # One UsageError: pytest prints each problem as its own ERROR: line and exits 4.
         raise pytest.UsageError(*(f"cbacheck: {problem}" for problem in err.problems)) from None
@@ -133,6 +141,21 @@ def _resolve(config: pytest.Config) -> Settings:
         for name, source in settings.sources.items()
     }
     return dataclasses.replace(settings, sources=renamed)
+
+
+def _load_gate_inputs(state: RunState, settings: Settings) -> None:
+    """The selection checked, the exceptions file and the earlier results read; every problem in one ConfigError."""
+    problems = selection_problems(settings)
+    try:
+        state.exceptions = load_exceptions(settings)
+    except ConfigError as err:
+        problems += err.problems
+    try:
+        state.previous = load_previous(settings)
+    except ConfigError as err:
+        problems += err.problems
+    if problems:
+        raise ConfigError(problems)
 
 
 def settings_of(config: pytest.Config) -> Settings:

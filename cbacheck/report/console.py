@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from cbacheck.config import Settings, setting_fields
+from cbacheck.report.compare import change_lines
 from cbacheck.report.document import describe_first_broken, describe_not_evaluated
+from cbacheck.report.gate import root_causes
 
 # Characters that move the cursor, end or rewrite a line, or reorder text in a terminal or a CI log viewer:
 # C0 (CR, LF, ESC...), DEL, C1 (NEL, CSI...), the Unicode line and paragraph separators, bidi controls;
@@ -79,20 +81,26 @@ def summary_lines(
     """
     run = document["run"]
     counts = ", ".join(f"{n} {outcome}" for outcome, n in document["summary"]["counts"].items() if n)
+    roots = len(document["summary"]["root_causes"])
+    if roots:
+        counts = f"{roots} root cause{'s' if roots > 1 else ''}; {counts}"
     lines: list[str] = []
     if run["sandbox"]:
         lines.append(SANDBOX_LINE)
     if settings is not None:
         lines += header_lines(settings)
-    lines.append(f"cbacheck verdict: {run['verdict'].upper()} ({counts or 'no requirements ran'})")
+    lines += change_lines(document)  # what changed since the earlier run comes first
+    lines.append(f"cbacheck verdict: {run['headline']} ({counts or 'no requirements ran'})")
+    lines.append(f"exit code {run['exit_code']}: {run['exit_reason']}")
     not_evaluated = describe_not_evaluated(run)
     if not_evaluated:
         lines.append(not_evaluated)
     if document["summary"]["first_broken"] is not None:
         lines.append(f"first broken: {describe_first_broken(document['summary']['first_broken'])}")
     lines += cause_lines(document["requirements"])
+    lines += risk_lines(document)
     lines += skip_lines(document["requirements"])
-    lines += plan_lines(document["fixes"])
+    lines += plan_lines(document["fixes"], document["requirements"])
     shown = [(label, path) for label, path in reports.items() if path is not None]
     if shown:
         lines.append("reports:")
@@ -106,7 +114,7 @@ def cause_lines(requirements: Sequence[Mapping[str, Any]]) -> list[str]:
 
     A reviewer sees the causes, not one reason repeated (the reports keep every message in full).
     """
-    broken = [r for r in requirements if r["outcome"] in ("failed", "error", "pending")]
+    broken = [r for r in requirements if r["outcome"] in ("failed", "blocked", "error", "pending")]
     by_id = {r["id"]: r for r in broken}
 
     def root_of(record: Mapping[str, Any]) -> str:
@@ -116,7 +124,9 @@ def cause_lines(requirements: Sequence[Mapping[str, Any]]) -> list[str]:
             record = by_id[record["follows_from"]]
         return str(record["id"])
 
-    roots = [r for r in broken if root_of(r) == r["id"]]
+    # The most severe independent failure first, as in the headline.
+    order = {record["id"]: n for n, record in enumerate(root_causes(broken))}
+    roots = sorted((r for r in broken if root_of(r) == r["id"]), key=lambda r: order.get(r["id"], len(order)))
     if not roots:
         return []
     lines = ["failed or not verified:"]
@@ -135,22 +145,52 @@ def cause_lines(requirements: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def risk_lines(document: Mapping[str, Any]) -> list[str]:
+    """Accepted risks (with their exception) and warnings below --fail-on: passed the gate, still shown."""
+    lines = []
+    exceptions = document["run"].get("exceptions")
+    if exceptions:
+        lines.append(f"exceptions: {exceptions['path']} (sha256 {exceptions['sha256']}, from {exceptions['source']})")
+    for record in document["requirements"]:
+        if record["outcome"] == "accepted" and record.get("exception"):
+            entry = record["exception"]
+            lines.append(
+                f"  {record['id']} ({record['severity']}) accepted until {entry['expires']}: {entry['reason']} "
+                f"(approved by {entry['approver']}); finding: {record['message']}"
+            )
+        elif record["outcome"] == "failed" and (record.get("exception") or {}).get("state") == "expired":
+            lines.append(
+                f"  {record['id']} ({record['severity']}) exception expired on {record['exception']['expires']}"
+            )
+    warnings = [r for r in document["requirements"] if r["outcome"] == "warning"]
+    if warnings:
+        fail_on = document["run"]["gate"]["fail_on"]
+        lines.append(f"warnings (below --fail-on {fail_on}):")
+        lines += [f"  {r['id']} ({r['severity']}): {r['message']}" for r in warnings]
+    return lines
+
+
 def skip_lines(requirements: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One line per skip reason with how many requirements it skipped."""
+    """One line per skip reason with how many requirements it skipped (or left out as not selected)."""
     skipped: dict[str, int] = {}
     for record in requirements:
-        if record["outcome"] == "skipped":
+        if record["outcome"] in ("skipped", "not selected"):
             skipped[record["message"]] = skipped.get(record["message"], 0) + 1
     return [f"skipped: {number} ({reason})" for reason, number in skipped.items()]
 
 
-def plan_lines(fixes: Mapping[str, Any]) -> list[str]:
-    """The planned fix actions: what each changes, why, and the permission it needs (shown on every run)."""
+def plan_lines(fixes: Mapping[str, Any], requirements: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    """The planned fix actions: what each changes, why, and the permission it needs (shown on every run).
+
+    Accepted requirements get no fix; the plan names them as accepted.
+    """
     plan = fixes["plan"]
+    accepted = [r["id"] for r in requirements if r["outcome"] == "accepted"]
+    lines = [f"no fix planned for accepted risks: {', '.join(accepted)}"] if accepted else []
     if not plan:
-        return []
+        return lines
     automated = sum(1 for action in plan if action.get("automated"))
-    lines = [
+    lines += [
         f"fix plan: {len(plan)} action(s), {automated} automated (fix mode: {fixes['mode']}; "
         "`--fix apply` applies the automated ones)"
     ]

@@ -10,7 +10,7 @@ import os
 import platform
 import tempfile
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -21,12 +21,15 @@ from typing import Any
 import cbacheck
 from cbacheck import catalogue
 from cbacheck.config import Settings
+from cbacheck.errors import ExitCode
 from cbacheck.evidence import redacted
 from cbacheck.facts import NOT_CONFIGURED, TenantFacts, Unavailable
+from cbacheck.report import gate
+from cbacheck.report.gate import Decision
 
-SCHEMA_ID = "https://cbacheck.dev/schema/results/1"
-OUTCOMES = ("passed", "failed", "error", "skipped", "pending")
-NO_CERTIFICATE = "no certificate configured"
+SCHEMA_ID = "https://cbacheck.dev/schema/results/2"
+OUTCOMES = gate.OUTCOMES
+NO_CERTIFICATE = gate.NO_CERTIFICATE
 # Skips that only mean "this link was not asked for"; any other skip leaves the verdict incomplete.
 NOT_CONFIGURED_REASONS = (NOT_CONFIGURED, NO_CERTIFICATE)
 TENANT_FACT_FIELDS = (
@@ -45,7 +48,7 @@ TENANT_FACT_FIELDS = (
 def mark_pending(requirements: Iterable[dict[str, Any]], pending: Mapping[str, str]) -> None:
     """A requirement mended by an action still propagating (or downstream of one) is pending, not broken."""
     for record in requirements:
-        if record["outcome"] not in ("failed", "error"):
+        if record["outcome"] not in ("failed", "blocked", "error"):
             continue
         reason = pending.get(record["id"]) or next(
             (pending[upstream] for upstream in catalogue.upstream_closure(record["id"]) if upstream in pending), None
@@ -64,9 +67,12 @@ def chain_sorted(requirements: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def nearest_failed_upstream(req_id: str, outcomes: Mapping[str, str]) -> str | None:
-    """The closest upstream requirement (catalogue order) that failed, if any."""
+    """The closest upstream requirement (catalogue order) that did not hold, if any.
+
+    An accepted or warned upstream still failed: what follows from it is no independent cause.
+    """
     for upstream in catalogue.upstream_closure(req_id):
-        if outcomes.get(upstream) == "failed":
+        if outcomes.get(upstream) in ("failed", "blocked", "accepted", "warning"):
             return upstream
     return None
 
@@ -92,36 +98,30 @@ def verdict(
     requirements: Sequence[Mapping[str, Any]],
     collection_errors: Sequence[object] = (),
     not_evaluated: Sequence[str] = (),
+    settings: Settings | None = None,
 ) -> str:
-    """fail: something failed. incomplete: nothing failed but something could not be verified, was skipped
-    for another reason than "not configured", could not be collected, was deselected (not evaluated), or
-    nothing passed. pass: the rest."""
-    outcomes = [r["outcome"] for r in requirements]
-    if "failed" in outcomes:
-        return "fail"
-    if "error" in outcomes or "pending" in outcomes or collection_errors or not_evaluated or "passed" not in outcomes:
-        return "incomplete"
-    for record in requirements:
-        if record["outcome"] == "skipped" and record.get("message") not in NOT_CONFIGURED_REASONS:
-            return "incomplete"
-    return "pass"
+    """pass, fail or incomplete, as the gate decides it (gate.decide; docs/reports.md, "Verdict")."""
+    return gate.decide(requirements, settings or Settings(), not_evaluated, collection_errors).verdict
 
 
 def first_broken(requirements: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The first failure in chain order; the first error when nothing failed."""
-    ordered = chain_sorted(dict(r) for r in requirements)
-    for wanted in ("failed", "error"):
-        for record in ordered:
-            if record["outcome"] == wanted:
-                return {
-                    "id": record["id"],
-                    "link": record["link"],
-                    "link_name": catalogue.LINKS.get(record["link"], "") if record["link"] else "",
-                    "title": record["title"],
-                    "outcome": record["outcome"],
-                    "message": record["message"],
-                }
-    return None
+    """The headline's cause: the most severe independent failure (then error, pending) before any other."""
+    roots = gate.root_causes(requirements) or sorted(
+        (dict(r) for r in requirements if r["outcome"] in gate.BROKEN),
+        key=lambda r: (gate.CAUSE_RANK[r["outcome"]], *catalogue.chain_order(r["id"])),
+    )
+    if not roots:
+        return None
+    record = roots[0]
+    return {
+        "id": record["id"],
+        "link": record["link"],
+        "link_name": catalogue.LINKS.get(record["link"], "") if record["link"] else "",
+        "title": record["title"],
+        "severity": record["severity"],
+        "outcome": record["outcome"],
+        "message": record["message"],
+    }
 
 
 def describe_first_broken(broken: Mapping[str, Any] | None) -> str:
@@ -139,7 +139,10 @@ def describe_not_evaluated(run: Mapping[str, Any]) -> str | None:
         return None
     lead = "INCOMPLETE: " if run["verdict"] == "incomplete" else ""
     noun = "requirement" if len(missing) == 1 else "requirements"
-    return f"{lead}{len(missing)} {noun} not evaluated: {', '.join(missing)} (deselected by -k, -m or --deselect)"
+    return (
+        f"{lead}{len(missing)} {noun} not evaluated: {', '.join(missing)} (deselected by pytest's -k, -m or "
+        "--deselect, or not reached after -x; use --select / --skip to narrow a run on record)"
+    )
 
 
 def counts(requirements: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -147,6 +150,11 @@ def counts(requirements: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     for record in requirements:
         out[record["outcome"]] = out.get(record["outcome"], 0) + 1
     return out
+
+
+def root_cause_count(requirements: Sequence[Mapping[str, Any]]) -> int:
+    """Independent causes: broken results that follow from no other (what the headline counts)."""
+    return len(gate.root_causes(requirements))
 
 
 def by_severity(requirements: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
@@ -205,12 +213,78 @@ def operator(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
     return {"user": user, "host": platform.node() or None, "ci_run_url": ci_run_url(environ)}
 
 
+# Why a session that did not run to its end exits as it does (pytest's status decides then, not the gate).
+OVERRIDE_REASONS = {
+    ExitCode.FAILED: "a test of this session that proves no requirement failed",
+    ExitCode.INTERRUPTED: "interrupted before every check ran",
+    ExitCode.INTERNAL: "internal error in cbacheck or pytest",
+    ExitCode.USAGE: "pytest refused the command line",
+}
+
+
+def _decision(
+    requirements: Sequence[Mapping[str, Any]],
+    settings: Settings,
+    not_evaluated: Sequence[str],
+    collection_errors: Sequence[object],
+    exit_code: int | None,
+) -> Decision:
+    decision = gate.decide(requirements, settings, not_evaluated, collection_errors)
+    if exit_code is None or exit_code == decision.exit_code:
+        return decision
+    verdict = "fail" if decision.verdict == "fail" else "incomplete"
+    reason = OVERRIDE_REASONS.get(exit_code, f"pytest ended the session with status {exit_code}")
+    return Decision(verdict, exit_code, reason, f"{verdict.upper()}: {reason}")
+
+
+def _gate_settings(settings: Settings) -> dict[str, Any]:
+    return {
+        "fail_on": settings.fail_on,
+        "require": settings.require,
+        "allow_unverified": settings.allow_unverified,
+        "select": list(settings.select),
+        "skip": list(settings.skip),
+    }
+
+
+def _summary(requirements: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {
+        "root_causes": [record["id"] for record in gate.root_causes(requirements)],
+        "counts": counts(requirements),
+        "by_severity": by_severity(requirements),
+        "first_broken": first_broken(requirements),
+    }
+
+
+def _requirements(
+    settings: Settings,
+    records: Mapping[str, Mapping[str, Any]],
+    durations: Mapping[str, float],
+    pending: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """The records in chain order, each with its key (app, profile, ID), duration and node ID; pending marked."""
+    requirements = chain_sorted(
+        {
+            "app_id": settings.app_id,
+            "profile": gate.PROFILE,
+            "exception": None,
+            **record,
+            "duration_s": round(durations.get(nodeid, 0.0), 3),
+            "nodeid": nodeid,
+        }
+        for nodeid, record in records.items()
+    )
+    mark_pending(requirements, pending)
+    fill_follows_from(requirements)
+    return requirements
+
+
 def build_document(
     settings: Settings,
     *,
     started: datetime,
     finished: datetime,
-    exit_code: int,
+    exit_code: int | None = None,
     records: Mapping[str, Mapping[str, Any]],
     durations: Mapping[str, float],
     collection_errors: Sequence[dict[str, str]] = (),
@@ -221,18 +295,20 @@ def build_document(
     pending: Mapping[str, str] | None = None,
     run_id: str | None = None,
     related_runs: Mapping[str, str] | None = None,
+    exceptions: Mapping[str, Any] | None = None,
+    comparison: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The results document (see schema/results.schema.json); `records` maps each pytest node ID to its record.
 
-    `related_runs` names the runs this one belongs with ({"before": id} after a fix); a run that will
-    apply fixes names the run id its re-check will have ({"after": id}), so each report names the other.
+    The gate decides the verdict and exit code; `exit_code` (pytest's view) only replaces it when the
+    session did not run to its end (interrupted, internal error). `comparison` marks each result's
+    change against an earlier run and returns the comparison block. `related_runs` names the runs this
+    one belongs with ({"before": id} after a fix); a run that will apply fixes names the run id its
+    re-check will have ({"after": id}), so each report names the other.
     """
-    requirements = chain_sorted(
-        {**record, "duration_s": round(durations.get(nodeid, 0.0), 3), "nodeid": nodeid}
-        for nodeid, record in records.items()
-    )
-    mark_pending(requirements, pending or {})
-    fill_follows_from(requirements)
+    requirements = _requirements(settings, records, durations, pending or {})
+    decision = _decision(requirements, settings, not_evaluated, collection_errors, exit_code)
+    compared = comparison(requirements) if comparison is not None else None
     return {
         "schema": SCHEMA_ID,
         "tool": {"name": "cbacheck", "version": cbacheck.__version__},
@@ -244,22 +320,29 @@ def build_document(
             "finished": utc_iso(finished),
             "duration_s": round((finished - started).total_seconds(), 3),
             "sandbox": settings.sandbox,
-            "verdict": verdict(requirements, collection_errors, not_evaluated),
-            "exit_code": exit_code,
+            "verdict": decision.verdict,
+            "headline": decision.headline,
+            "exit_code": decision.exit_code,
+            "exit_reason": decision.reason,
+            "gate": _gate_settings(settings),
             "settings": settings.describe(),
             "python": platform.python_version(),
             "pytest": version("pytest"),
             "collection_errors": list(collection_errors),
             "not_evaluated": list(not_evaluated),
+            "exceptions": dict(exceptions) if exceptions is not None else None,
         },
-        "summary": {
-            "counts": counts(requirements),
-            "by_severity": by_severity(requirements),
-            "first_broken": first_broken(requirements),
-        },
+        "comparison": compared,
+        "summary": _summary(requirements),
         "requirements": requirements,
         "tenant": tenant_summary(tenant_facts),
-        "fixes": {"mode": settings.fix, "plan": plan, "applied": applied or []},
+        "fixes": {
+            "mode": settings.fix,
+            "plan": plan,
+            "applied": applied or [],
+            # Accepted risks get no fix; the plan names them so a reader sees why nothing is planned.
+            "accepted": [record["id"] for record in requirements if record["outcome"] == "accepted"],
+        },
     }
 
 

@@ -111,7 +111,19 @@ def test_pytest_counts_agree_with_the_outcomes(tenant_run: TenantRun) -> None:
     result, document, _ = tenant_run
     result.assert_outcomes(failed=4, errors=1, passed=1, skipped=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    assert document["summary"]["counts"] == {"passed": 1, "failed": 3, "error": 2, "skipped": 1, "pending": 0}
+    assert document["summary"]["counts"] == {
+        "passed": 1,
+        "failed": 2,
+        "blocked": 1,
+        "error": 2,
+        "accepted": 0,
+        "warning": 0,
+        "skipped": 1,
+        "not selected": 0,
+        "pending": 0,
+    }
+    # Root causes: the independent failure and the crash; the blocked follower and the downstream error are not.
+    assert document["summary"]["root_causes"] == ["CBA-APP-001", "CUSTOM-CRASH-001"]
 
 
 def test_each_requirement_has_its_outcome_and_message(tenant_run: TenantRun) -> None:
@@ -153,7 +165,8 @@ def test_downstream_failures_name_the_upstream(tenant_run: TenantRun) -> None:
     _, document, _ = tenant_run
     records = by_id(document)
     # Through require(): the message says so itself.
-    assert records["CBA-APP-002"]["outcome"] == "failed"
+    # Not evaluated because its upstream failed: blocked, naming the upstream.
+    assert records["CBA-APP-002"]["outcome"] == "blocked"
     assert records["CBA-APP-002"]["follows_from"] == "CBA-APP-001"
     assert records["CBA-APP-002"]["message"].startswith("follows from CBA-APP-001: there is no app registration")
     # Through the catalogue: the plugin names the nearest failed upstream and says so in the message.
@@ -178,7 +191,9 @@ def test_results_file_matches_the_schema_in_chain_order(tenant_run: TenantRun) -
     assert document["run"]["verdict"] == "fail"
     assert document["run"]["exit_code"] == 1
     assert document["summary"]["first_broken"]["id"] == "CBA-APP-001"
-    assert document["summary"]["by_severity"]["critical"]["failed"] == 2
+    assert document["summary"]["by_severity"]["critical"]["failed"] == 1
+    assert document["summary"]["by_severity"]["critical"]["blocked"] == 1
+    assert document["run"]["exit_reason"].startswith("3 requirement(s) at or above --fail-on info not met")
     assert document["run"]["settings"]["tenant"] == {
         "value": "contoso.onmicrosoft.com",
         "source": "option --cba-tenant",
@@ -192,7 +207,7 @@ def test_html_rows_show_requirement_severity_and_outcome(tenant_run: TenantRun) 
     # cbacheck's outcome (pytest-html's Result knows no "error" for a crashed check), ID, severity, title.
     expected = {
         "CBA-APP-001": ("failed", "critical"),
-        "CBA-APP-002": ("failed", "critical"),
+        "CBA-APP-002": ("blocked", "critical"),
         "CBA-APP-003": ("failed", "medium"),
         "CBA-APP-004": ("error", "high"),
         "CBA-PERM-001": ("passed", "critical"),
@@ -237,7 +252,14 @@ def test_junit_carries_requirement_properties(tenant_run: TenantRun) -> None:
     cases = junit_cases(next(out.glob("*.xml")))
     service_principal = cases["CBA-APP-002"]
     properties = {p.get("name"): p.get("value") for p in service_principal.iter("property")}
-    assert properties == {"requirement": "CBA-APP-002", "severity": "critical", "follows_from": "CBA-APP-001"}
+    assert properties == {
+        "requirement": "CBA-APP-002",
+        "severity": "critical",
+        "app_id": "11111111-2222-3333-4444-555555555555",
+        "profile": "exchange-online",
+        "outcome": "blocked",
+        "follows_from": "CBA-APP-001",
+    }
     assert service_principal.find("failure") is not None
     assert cases["CBA-APP-004"].find("error") is not None
 
@@ -292,14 +314,14 @@ def test_unreadable_certificate_fails_cert_001_and_the_checks_after_it(
     assert records["CBA-CERT-001"]["outcome"] == "failed"
     assert records["CBA-CERT-001"]["message"].startswith("cannot read certificate 'broken.pfx' (option --cba-cert)")
     assert records["CBA-CERT-001"]["follows_from"] is None
-    assert records["CBA-CERT-002"]["outcome"] == "failed"
+    assert records["CBA-CERT-002"]["outcome"] == "blocked"
     assert records["CBA-CERT-002"]["follows_from"] == "CBA-CERT-001"
     assert records["CBA-CERT-002"]["message"].startswith("follows from CBA-CERT-001: cannot read certificate")
     cases = junit_cases(next(out.glob("*.xml")))
     assert cases["CBA-CERT-001"].find("failure") is not None and cases["CBA-CERT-001"].find("error") is None
     rows = html_rows(next(out.glob("*.html")))
     assert rows["CBA-CERT-001"]["result"] == "failed"
-    assert rows["CBA-CERT-002"]["result"] == "failed"
+    assert rows["CBA-CERT-002"]["result"] == "blocked"
     assert "Traceback" not in result.stdout.str()
     # The PFX password was set, so it must appear in no output and no report.
     assert "sekrit-xyz" not in result.stdout.str() + result.stderr.str()

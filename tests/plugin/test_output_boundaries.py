@@ -13,6 +13,7 @@ import pytest
 from reportreader import by_id
 
 from cbacheck import results
+from cbacheck.certs.generating import generate_certificate
 from cbacheck.commands import run as runcommand
 from cbacheck.errors import ExitCode
 from cbacheck.evidence import SECRET_MARK, redacted
@@ -251,7 +252,8 @@ def test_a_requirement_dropped_through_pytest_addopts_fails_cbacheck_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PYTEST_ADDOPTS", "-k cert")
-    code = runcommand.run_checks({"report_dir": tmp_path / "r"}, [], [])
+    generated = generate_certificate("CN=addopts", tmp_path / "certs")
+    code = runcommand.run_checks({"report_dir": tmp_path / "r", "cert": generated.pem_path}, [], [])
     printed = capsys.readouterr().out
     assert code == ExitCode.FAILED
     assert "cbacheck verdict: INCOMPLETE" in printed

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cbacheck.report import document, gate
+
 HOSTILE = "<img src=x onerror=alert(1)> *bold* [link](http://evil) | @team \x1b[2J"
 RUN_ID = "0b6f3a52-8a0e-4f63-9d7c-2f3a1c5e9b10"
 TENANT_ID = "3c6f9a2e-51d4-4b8e-9f07-2a1d5c8e4b60"
@@ -99,7 +101,10 @@ def sample_document(*, config_file: str | None = "cbacheck.toml") -> dict[str, A
             "duration_s": 2.0,
             "sandbox": False,
             "verdict": "fail",
+            "headline": "FAIL: CBA-KEY-001 (critical) failed",
             "exit_code": 1,
+            "exit_reason": "CBA-KEY-001 (critical) failed",
+            "gate": {"fail_on": "info", "require": "configured", "allow_unverified": False, "select": [], "skip": []},
             "settings": {
                 "tenant": {"value": TENANT_ID, "source": f"file {config_file}" if config_file else "option --tenant"},
                 "app_id": {"value": APP_ID, "source": "env CBACHECK_APP_ID"},
@@ -110,7 +115,12 @@ def sample_document(*, config_file: str | None = "cbacheck.toml") -> dict[str, A
             "collection_errors": [],
             "not_evaluated": [],
         },
-        "summary": {"counts": {}, "by_severity": {}, "first_broken": None},
+        "summary": {
+            "root_causes": [record["id"] for record in gate.root_causes(requirements)],
+            "counts": document.counts(requirements),
+            "by_severity": document.by_severity(requirements),
+            "first_broken": document.first_broken(requirements),
+        },
         "requirements": requirements,
         "tenant": {
             "collected_at": "2026-12-01T10:00:01Z",

@@ -113,7 +113,7 @@ def test_html_evidence_is_a_readable_escaped_table() -> None:
 
 def test_console_summary_escapes_tenant_text() -> None:
     document = sample_document()
-    document["summary"] = {"counts": {"failed": 1}, "by_severity": {}, "first_broken": None}
+    document["summary"] = {"root_causes": [], "counts": {"failed": 1}, "by_severity": {}, "first_broken": None}
     lines = console.summary_lines(document, None, {})
     assert not any("\x1b" in line for line in lines)
     assert any("\\x1b[2J" in line for line in lines)
