@@ -115,7 +115,8 @@ CATALOGUE: Final[dict[str, Requirement]] = {
             "The certificate is signed with SHA-256 or stronger",
             "medium",
             "new_certificate",
-            "Create the certificate with -HashAlgorithm SHA256 (the default of `cbacheck cert new`).",
+            "Policy, not a sign-in failure (a SHA-1 certificate still signs in): create the certificate with "
+            "-HashAlgorithm SHA256 (the default of `cbacheck cert new`).",
             after=("CBA-CERT-001",),
         ),
         Requirement(

@@ -9,7 +9,15 @@ from typing import NoReturn
 from cbacheck import wellknown
 from cbacheck.catalogue import CATALOGUE, DOC_CERT_CREDENTIALS, DOC_EXO_APP_ONLY, upstream_closure
 from cbacheck.chain import follows_from
-from cbacheck.facts import AppRegistration, ExchangeProbe, Organization, ServicePrincipal, TenantFacts, TokenAttempt
+from cbacheck.facts import (
+    AppRegistration,
+    ExchangeProbe,
+    Organization,
+    ServicePrincipal,
+    TenantFacts,
+    TokenAttempt,
+    most_specific_first,
+)
 
 DOC_AADSTS = "https://learn.microsoft.com/entra/identity-platform/reference-error-codes"
 DOC_CLIENT_CREDENTIALS = "https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow"
@@ -126,6 +134,31 @@ AADSTS: tuple[Entry, ...] = (
         "certificate is not uploaded to this app",
         "CBA-KEY-001",
         "compare the certificate's SHA-1 thumbprint with the app's certificates; upload it if it is missing",
+        DOC_CERT_CREDENTIALS,
+    ),
+    Entry(
+        50032,
+        "WeakRsaKey",
+        "the certificate's RSA key is shorter than 2048 bits, which Entra refuses",
+        "CBA-CERT-005",
+        "create a new RSA 2048 certificate (`cbacheck cert new`), upload it and switch the automation to it",
+        DOC_CERT_CREDENTIALS,
+    ),
+    # Reported by users (not in Microsoft's error table): an application without a service principal.
+    Entry(
+        7000229,
+        "Client application missing service principal",
+        "the app registration exists but has no service principal (enterprise application) in this tenant",
+        "CBA-APP-002",
+        "create the service principal (New-MgServicePrincipal -AppId <app id>, or cbacheck's fix)",
+    ),
+    # A wrapper: its answer names the specific code beside it, which is looked up first.
+    Entry(
+        70002,
+        "InvalidClientCredentials",
+        "Entra could not validate the app's credentials; no more specific code came with it",
+        "CBA-KEY-001",
+        "compare the certificate's SHA-1 thumbprint with the app's certificates, and check its key size and dates",
         DOC_CERT_CREDENTIALS,
     ),
     Entry(
@@ -325,12 +358,21 @@ AADSTS: tuple[Entry, ...] = (
 _AADSTS_IN_TEXT = re.compile(r"AADSTS(\d+)")
 
 
-def _aadsts_code(attempt: TokenAttempt) -> int | None:
-    if attempt.aadsts is not None:
-        return attempt.aadsts
-    # Some failures arrive without error_codes but with the code in the text.
-    match = _AADSTS_IN_TEXT.search(attempt.error_description)
-    return int(match.group(1)) if match else None
+def _aadsts_codes(attempt: TokenAttempt) -> tuple[int, ...]:
+    """Every code of the answer, most specific first; from the text when error_codes is empty."""
+    if attempt.error_codes:
+        return attempt.aadsts_codes
+    # Some failures arrive without error_codes but with the code(s) in the text.
+    return most_specific_first(tuple(int(code) for code in _AADSTS_IN_TEXT.findall(attempt.error_description)))
+
+
+def _first_entry(codes: tuple[int, ...], text: str) -> Entry | None:
+    """The row of the most specific code that has one: a wrapper code is looked up only after the others."""
+    for code in codes:
+        entry = find_entry(code, text)
+        if entry is not None:
+            return entry
+    return None
 
 
 def find_entry(code: int, text: str) -> Entry | None:
@@ -380,12 +422,13 @@ def diagnose_token_error(attempt: TokenAttempt, facts: TenantFacts | None = None
     tenant (AADSTS700016) apart from a missing service principal or a request sent to another tenant.
     """
     text = attempt.error_description
-    code = _aadsts_code(attempt)
+    codes = _aadsts_codes(attempt)
+    code = codes[0] if codes else None
     if code == 700016 and facts is not None:
         refined = _app_not_found_in_tenant(facts, text)
         if refined is not None:
             return refined
-    entry = find_entry(code, text) if code is not None else None
+    entry = _first_entry(codes, text)
     if entry is not None:
         return Diagnosis(
             code=f"AADSTS{entry.code}",

@@ -20,6 +20,7 @@ from cbacheck.collect.parse import (
     parse_organization,
     parse_role_assignments,
     parse_service_principal,
+    pim_unlicensed_note,
 )
 from cbacheck.collect.tokens import acquire_app_token, describe_provider, graph_token_provider
 from cbacheck.collect.transport import build_session, stats_of
@@ -190,7 +191,10 @@ def _collect_grants(graph: GraphClient, app_sp: ServicePrincipal | None | Unavai
         second = graph.batch(second_round_trip(app_sp.object_id))
     except (GraphError, CredentialError) as err:
         return _all_unavailable(SECOND_ROUND_TRIP, err)
+    eligibilities = second.get("role_eligibilities")
+    pim_note = pim_unlicensed_note(eligibilities.status, eligibilities.body) if eligibilities is not None else ""
     return {
+        "pim_note": pim_note,
         "app_role_grants": collection_fact(
             WHAT["app_role_grants"], second.get("app_role_grants"), graph, parse_app_role_grants
         ),
@@ -200,11 +204,11 @@ def _collect_grants(graph: GraphClient, app_sp: ServicePrincipal | None | Unavai
             graph,
             lambda items: parse_role_assignments(items, "active"),
         ),
-        "role_eligibilities": collection_fact(
-            WHAT["role_eligibilities"],
-            second.get("role_eligibilities"),
-            graph,
-            lambda items: parse_role_assignments(items, "eligible"),
+        # Without a PIM licence no eligible assignment can exist: a true empty fact, with the note as evidence.
+        "role_eligibilities": ()
+        if pim_note
+        else collection_fact(
+            WHAT["role_eligibilities"], eligibilities, graph, lambda items: parse_role_assignments(items, "eligible")
         ),
     }
 

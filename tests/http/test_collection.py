@@ -297,6 +297,28 @@ def test_eligibility_schedules_unreadable_affect_only_eligibilities(
     assert not isinstance(facts.role_assignments, Unavailable) and not isinstance(facts.app_role_grants, Unavailable)
 
 
+def test_a_tenant_without_pim_licence_has_no_eligibilities_and_says_why(
+    tenant: Tenant, settings: Settings, waits: Waits
+) -> None:
+    message = "The tenant needs to have Microsoft Entra ID P2 or Microsoft Entra ID Governance license."
+    tenant.answers["role_eligibilities"] = (400, {"error": {"code": "AadPremiumLicenseRequired", "message": message}})
+    tenant.everything()
+
+    facts = run(settings, waits)
+
+    assert facts.role_eligibilities == ()
+    assert "no eligible role assignment can exist" in facts.pim_note and message in facts.pim_note
+
+
+def test_another_400_on_eligibilities_stays_unavailable(tenant: Tenant, settings: Settings, waits: Waits) -> None:
+    tenant.answers["role_eligibilities"] = (400, {"error": {"code": "BadRequest", "message": "bad filter"}})
+    tenant.everything()
+
+    facts = run(settings, waits)
+
+    assert isinstance(facts.role_eligibilities, Unavailable) and facts.pim_note == ""
+
+
 def test_absent_app_and_service_principal_are_none(tenant: Tenant, settings: Settings, waits: Waits) -> None:
     tenant.answers["app"] = (404, NOT_FOUND)
     tenant.answers["app_sp"] = (404, NOT_FOUND)

@@ -193,6 +193,25 @@ def test_role_eligibility_schedules_are_listed() -> None:
         assert active["value"] == []
 
 
+def test_role_eligibility_needs_a_p2_or_governance_plan_in_the_organizations_assigned_plans() -> None:
+    with Sandbox("no-p2") as sb:
+        client = Client(sb, token(sb, "auditor", GRAPH_SCOPE))
+        plans = client.graph("GET", "/organization").json()["value"][0]["assignedPlans"]
+        assert {p["servicePlanId"] for p in plans if p["capabilityStatus"] == "Enabled"} == {
+            "efb87545-963c-4e0d-99df-69c6916d9eb0",
+            "41781fb2-bc02-4b7c-bd55-b576c07bb09d",
+        }
+        answer = client.graph(
+            "GET",
+            "/roleManagement/directory/roleEligibilitySchedules",
+            params={"$filter": f"principalId eq '{sp_id(sb)}'"},
+        )
+        assert answer.status_code == 400
+        assert answer.json()["error"]["code"] == "AadPremiumLicenseRequired"
+        assert "Microsoft Entra ID P2 or Microsoft Entra ID Governance" in answer.json()["error"]["message"]
+        assert client.graph("GET", "/roleManagement/directory/roleAssignments").status_code == 200
+
+
 # --- organization and domains ----------------------------------------------------------------------
 
 
@@ -483,7 +502,7 @@ def test_disable_and_delete_change_what_the_token_endpoint_says(fresh: Sandbox) 
     assert acquire(fresh)["error_codes"] == [7000112]
     app = admin.graph("GET", f"/applications(appId='{app_id(fresh)}')").json()
     assert admin.graph("DELETE", f"/applications/{app['id']}").status_code == 204
-    assert acquire(fresh)["error_codes"] == [700016]
+    assert acquire(fresh)["error_codes"] == [700016]  # the application is gone, not only its principal
     graph_error(admin.graph("GET", f"/applications/{app['id']}"), 404, "Request_ResourceNotFound")
 
 

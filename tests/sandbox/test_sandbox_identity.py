@@ -165,9 +165,12 @@ def test_app_missing_is_aadsts700016() -> None:
         assert f"Application with identifier '{sb.identities['under_test'].app_id}' was not found" in text
 
 
-def test_app_without_service_principal_is_aadsts700016() -> None:
+def test_app_without_service_principal_is_aadsts7000229() -> None:
     with Sandbox("sp-missing") as sb:
-        aadsts(acquire(sb), 700016)
+        result = acquire(sb)
+        text = aadsts(result, 7000229)
+        assert result["error"] == "invalid_client"
+        assert f"The client application {sb.identities['under_test'].app_id} is missing service principal" in text
 
 
 def test_disabled_service_principal_is_aadsts7000112() -> None:
@@ -202,10 +205,14 @@ def test_expired_key_is_aadsts700027_key_expired(scenario: str) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
-def test_rsa_1024_key_is_aadsts700027_key_size() -> None:
+def test_rsa_1024_key_is_aadsts50032_inside_70002() -> None:
     with Sandbox("rsa-1024") as sb:
-        text = aadsts(acquire(sb), 700027)
-        assert "RSA key size 1024 is less than the minimum required 2048 bits" in text
+        result = acquire(sb)
+        assert result["error_codes"] == [70002, 50032] and result["error"] == "invalid_client"
+        description = str(result["error_description"])
+        assert description.startswith("AADSTS70002: Error validating credentials. AADSTS50032: RSA key size 1024 ")
+        assert "is less than the minimum required 2048 bits." in description
+        assert result["error_uri"].endswith("code=70002")
 
 
 def test_assertion_signed_by_another_key_fails_signature_validation(healthy: Sandbox) -> None:

@@ -553,12 +553,15 @@ def test_default_access_assignment_is_not_a_permission() -> None:
 # --- CBA-ROLE-001 ---------------------------------------------------------------------------------
 
 
-def role_001(active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = (), **settings: Any) -> dict[str, Any]:
+def role_001(
+    active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = (), pim_note: str = "", **settings: Any
+) -> dict[str, Any]:
     return passes(
         role_checks.test_supported_role_assigned_at_tenant_scope,
         app_sp=tf.app_sp(),
         role_assignments=active,
         role_eligibilities=eligible,
+        tenant_facts=tf.tenant(role_assignments=active, role_eligibilities=eligible, pim_note=pim_note),
         cba_settings=tf.settings(**settings),
     )
 
@@ -575,6 +578,12 @@ def test_role_scoped_to_an_administrative_unit_fails_with_that_reason() -> None:
     message = str(err)
     assert "Exchange Administrator at administrative unit scope" in message and tf.AU_SCOPE in message
     assert "not the tenant scope '/'" in message and tf.APP_SP_ID in message
+
+
+def test_tenant_without_pim_licence_passes_on_the_active_role_and_says_why_no_eligibility_was_read() -> None:
+    note = "the tenant has no Microsoft Entra ID P2 or Governance licence, so PIM is not available"
+    for record in (role_001((tf.role(),), pim_note=note), role_002((tf.role(),), pim_note=note)):
+        assert record["details"]["eligible assignments"] == note
 
 
 def test_role_only_eligible_fails_with_that_reason() -> None:
@@ -604,6 +613,7 @@ def test_role_check_follows_from_missing_service_principal() -> None:
         app_sp=None,
         role_assignments=(),
         role_eligibilities=(),
+        tenant_facts=tf.tenant(app_sp=None),
         cba_settings=tf.settings(),
         evidence=Evidence(),
     )
@@ -613,12 +623,13 @@ def test_role_check_follows_from_missing_service_principal() -> None:
 # --- CBA-ROLE-002 ---------------------------------------------------------------------------------
 
 
-def role_002(active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = ()) -> dict[str, Any]:
+def role_002(active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = (), pim_note: str = "") -> dict[str, Any]:
     return passes(
         role_checks.test_no_over_privileged_role,
         app_sp=tf.app_sp(),
         role_assignments=active,
         role_eligibilities=eligible,
+        tenant_facts=tf.tenant(role_assignments=active, role_eligibilities=eligible, pim_note=pim_note),
     )
 
 

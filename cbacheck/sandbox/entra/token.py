@@ -56,8 +56,10 @@ class TokenService:
             raise AadstsError("missing_parameter", parameter="client_id")
         app = self.state.application(app_id=client_id)
         sp = self.state.service_principal(app_id=client_id)
-        if app is None or sp is None:
+        if app is None:
             raise AadstsError("app_not_found", app_id=client_id, directory=self.state.display_name)
+        if sp is None:
+            raise AadstsError("sp_missing", app_id=client_id, tenant_id=self.state.tenant_id)
         if form.get("client_secret"):
             # The sandbox keeps no secret values: every secret is a wrong one.
             raise AadstsError("client_secret", app_id=client_id)

@@ -43,6 +43,14 @@ GRAPH_ERRORS: Final[dict[str, GraphErrorSpec]] = {
     # authentication and authorization
     "invalid_token": GraphErrorSpec(401, "InvalidAuthenticationToken", "{reason}", True),
     "denied": GraphErrorSpec(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."),
+    # PIM without an Entra ID P2 or Governance licence: the code and text users report for
+    # roleEligibilityScheduleInstances; for roleEligibilitySchedules UNCONFIRMED.
+    "pim_license_required": GraphErrorSpec(
+        400,
+        "AadPremiumLicenseRequired",
+        "The tenant needs to have Microsoft Entra ID P2 or Microsoft Entra ID Governance license.",
+        True,
+    ),
     # objects
     "not_found": GraphErrorSpec(
         404,
