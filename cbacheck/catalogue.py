@@ -39,6 +39,17 @@ PORTAL_ENTERPRISE_APPS = (
 PORTAL_ROLES = "https://entra.microsoft.com/#view/Microsoft_AAD_IAM/AllRolesBlade"
 DOC_EXO_APP_ONLY = "https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2"
 DOC_CERT_CREDENTIALS = "https://learn.microsoft.com/entra/identity-platform/certificate-credentials"
+# "What to do if the Office 365 Exchange Online resource is not available in Microsoft Entra ID": add
+# Exchange.ManageAsApp to an app's manifest (and consent), and the resource's service principal appears.
+DOC_EXO_RESOURCE_MISSING = (
+    "https://learn.microsoft.com/powershell/exchange/connect-exo-powershell-managed-identity"
+    "#what-to-do-if-the-office-365-exchange-online-resource-is-not-available-in-microsoft-entra-id"
+)
+EXCHANGE_SP_REMEDY = (
+    "Add Office 365 Exchange Online > Exchange.ManageAsApp to the app's manifest (requiredResourceAccess) and grant "
+    "admin consent: Microsoft documents that this makes the Exchange Online service principal appear. If it still "
+    "does not, check the tenant's Exchange Online subscription in the Microsoft 365 admin center."
+)
 
 
 @dataclass(frozen=True)
@@ -224,8 +235,7 @@ CATALOGUE: Final[dict[str, Requirement]] = {
             "The Office 365 Exchange Online service principal exists in the tenant",
             "critical",
             "manual",
-            "The tenant needs an Exchange Online licence; without the resource principal tokens fail with "
-            "AADSTS500011. Check the subscription in the Microsoft 365 admin center.",
+            EXCHANGE_SP_REMEDY + " Without the resource principal tokens fail with AADSTS500011.",
         ),
         Requirement(
             "CBA-PERM-002",

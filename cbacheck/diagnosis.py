@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from cbacheck import wellknown
-from cbacheck.catalogue import CATALOGUE, DOC_CERT_CREDENTIALS, DOC_EXO_APP_ONLY, upstream_closure
+from cbacheck.catalogue import (
+    CATALOGUE,
+    DOC_CERT_CREDENTIALS,
+    DOC_EXO_APP_ONLY,
+    DOC_EXO_RESOURCE_MISSING,
+    EXCHANGE_SP_REMEDY,
+    upstream_closure,
+)
 from cbacheck.chain import follows_from
 from cbacheck.facts import (
     AppRegistration,
@@ -206,10 +213,12 @@ AADSTS: tuple[Entry, ...] = (
     Entry(
         500011,
         "InvalidResourceServicePrincipalNotFound",
-        "the tenant has no Office 365 Exchange Online service principal (no Exchange Online subscription), "
-        "or the Exchange resource asked for belongs to another cloud",
+        "the tenant has no Office 365 Exchange Online service principal (it appears once an app requests "
+        "Exchange.ManageAsApp with consent; otherwise no Exchange Online subscription), or the Exchange resource "
+        "asked for belongs to another cloud",
         "CBA-PERM-001",
-        "check the tenant's Exchange Online subscription in the Microsoft 365 admin center, and cloud",
+        EXCHANGE_SP_REMEDY + " Check cloud too.",
+        DOC_EXO_RESOURCE_MISSING,
     ),
     Entry(
         650052,
@@ -549,7 +558,7 @@ EXCHANGE: tuple[ExchangeEntry, ...] = (
         "Exchange does not know the organization in the request URL (a custom domain or a tenant "
         "without Exchange Online)",
         "CBA-ORG-001",
-        "use the tenant's initial .onmicrosoft.com domain or its tenant ID as organization",
+        "use the tenant's initial .onmicrosoft.com domain as organization",
         status=404,
     ),
     ExchangeEntry(
@@ -584,7 +593,7 @@ def _other_organization(probe: ExchangeProbe, organization: Organization | None,
         cause=f"the request names the organization {asked_for!r}, which is not the tenant's initial domain "
         f"{organization.initial_domain!r} or its tenant ID",
         requirement="CBA-ORG-001",
-        next_step=f"use {organization.initial_domain} (or {organization.tenant_id}) as organization",
+        next_step=f"use {organization.initial_domain} as organization",
         doc=DOC_EXO_APP_ONLY,
         microsoft_text=probe.error_message,
     )

@@ -307,7 +307,7 @@ class TokenAttempt:
     authority: str
     scope: str
     client_id: str
-    credential_style: str  # "RS256 x5t" or "PS256 x5t#S256"
+    credential_style: str  # the client assertion's algorithm and thumbprint header: "PS256 x5t#S256"
     acquired: bool
     header: dict[str, Any] = field(default_factory=dict)
     claims: dict[str, Any] = field(default_factory=dict)

@@ -145,6 +145,14 @@ def test_the_wrapper_code_alone_still_has_a_row() -> None:
     assert diagnosis.code == "AADSTS70002" and diagnosis.requirement == "CBA-KEY-001"
 
 
+def test_missing_exchange_resource_leads_with_the_documented_manifest_remedy() -> None:
+    text = "AADSTS500011: The resource principal named https://outlook.office365.com was not found."
+    diagnosis = diagnose_token_error(tf.token_failure(500011, text))
+    assert diagnosis.next_step.startswith("Add Office 365 Exchange Online > Exchange.ManageAsApp to the app's manifest")
+    assert diagnosis.next_step.index("manifest") < diagnosis.next_step.index("subscription")
+    assert "connect-exo-powershell-managed-identity" in diagnosis.doc
+
+
 def test_missing_service_principal_is_7000229_to_app_002() -> None:
     text = f"AADSTS7000229: The client application {tf.APP_ID} is missing service principal in the tenant x."
     diagnosis = diagnose_token_error(tf.token_failure(7000229, text))

@@ -417,6 +417,11 @@ def test_missing_exchange_service_principal_is_a_licensing_step(cert_facts: Cert
     actions = plan(settings(), facts, cert_facts, {"CBA-PERM-003"})
     assert ids(actions) == ["exchange-licence"]
     assert "CBA-PERM-001" in actions[0].mends
+    # Microsoft's documented remedy first (the manifest entry and consent make the principal appear),
+    # the subscription second.
+    step = actions[0].describe()["step"]
+    assert step.startswith("Add Office 365 Exchange Online > Exchange.ManageAsApp to the app's manifest")
+    assert step.index("manifest") < step.index("subscription")
 
 
 def test_a_fact_that_could_not_be_read_gives_a_step_naming_why_not_silence(cert_facts: CertFacts) -> None:

@@ -376,6 +376,7 @@ def test_missing_exchange_service_principal_names_aadsts500011() -> None:
         evidence=Evidence(),
     )
     assert "AADSTS500011" in message and wellknown.EXCHANGE_ONLINE_APP_ID in message and tf.TENANT_ID in message
+    assert message.index("manifest") < message.index("subscription")
 
 
 # --- CBA-PERM-002/003: configured vs granted --------------------------------------------------------
