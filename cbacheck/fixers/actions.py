@@ -345,6 +345,7 @@ class RemoveKeyCredentials(Action):
     key_ids: tuple[str, ...]
     key_descriptions: tuple[str, ...] = ()
     requires_verified: tuple[str, ...] = ()  # actions whose effect must be proven first (rotation)
+    keeps_key_of: str = ""  # the AddKeyCredential whose new key the read must hold before the PATCH
     permission: ClassVar[str] = PERMISSION_PATCH_APPLICATION
 
     def describe(self) -> dict[str, Any]:
@@ -357,6 +358,8 @@ class RemoveKeyCredentials(Action):
         }
         if self.requires_verified:
             described["only_after_verified"] = list(self.requires_verified)
+        if self.keeps_key_of:
+            described["only_if_read_holds"] = f"the key {self.keeps_key_of} added in this run"
         return described
 
 

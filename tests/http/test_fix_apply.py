@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import stat
@@ -32,6 +33,7 @@ from cbacheck.fixers.actions import (
     RemoveKeyCredentials,
 )
 from cbacheck.fixers.apply import admin_graph_client, apply_plan
+from cbacheck.fixers.handlers import keys as key_handlers
 from cbacheck.fixers.journal import Journal
 from cbacheck.fixers.outcomes import (
     ALREADY_DONE,
@@ -39,6 +41,7 @@ from cbacheck.fixers.outcomes import (
     FAILED,
     SKIPPED_DEPENDENCY_FAILED,
     WAITING_FOR_VERIFICATION,
+    ActionResult,
 )
 
 G = "https://graph.microsoft.com/v1.0"
@@ -216,6 +219,73 @@ def test_old_key_waits_for_proof_then_goes_keeping_every_other_key(
         [action], graph, settings(), journal=journal, progress=lambda line: None, verified={"add-key-new-certificate"}
     )
     assert removed.status == APPLIED
+
+
+def rotation_removal() -> RemoveKeyCredentials:
+    return RemoveKeyCredentials(
+        id="remove-old-key",
+        mends=("CBA-CERT-004",),
+        reason="r",
+        app_object_id=APP_OBJECT,
+        key_ids=("key-old",),
+        requires_verified=("add-key-new-certificate",),
+        keeps_key_of="add-key-new-certificate",
+        depends_on=("add-key-new-certificate",),
+    )
+
+
+def uploaded_this_run(journal: Journal, der_base64: str) -> None:
+    sha1 = hashlib.sha1(base64.b64decode(der_base64)).hexdigest().upper()
+    output = {"sha1_thumbprint": sha1}
+    journal.finished(ActionResult("add-key-new-certificate", "AddKeyCredential", APPLIED, output=output), TENANT)
+
+
+def test_a_stale_read_without_the_new_key_is_read_again_before_the_old_key_goes(
+    tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal, monkeypatch: Any
+) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr(key_handlers, "pause", pauses.append)
+    old, new = der_of(tmp_path, "old"), der_of(tmp_path, "new")
+    uploaded_this_run(journal, new)
+    stale = [key_entry("key-old", old)]
+    fresh = [key_entry("key-old", old), key_entry("key-new", new)]
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=stale))  # read before the write
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=stale))  # still stale
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=fresh))
+    kept = matchers.json_params_matcher({"keyCredentials": fresh[1:]})
+    mock.patch(f"{G}/applications/{APP_OBJECT}", status=204, match=[kept])
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=fresh[1:]))
+    [removed] = apply_plan(
+        [rotation_removal()],
+        graph,
+        settings(),
+        journal=journal,
+        progress=lambda line: None,
+        verified={"add-key-new-certificate"},
+    )
+    assert removed.status == APPLIED
+    assert pauses == list(key_handlers.KEY_READ_RETRY_S[:2])
+
+
+def test_the_old_key_stays_when_no_read_holds_the_key_added_in_this_run(
+    tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(key_handlers, "pause", lambda seconds: None)
+    old, new = der_of(tmp_path, "old"), der_of(tmp_path, "new")
+    uploaded_this_run(journal, new)
+    stale = app_body(keyCredentials=[key_entry("key-old", old)])
+    mock.add(responses.GET, f"{G}/applications/{APP_OBJECT}", json=stale)
+    [refused] = apply_plan(
+        [rotation_removal()],
+        graph,
+        settings(),
+        journal=journal,
+        progress=lambda line: None,
+        verified={"add-key-new-certificate"},
+    )
+    assert refused.status == FAILED
+    assert "nothing was sent" in refused.error and "added in this run" in refused.error
+    assert all(call.request.method == "GET" for call in mock.calls)
 
 
 # --- permission, consent, role ----------------------------------------------------------------------------

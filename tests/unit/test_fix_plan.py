@@ -368,6 +368,9 @@ def test_old_key_is_removed_only_after_proof_when_remove_old_key_is_set(cert_fac
     assert remove.key_ids == ("key-current",)
     assert remove.requires_verified == ("add-key-new-certificate",)
     assert remove.depends_on == ("add-key-new-certificate",)
+    # The PATCH goes only with a read that holds the key this run added (a stale read would delete it).
+    assert remove.keeps_key_of == "add-key-new-certificate"
+    assert "add-key-new-certificate" in remove.describe()["only_if_read_holds"]
 
 
 def test_new_certificate_and_rotation_share_one_certificate_and_one_upload(cert_facts: CertFacts) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,13 @@ from cbacheck.facts import AppRegistration
 from cbacheck.fixers.actions import AddKeyCredential, CreateCertificate, Ref, RemoveKeyCredentials
 from cbacheck.fixers.handlers.base import ApplyContext, Handler, ProbeContext, Reading, Sent
 from cbacheck.fixers.verify import CREATED_BY_FIX, Probe, token_missing
+
+# A PATCH of keyCredentials replaces the whole collection
+# (https://learn.microsoft.com/graph/applications-how-to-add-certificate), so a read that lags the upload
+# of this run would delete the new key too. Whether Graph reads of applications lag writes is UNCONFIRMED;
+# the read is repeated after these pauses (seconds) before the removal gives up.
+KEY_READ_RETRY_S: tuple[float, ...] = (1.0, 2.0, 4.0)
+pause: Callable[[float], None] = time.sleep
 
 
 def _certificate_outputs(pem: Path, cer: Path, der_base64: str, sha1: str, not_after: str) -> dict[str, Any]:
@@ -157,7 +166,10 @@ class RemoveKeyCredentialsHandler(Handler[RemoveKeyCredentials]):
     def perform(self, action: RemoveKeyCredentials, ctx: ApplyContext, before: Reading) -> Sent:
         app = before.app
         assert app is not None, "read() parses the application"
-        kept = [key for key in before.state["keyCredentials"] if key.get("keyId") not in action.key_ids]
+        entries: list[dict[str, Any]] = before.state["keyCredentials"]
+        if action.keeps_key_of:
+            app, entries = _read_holding_new_key(action, ctx, app, entries)
+        kept = [key for key in entries if key.get("keyId") not in action.key_ids]
         kept_ids = {key.key_id for key in app.key_credentials if key.key_id not in action.key_ids}
         _refuse_keys_without_bytes(app, kept_ids, "Remove the keys")
         return ctx.send("PATCH", f"/applications/{action.app_object_id}", {"keyCredentials": kept})
@@ -171,3 +183,28 @@ class RemoveKeyCredentialsHandler(Handler[RemoveKeyCredentials]):
             return None if not left else f"key(s) {', '.join(left)} still listed"
 
         return Probe(action.id, "the removed keys to disappear", removed)
+
+
+def _read_holding_new_key(
+    action: RemoveKeyCredentials, ctx: ApplyContext, app: AppRegistration, entries: list[dict[str, Any]]
+) -> tuple[AppRegistration, list[dict[str, Any]]]:
+    """The application read again until it holds the key this run added; FixError when it never does."""
+    sha1 = str(ctx.outputs.get(action.keeps_key_of, {}).get("sha1_thumbprint") or "")
+    if not sha1:
+        raise FixError(
+            f"the thumbprint of the key {action.keeps_key_of} added is unknown, so a PATCH could delete it; "
+            "nothing was sent. Remove the old key in the portal instead."
+        )
+    for delay in (*KEY_READ_RETRY_S, None):
+        if app.keys_matching(sha1):
+            return app, entries
+        if delay is None:
+            break
+        pause(delay)
+        app, entries = ctx.read_application(action.app_object_id, "keyCredentials")
+    raise FixError(
+        f"Graph's keyCredentials of application {action.app_object_id} still lack the key {sha1} added in this "
+        f"run after {len(KEY_READ_RETRY_S) + 1} reads; a PATCH would delete it too, so nothing was sent. Run again "
+        "later, or remove the old key in the portal."
+    )
+
