@@ -24,7 +24,7 @@ from cbacheck.collect.parse import (
 )
 from cbacheck.collect.tokens import acquire_app_token, describe_provider, graph_token_provider
 from cbacheck.collect.transport import build_session, stats_of
-from cbacheck.config import Settings
+from cbacheck.config import GUID_RE, Settings
 from cbacheck.errors import CbaCheckError, CertificateError, CredentialError, GraphError
 from cbacheck.facts import (
     CollectionStats,
@@ -44,7 +44,16 @@ EXCHANGE_SP_SELECT = "id,appId,displayName,appRoles"
 ORG_SELECT = "id,displayName,verifiedDomains"
 
 
-def first_round_trip(app_id: str) -> list[BatchRequest]:
+def organization_path(tenant: str) -> str:
+    """GET /organization/{id} when the tenant is a GUID, whose documented least privilege is Organization.Read.All
+    (https://learn.microsoft.com/graph/api/organization-get); the list otherwise, documented with Directory.Read.All
+    (https://learn.microsoft.com/graph/api/organization-list)."""
+    if GUID_RE.match(tenant):
+        return f"/organization/{tenant.lower()}?$select={ORG_SELECT}"
+    return f"/organization?$select={ORG_SELECT}"
+
+
+def first_round_trip(app_id: str, tenant: str = "") -> list[BatchRequest]:
     return [
         BatchRequest("app", f"/applications(appId='{app_id}')?$select={APP_SELECT}"),
         BatchRequest("app_sp", f"/servicePrincipals(appId='{app_id}')?$select={SP_SELECT}"),
@@ -52,7 +61,7 @@ def first_round_trip(app_id: str) -> list[BatchRequest]:
             "exchange_sp",
             f"/servicePrincipals(appId='{wellknown.EXCHANGE_ONLINE_APP_ID}')?$select={EXCHANGE_SP_SELECT}",
         ),
-        BatchRequest("organization", f"/organization?$select={ORG_SELECT}"),
+        BatchRequest("organization", organization_path(tenant)),
     ]
 
 
@@ -160,7 +169,7 @@ def _collect_graph(settings: Settings, session: requests.Session) -> tuple[dict[
         cloud.graph_url, provider, session, batching=settings.batching, scope=f"{cloud.graph_resource}/.default"
     )
     try:
-        first = graph.batch(first_round_trip(settings.app_id))
+        first = graph.batch(first_round_trip(settings.app_id, settings.tenant or ""))
     except (GraphError, CredentialError) as err:
         return _all_unavailable(list(WHAT), err), auditor
     facts: dict[str, Any] = {
@@ -170,7 +179,7 @@ def _collect_graph(settings: Settings, session: requests.Session) -> tuple[dict[
     }
     organization = single_fact(WHAT["organization"], first.get("organization"), parse_organization)
     facts["organization"] = (
-        Unavailable(WHAT["organization"], "/organization answered 404") if organization is None else organization
+        Unavailable(WHAT["organization"], "GET organization answered 404") if organization is None else organization
     )
     facts.update(_collect_grants(graph, facts["app_sp"]))
     return facts, auditor

@@ -161,10 +161,16 @@ def parse_service_principal(body: Any, source: Source | None = None) -> ServiceP
 
 
 def parse_organization(body: Any, source: Source | None = None) -> Organization:
+    """The organization from GET /organization/{id} (one object) or GET /organization (a list of one)."""
     values = body.get("value") if isinstance(body, dict) else None
-    if not isinstance(values, list) or not values or not isinstance(values[0], dict):
+    if isinstance(values, list):
+        if not values or not isinstance(values[0], dict):
+            raise MalformedFact("/organization returned no organization")
+        org = values[0]
+    elif isinstance(body, dict) and "id" in body:
+        org = body
+    else:
         raise MalformedFact("/organization returned no organization")
-    org = values[0]
     domains = _list(org, "verifiedDomains")
     initial = next((str(d.get("name", "")) for d in domains if d.get("isInitial") is True), "")
     return Organization(

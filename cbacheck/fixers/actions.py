@@ -26,7 +26,9 @@ PERMISSION_CREATE_SERVICE_PRINCIPAL: Final = "Application.ReadWrite.OwnedBy"
 PERMISSION_PATCH_SERVICE_PRINCIPAL: Final = (
     "Application.ReadWrite.OwnedBy (when the admin app owns it) or Application.ReadWrite.All"
 )
-PERMISSION_GRANT_APP_ROLE: Final = "AppRoleAssignment.ReadWrite.All"
+# Both are the documented least privilege for POST .../appRoleAssignments
+# (https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignments).
+PERMISSION_GRANT_APP_ROLE: Final = "AppRoleAssignment.ReadWrite.All and Application.Read.All"
 PERMISSION_ASSIGN_DIRECTORY_ROLE: Final = "RoleManagement.ReadWrite.Directory"
 PERMISSION_LOCAL: Final = "none (local files only)"
 PERMISSION_MANUAL: Final = "none (done by a person)"

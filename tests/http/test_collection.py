@@ -26,8 +26,9 @@ from mockhttp import (
 )
 
 from cbacheck import certs, wellknown
-from cbacheck.collect import collect
-from cbacheck.collect.parse import parse_time
+from cbacheck.collect import collect, fetch
+from cbacheck.collect.graph import permission_for
+from cbacheck.collect.parse import parse_organization, parse_time
 from cbacheck.config import Settings
 from cbacheck.facts import (
     AppRegistration,
@@ -297,6 +298,17 @@ def test_eligibility_schedules_unreadable_affect_only_eligibilities(
     assert not isinstance(facts.role_assignments, Unavailable) and not isinstance(facts.app_role_grants, Unavailable)
 
 
+def test_a_tenant_id_reads_the_organization_by_id_and_a_domain_lists_it() -> None:
+    by_id = fetch.first_round_trip(APP_ID, TENANT_ID.upper())[-1]
+    assert by_id.url.startswith(f"/organization/{TENANT_ID.lower()}?$select=")
+    assert permission_for("GET", by_id.url) == "Organization.Read.All"
+    listed = fetch.first_round_trip(APP_ID, "contoso.onmicrosoft.com")[-1]
+    assert listed.url.startswith("/organization?$select=")
+    assert "Directory.Read.All" in permission_for("GET", listed.url)
+    single = {"id": TENANT_ID, "verifiedDomains": [{"name": "contoso.onmicrosoft.com", "isInitial": True}]}
+    assert parse_organization(single).initial_domain == "contoso.onmicrosoft.com"
+
+
 def test_a_tenant_without_pim_licence_has_no_eligibilities_and_says_why(
     tenant: Tenant, settings: Settings, waits: Waits
 ) -> None:
@@ -420,7 +432,7 @@ def test_batching_off_sends_seven_single_requests(tenant: Tenant, settings: Sett
         (f"{GRAPH}/applications(appId='{APP_ID}')", "app"),
         (f"{GRAPH}/servicePrincipals(appId='{APP_ID}')", "app_sp"),
         (f"{GRAPH}/servicePrincipals(appId='{wellknown.EXCHANGE_ONLINE_APP_ID}')", "exchange_sp"),
-        (f"{GRAPH}/organization", "organization"),
+        (f"{GRAPH}/organization/{TENANT_ID}", "organization"),
         (f"{GRAPH}/servicePrincipals/{SP_ID}/appRoleAssignments", "app_role_grants"),
         (f"{GRAPH}/roleManagement/directory/roleAssignments", "role_assignments"),
         (f"{GRAPH}/roleManagement/directory/roleEligibilitySchedules", "role_eligibilities"),

@@ -208,7 +208,7 @@ def test_missing_consent_plans_one_grant_naming_the_tenant_exchange_sp(cert_fact
     grant = actions[0]
     assert isinstance(grant, GrantAppRole)
     assert grant.mends == ("CBA-PERM-003",)
-    assert grant.permission == "AppRoleAssignment.ReadWrite.All"
+    assert grant.permission == "AppRoleAssignment.ReadWrite.All and Application.Read.All"
     assert grant.describe() == {
         "method": "POST",
         "path": f"/servicePrincipals/{SP_OBJECT}/appRoleAssignments",
