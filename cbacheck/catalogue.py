@@ -244,7 +244,9 @@ CATALOGUE: Final[dict[str, Requirement]] = {
             "high",
             "add_exchange_permission",
             "App registrations > the app > API permissions > Add a permission > APIs my organization uses > "
-            "Office 365 Exchange Online > Application permissions > Exchange.ManageAsApp.",
+            "Office 365 Exchange Online > Application permissions > Exchange.ManageAsApp. A permission id that "
+            "does not exist on Office 365 Exchange Online makes admin consent fail with AADSTS650051 (\"Claim is "
+            "invalid\"): remove it.",
             after=("CBA-APP-001",),
         ),
         Requirement(
@@ -254,7 +256,9 @@ CATALOGUE: Final[dict[str, Requirement]] = {
             "critical",
             "grant_exchange_consent",
             "API permissions > Grant admin consent for <organization>; the result is an appRoleAssignment on the "
-            "app's service principal (the manifest line alone grants nothing).",
+            "app's service principal (the manifest line alone grants nothing). If consent fails with AADSTS650051 "
+            "(\"Claim is invalid ... does not exist on resource application\"), the manifest names a wrong "
+            "permission id (CBA-PERM-002).",
             after=("CBA-APP-002", "CBA-PERM-001"),
         ),
         Requirement(

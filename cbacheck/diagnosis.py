@@ -227,11 +227,14 @@ AADSTS: tuple[Entry, ...] = (
         "CBA-PERM-001",
         "check the tenant's Exchange Online subscription in the Microsoft 365 admin center",
     ),
+    # Seen when admin consent is granted (MicrosoftDocs/office-docs-powershell#8853), not from a
+    # client-credentials token request: the advice lives with CBA-PERM-002/003; this row only explains
+    # the code should an answer carry it.
     Entry(
         650051,
         "Claim is invalid (permission does not exist on the resource)",
-        "requiredResourceAccess names a permission id that does not exist on Office 365 Exchange Online "
-        f"(Exchange.ManageAsApp is {wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID})",
+        "requiredResourceAccess names a permission id that does not exist on Office 365 Exchange Online, so "
+        f"admin consent fails (Exchange.ManageAsApp is {wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID})",
         "CBA-PERM-002",
         "remove the wrong permission and add Exchange.ManageAsApp from 'APIs my organization uses'",
         DOC_EXO_APP_ONLY,

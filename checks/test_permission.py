@@ -62,7 +62,13 @@ def _exchange_request_text(requested: list[dict[str, str]]) -> str:
     if any(item["id"] == wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID for item in requested):
         return "Exchange.ManageAsApp as a delegated permission (type Scope)"
     if requested:
-        return "other Exchange permissions: " + ", ".join(f"{i['id']} ({i['type']})" for i in requested)
+        # A wrong id shows when consent is granted (AADSTS650051 "Claim is invalid"), not in a token request.
+        return (
+            "other Exchange permissions: "
+            + ", ".join(f"{i['id']} ({i['type']})" for i in requested)
+            + " (an id that is not an app role of Office 365 Exchange Online makes admin consent fail with "
+            "AADSTS650051)"
+        )
     return "no Office 365 Exchange Online permission"
 
 

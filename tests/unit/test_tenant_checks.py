@@ -420,6 +420,8 @@ def test_wrong_exchange_permission_id_is_named() -> None:
         evidence=Evidence(),
     )
     assert "c97b873f-0000-4000-8000-000000000000 (Role)" in message
+    # The code a wrong id gives is a consent-time one: the advice is here, not expected from a token.
+    assert "makes admin consent fail with AADSTS650051" in message
 
 
 def perm_003(**overrides: Any) -> dict[str, Any]:
