@@ -39,6 +39,9 @@ GRAPH_ERRORS: Final[dict[str, GraphErrorSpec]] = {
     "unsupported_option": _bad("The query parameter '{option}' is not supported.", code="Request_UnsupportedQuery"),
     "unknown_option": _bad("The query parameter '{option}' is not supported.", code="BadRequest"),
     "query_invalid": _bad("{message}", unconfirmed=False, code="BadRequest"),
+    # $count on directory objects needs ConsistencyLevel: eventual
+    # (https://learn.microsoft.com/graph/aad-advanced-queries); the code and text are users' reports.
+    "count_needs_eventual": _bad("$count is not currently supported."),
     "query_unsupported": _bad("{message}", unconfirmed=False, code="Request_UnsupportedQuery"),
     # authentication and authorization
     "invalid_token": GraphErrorSpec(401, "InvalidAuthenticationToken", "{reason}", True),
