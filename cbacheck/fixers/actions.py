@@ -249,8 +249,16 @@ class AddKeyCredential(Action):
             return None
         return hashlib.sha1(base64.b64decode(self.certificate)).hexdigest().upper()
 
-    def new_key(self, der_base64: str) -> dict[str, Any]:
-        return {"type": KEY_TYPE, "usage": KEY_USAGE, "key": der_base64, "displayName": self.display_name}
+    def new_key(self, der_base64: str, start: str, end: str) -> dict[str, Any]:
+        """The keyCredential to upload, with the window the handler computed from the certificate."""
+        return {
+            "type": KEY_TYPE,
+            "usage": KEY_USAGE,
+            "key": der_base64,
+            "displayName": self.display_name,
+            "startDateTime": start,
+            "endDateTime": end,
+        }
 
     def describe(self) -> dict[str, Any]:
         if isinstance(self.certificate, Ref):
@@ -258,7 +266,14 @@ class AddKeyCredential(Action):
         else:
             key = describe_key_bytes(self.certificate)
         kept = [f"kept as returned: {text}" for text in self.existing_keys]
-        new = {"type": KEY_TYPE, "usage": KEY_USAGE, "key": key, "displayName": self.display_name}
+        new = {
+            "type": KEY_TYPE,
+            "usage": KEY_USAGE,
+            "key": key,
+            "displayName": self.display_name,
+            "startDateTime": "the certificate's notBefore",
+            "endDateTime": "the certificate's notAfter, at most one year after the start (Graph's limit)",
+        }
         path = f"/applications/{shown(self.app_object_id)}"
         return {
             "reads": [{"method": "GET", "path": path, "params": {"$select": "id,appId,keyCredentials"}}],

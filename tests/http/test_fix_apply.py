@@ -122,7 +122,16 @@ def test_upload_sends_back_every_existing_key_with_its_bytes(
 ) -> None:
     old_a, old_b, new = der_of(tmp_path, "old-a"), der_of(tmp_path, "old-b"), der_of(tmp_path, "new")
     existing = [key_entry("key-a", old_a), key_entry("key-b", old_b)]
-    new_key = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": new, "displayName": "CN=new"}
+    # The upload carries the certificate's own window (it is under a year, Graph's limit).
+    start, end = key_handlers.key_window(new, datetime.now(UTC))
+    new_key = {
+        "type": "AsymmetricX509Cert",
+        "usage": "Verify",
+        "key": new,
+        "displayName": "CN=new",
+        "startDateTime": key_handlers.graph_time(start),
+        "endDateTime": key_handlers.graph_time(end),
+    }
     select = matchers.query_param_matcher({"$select": "id,appId,keyCredentials"})
     mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=existing), match=[select])
     mock.patch(
@@ -157,6 +166,42 @@ def test_upload_sends_back_every_existing_key_with_its_bytes(
     assert BEARER not in text
     assert "add-key: PATCH /applications/" + APP_OBJECT in lines
     assert lines[-1] == "add-key: applied"
+
+
+def der_valid(tmp_path: Path, name: str, not_before: datetime, days: int) -> str:
+    return certs.generate_certificate(f"CN={name}", tmp_path / name, days=days, now=not_before).der_base64
+
+
+def test_an_uploaded_key_carries_the_certificate_window_within_graphs_one_year_limit(tmp_path: Path) -> None:
+    now = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
+    short = der_valid(tmp_path, "short", now - timedelta(days=10), 200)
+    start, end = key_handlers.key_window(short, now)
+    assert (end - start).days == 200 and start <= now
+    # Three years, issued a month ago: the usable year from now, never more than a year.
+    long_ahead = der_valid(tmp_path, "ahead", now - timedelta(days=30), 3 * 365)
+    start, end = key_handlers.key_window(long_ahead, now)
+    assert start == now and end - start == timedelta(days=365)
+    # Three years with four months left: the last year, ending with the certificate.
+    long_behind = der_valid(tmp_path, "behind", now - timedelta(days=3 * 365 - 120), 3 * 365)
+    start, end = key_handlers.key_window(long_behind, now)
+    assert end - start == timedelta(days=365) and start <= now < end
+    assert end - now < timedelta(days=121)
+
+
+def test_a_stored_window_other_than_the_one_sent_fails_the_upload(
+    tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    new = der_of(tmp_path, "new")
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[]))
+    mock.patch(f"{G}/applications/{APP_OBJECT}", status=204)
+    other_window = {**key_entry("k-new", new), "startDateTime": "2020-01-01T00:00:00Z"}
+    mock.add(responses.GET, f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[other_window]))
+    action = AddKeyCredential(
+        id="add-key", mends=(), reason="r", app_object_id=APP_OBJECT, certificate=new, display_name="CN=new"
+    )
+    [result] = apply_plan([action], graph, settings(), journal=journal, progress=lambda line: None)
+    assert result.status == FAILED
+    assert "Graph stored the new key with the window 2020-01-01T00:00:00Z" in result.error
 
 
 def test_key_already_uploaded_is_not_written_again(
@@ -642,9 +687,11 @@ def test_the_journal_records_each_action_without_key_bytes_or_tokens(
     tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
 ) -> None:
     der = der_of(tmp_path, "j")
+    start, end = (key_handlers.graph_time(t) for t in key_handlers.key_window(der, datetime.now(UTC)))
+    stored = {**key_entry("k", der), "startDateTime": start, "endDateTime": end}
     mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[]))
     mock.patch(f"{G}/applications/{APP_OBJECT}", status=204)
-    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[key_entry("k", der)]))
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[stored]))
     action = AddKeyCredential(
         id="add-key", mends=(), reason="r", app_object_id=APP_OBJECT, certificate=der, display_name="CN=j"
     )

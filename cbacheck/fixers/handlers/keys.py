@@ -7,8 +7,11 @@ import binascii
 import hashlib
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from cbacheck import certs
 from cbacheck.config import Settings
@@ -24,6 +27,31 @@ from cbacheck.fixers.verify import CREATED_BY_FIX, Probe, token_missing
 # the read is repeated after these pauses (seconds) before the removal gives up.
 KEY_READ_RETRY_S: tuple[float, ...] = (1.0, 2.0, 4.0)
 pause: Callable[[float], None] = time.sleep
+# "The endDateTime can be a maximum of one year from the startDateTime"
+# (https://learn.microsoft.com/graph/applications-how-to-add-certificate); 365 days stays inside it.
+KEY_MAX_LIFETIME = timedelta(days=365)
+
+
+def key_window(der_base64: str, now: datetime) -> tuple[datetime, datetime]:
+    """The window an uploaded key carries: the certificate's own, cut to Graph's one-year limit.
+
+    A certificate valid for longer gets the year of it that is usable now: ending at notAfter when
+    less than a year is left, otherwise starting now (or at notBefore when that is later).
+    """
+    try:
+        certificate = x509.load_der_x509_certificate(base64.b64decode(der_base64, validate=True))
+    except (binascii.Error, ValueError) as err:
+        raise FixError("the certificate to upload is not valid base64 DER") from err
+    not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    start = max(not_before, not_after - KEY_MAX_LIFETIME)
+    if start <= now:
+        return start, not_after
+    start = max(not_before, now.replace(microsecond=0))
+    return start, min(not_after, start + KEY_MAX_LIFETIME)
+
+
+def graph_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _certificate_outputs(pem: Path, cer: Path, der_base64: str, sha1: str, not_after: str) -> dict[str, Any]:
@@ -118,6 +146,11 @@ class AddKeyCredentialHandler(Handler[AddKeyCredential]):
         outputs = {"sha1_thumbprint": sha1, "app_object_id": object_id}
         if present:
             outputs["key_id"] = present[0].key_id
+            # Read back after the write: the window Graph stored, which the upload's own must match.
+            stored = present[0]
+            outputs["key_start"] = graph_time(stored.start) if stored.start else ""
+            outputs["key_end"] = graph_time(stored.end) if stored.end else ""
+            _check_stored_window(ctx.outputs.get(action.id, {}), outputs)
         return Reading(bool(present), {"keyCredentials": keys}, outputs, app)
 
     def perform(self, action: AddKeyCredential, ctx: ApplyContext, before: Reading) -> Sent:
@@ -125,8 +158,16 @@ class AddKeyCredentialHandler(Handler[AddKeyCredential]):
         assert app is not None, "read() parses the application"
         keys = list(before.state["keyCredentials"])
         _refuse_keys_without_bytes(app, {key.key_id for key in app.key_credentials}, "Upload the certificate")
-        new = action.new_key(ctx.value(action.certificate))
-        return ctx.send("PATCH", f"/applications/{ctx.value(action.app_object_id)}", {"keyCredentials": [*keys, new]})
+        der_base64 = ctx.value(action.certificate)
+        start, end = key_window(der_base64, datetime.now(UTC))
+        new = action.new_key(der_base64, graph_time(start), graph_time(end))
+        sent = ctx.send("PATCH", f"/applications/{ctx.value(action.app_object_id)}", {"keyCredentials": [*keys, new]})
+        return Sent(
+            sent.request,
+            sent.status,
+            sent.request_id,
+            {**sent.outputs, "sent_start": new["startDateTime"], "sent_end": new["endDateTime"]},
+        )
 
     def probe(self, action: AddKeyCredential, ctx: ProbeContext) -> Probe | None:
         """The new certificate gets a token (and, during a rotation, the old one still does)."""
@@ -208,3 +249,15 @@ def _read_holding_new_key(
         "later, or remove the old key in the portal."
     )
 
+
+def _check_stored_window(earlier: dict[str, Any], read_back: dict[str, Any]) -> None:
+    """FixError when Graph stored another window than this run sent for the key."""
+    sent = (earlier.get("sent_start"), earlier.get("sent_end"))
+    if not all(sent):
+        return
+    stored = (read_back.get("key_start"), read_back.get("key_end"))
+    if stored != sent:
+        raise FixError(
+            f"Graph stored the new key with the window {stored[0]} to {stored[1]}, not the {sent[0]} to {sent[1]} "
+            "sent; check the key under Certificates & secrets."
+        )
