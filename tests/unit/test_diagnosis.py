@@ -8,13 +8,12 @@ import pytest
 import tenantfactory as tf
 
 from cbacheck import catalogue, wellknown
+from cbacheck.aadsts import AADSTS, find_entry
 from cbacheck.config import setting_fields
 from cbacheck.diagnosis import (
-    AADSTS,
     EXCHANGE,
     diagnose_exchange_error,
     diagnose_token_error,
-    find_entry,
     organization_in_url,
 )
 
