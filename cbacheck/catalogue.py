@@ -39,6 +39,17 @@ PORTAL_ENTERPRISE_APPS = (
 PORTAL_ROLES = "https://entra.microsoft.com/#view/Microsoft_AAD_IAM/AllRolesBlade"
 DOC_EXO_APP_ONLY = "https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2"
 DOC_CERT_CREDENTIALS = "https://learn.microsoft.com/entra/identity-platform/certificate-credentials"
+# "What to do if the Office 365 Exchange Online resource is not available in Microsoft Entra ID": add
+# Exchange.ManageAsApp to an app's manifest (and consent), and the resource's service principal appears.
+DOC_EXO_RESOURCE_MISSING = (
+    "https://learn.microsoft.com/powershell/exchange/connect-exo-powershell-managed-identity"
+    "#what-to-do-if-the-office-365-exchange-online-resource-is-not-available-in-microsoft-entra-id"
+)
+EXCHANGE_SP_REMEDY = (
+    "Add Office 365 Exchange Online > Exchange.ManageAsApp to the app's manifest (requiredResourceAccess) and grant "
+    "admin consent: Microsoft documents that this makes the Exchange Online service principal appear. If it still "
+    "does not, check the tenant's Exchange Online subscription in the Microsoft 365 admin center."
+)
 
 
 @dataclass(frozen=True)
@@ -115,7 +126,8 @@ CATALOGUE: Final[dict[str, Requirement]] = {
             "The certificate is signed with SHA-256 or stronger",
             "medium",
             "new_certificate",
-            "Create the certificate with -HashAlgorithm SHA256 (the default of `cbacheck cert new`).",
+            "Policy, not a sign-in failure (a SHA-1 certificate still signs in): create the certificate with "
+            "-HashAlgorithm SHA256 (the default of `cbacheck cert new`).",
             after=("CBA-CERT-001",),
         ),
         Requirement(
@@ -223,8 +235,7 @@ CATALOGUE: Final[dict[str, Requirement]] = {
             "The Office 365 Exchange Online service principal exists in the tenant",
             "critical",
             "manual",
-            "The tenant needs an Exchange Online licence; without the resource principal tokens fail with "
-            "AADSTS500011. Check the subscription in the Microsoft 365 admin center.",
+            EXCHANGE_SP_REMEDY + " Without the resource principal tokens fail with AADSTS500011.",
         ),
         Requirement(
             "CBA-PERM-002",
@@ -233,7 +244,9 @@ CATALOGUE: Final[dict[str, Requirement]] = {
             "high",
             "add_exchange_permission",
             "App registrations > the app > API permissions > Add a permission > APIs my organization uses > "
-            "Office 365 Exchange Online > Application permissions > Exchange.ManageAsApp.",
+            "Office 365 Exchange Online > Application permissions > Exchange.ManageAsApp. A permission id that "
+            "does not exist on Office 365 Exchange Online makes admin consent fail with AADSTS650051 (\"Claim is "
+            "invalid\"): remove it.",
             after=("CBA-APP-001",),
         ),
         Requirement(
@@ -243,7 +256,9 @@ CATALOGUE: Final[dict[str, Requirement]] = {
             "critical",
             "grant_exchange_consent",
             "API permissions > Grant admin consent for <organization>; the result is an appRoleAssignment on the "
-            "app's service principal (the manifest line alone grants nothing).",
+            "app's service principal (the manifest line alone grants nothing). If consent fails with AADSTS650051 "
+            "(\"Claim is invalid ... does not exist on resource application\"), the manifest names a wrong "
+            "permission id (CBA-PERM-002).",
             after=("CBA-APP-002", "CBA-PERM-001"),
         ),
         Requirement(

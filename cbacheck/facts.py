@@ -288,6 +288,15 @@ class Organization:
 # --- Link 6: token and Exchange ------------------------------------------------------------------
 
 
+# AADSTS codes that only wrap a more specific one in the same answer (70002 InvalidClientCredentials).
+AADSTS_WRAPPER_CODES = frozenset({70002})
+
+
+def most_specific_first(codes: tuple[int, ...]) -> tuple[int, ...]:
+    """AADSTS codes of one answer with the wrapper codes last, the others in Entra's order."""
+    return tuple(sorted(codes, key=lambda code: code in AADSTS_WRAPPER_CODES))
+
+
 @dataclass(frozen=True)
 class TokenAttempt:
     """The app under test asking for an Exchange token: claims on success, the error otherwise.
@@ -298,7 +307,7 @@ class TokenAttempt:
     authority: str
     scope: str
     client_id: str
-    credential_style: str  # "RS256 x5t" or "PS256 x5t#S256"
+    credential_style: str  # the client assertion's algorithm and thumbprint header: "PS256 x5t#S256"
     acquired: bool
     header: dict[str, Any] = field(default_factory=dict)
     claims: dict[str, Any] = field(default_factory=dict)
@@ -311,8 +320,19 @@ class TokenAttempt:
     elapsed_ms: float = 0.0
 
     @property
+    def aadsts_codes(self) -> tuple[int, ...]:
+        """Every AADSTS code of the answer, most specific first: a generic wrapper code goes last.
+
+        Entra may answer with several codes, e.g. "error_codes":[70002,50032] for a weak RSA key, where
+        70002 only says the credentials were not valid (https://learn.microsoft.com/entra/identity-platform/reference-error-codes).
+        """
+        return most_specific_first(self.error_codes)
+
+    @property
     def aadsts(self) -> int | None:
-        return self.error_codes[0] if self.error_codes else None
+        """The most specific AADSTS code of the answer (None without one)."""
+        codes = self.aadsts_codes
+        return codes[0] if codes else None
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -384,6 +404,9 @@ class TenantFacts:
     auditor: str  # how the auditor signed in, for the report
     requests: tuple[Source, ...] = ()
     stats: CollectionStats = field(default_factory=CollectionStats)
+    # Why role_eligibilities is empty without being read, e.g. a tenant without Entra ID P2 where
+    # no eligible assignment can exist ("" when the eligibilities were read).
+    pim_note: str = ""
 
     def known(self, name: str) -> Any:
         """The named fact, or None when it could not be collected (for cross-link inference only)."""

@@ -136,7 +136,7 @@ def test_key_is_rsa_2048_or_larger(local_cert_facts: CertFacts, evidence: Eviden
     """The key is RSA of at least 2048 bits
 
     Entra ID signs-in apps with RSA certificates only, and rejects keys under 2048 bits
-    (AADSTS700027 "RSA key size 1024 is less than the minimum required 2048 bits").
+    (AADSTS50032 WeakRsaKey, "RSA key size 1024 is less than the minimum required 2048 bits").
     """
     cert = local_cert_facts
     _identity(evidence, cert)
@@ -153,7 +153,8 @@ def test_key_is_rsa_2048_or_larger(local_cert_facts: CertFacts, evidence: Eviden
 def test_signature_hash_sha256_or_stronger(local_cert_facts: CertFacts, evidence: Evidence) -> None:
     """The certificate is signed with SHA-256 or stronger
 
-    SHA-1 signatures are collision-prone and refused by current tooling.
+    A hardening policy: SHA-1 signatures are collision-prone. Entra checks the assertion's signature and
+    the key, not the certificate's own signature hash, so a SHA-1 certificate still signs in.
     """
     cert = local_cert_facts
     _identity(evidence, cert)

@@ -62,7 +62,13 @@ def _exchange_request_text(requested: list[dict[str, str]]) -> str:
     if any(item["id"] == wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID for item in requested):
         return "Exchange.ManageAsApp as a delegated permission (type Scope)"
     if requested:
-        return "other Exchange permissions: " + ", ".join(f"{i['id']} ({i['type']})" for i in requested)
+        # A wrong id shows when consent is granted (AADSTS650051 "Claim is invalid"), not in a token request.
+        return (
+            "other Exchange permissions: "
+            + ", ".join(f"{i['id']} ({i['type']})" for i in requested)
+            + " (an id that is not an app role of Office 365 Exchange Online makes admin consent fail with "
+            "AADSTS650051)"
+        )
     return "no Office 365 Exchange Online permission"
 
 
@@ -72,8 +78,10 @@ def test_exchange_service_principal_exists(
 ) -> None:
     """The Office 365 Exchange Online service principal exists in the tenant
 
-    Consent and tokens for Exchange need the resource's service principal in this tenant; it comes
-    with an Exchange Online subscription. Without it tokens fail with AADSTS500011.
+    Consent and tokens for Exchange need the resource's service principal in this tenant. Microsoft
+    documents that it appears once an app's manifest requests Exchange.ManageAsApp and consent is
+    granted; a tenant without an Exchange Online subscription has none either. Without it tokens fail
+    with AADSTS500011.
     """
     evidence.expected(f"a service principal with appId {wellknown.EXCHANGE_ONLINE_APP_ID}")
     evidence.observed(
@@ -91,7 +99,8 @@ def test_exchange_service_principal_exists(
     assert exchange_sp is not None, (
         f"tenant {tenant_facts.tenant} has no {wellknown.EXCHANGE_ONLINE_DISPLAY_NAME} service principal "
         f"(appId {wellknown.EXCHANGE_ONLINE_APP_ID}); expected one: tokens for Exchange fail with AADSTS500011 "
-        "InvalidResourceServicePrincipalNotFound until the tenant has an Exchange Online subscription"
+        "InvalidResourceServicePrincipalNotFound until it exists. Add Exchange.ManageAsApp to the app's manifest "
+        "and grant admin consent, which makes it appear; if it does not, check the Exchange Online subscription"
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from cbacheck import wellknown
 from cbacheck.chain import require
 from cbacheck.config import Settings, accepted_role_ids
-from cbacheck.facts import DirectoryRoleAssignment, ServicePrincipal
+from cbacheck.facts import DirectoryRoleAssignment, ServicePrincipal, TenantFacts
 
 if TYPE_CHECKING:
     from cbacheck.evidence import Evidence
@@ -69,6 +69,7 @@ def test_supported_role_assigned_at_tenant_scope(
     app_sp: ServicePrincipal | None,
     role_assignments: tuple[DirectoryRoleAssignment, ...],
     role_eligibilities: tuple[DirectoryRoleAssignment, ...],
+    tenant_facts: TenantFacts,
     cba_settings: Settings,
     evidence: Evidence,
 ) -> None:
@@ -83,6 +84,8 @@ def test_supported_role_assigned_at_tenant_scope(
     accepted_names = ", ".join(sorted(role_name(r) for r in accepted))
     evidence.observed("active roleAssignments", [_assignment_summary(a) for a in role_assignments])
     evidence.observed("eligible roleEligibilitySchedules", [_assignment_summary(a) for a in role_eligibilities])
+    if tenant_facts.pim_note:
+        evidence.add("eligible assignments", tenant_facts.pim_note)
     evidence.add("accepted roles", sorted(accepted))
     unsupported = sorted(role_name(r) for r in accepted if r not in wellknown.EXCHANGE_SUPPORTED_ROLES)
     if unsupported:
@@ -101,6 +104,7 @@ def test_no_over_privileged_role(
     app_sp: ServicePrincipal | None,
     role_assignments: tuple[DirectoryRoleAssignment, ...],
     role_eligibilities: tuple[DirectoryRoleAssignment, ...],
+    tenant_facts: TenantFacts,
     evidence: Evidence,
 ) -> None:
     """The app holds no role above what it needs
@@ -112,6 +116,8 @@ def test_no_over_privileged_role(
     principal = require(app_sp, "CBA-APP-002", NO_SP)
     over = [a for a in (*role_assignments, *role_eligibilities) if a.template_id in wellknown.OVER_PRIVILEGED_ROLES]
     evidence.observed("roles", [_assignment_summary(a) for a in (*role_assignments, *role_eligibilities)])
+    if tenant_facts.pim_note:
+        evidence.add("eligible assignments", tenant_facts.pim_note)
     evidence.expected("none of " + ", ".join(sorted(role_name(r) for r in wellknown.OVER_PRIVILEGED_ROLES)))
     findings = ", ".join(f"{role_name(a.template_id)} ({a.status}, {_scope_text(a)})" for a in over)
     assert not over, (

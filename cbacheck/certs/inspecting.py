@@ -21,7 +21,7 @@ from cbacheck.facts import CertFacts
 if TYPE_CHECKING:
     from cbacheck.certs.reading import LoadedFile
 
-# Entra rejects smaller RSA keys for client assertions (AADSTS700027 "RSA key size 1024 is less than ...").
+# Entra rejects smaller RSA keys for client assertions (AADSTS50032 "RSA key size 1024 is less than ...").
 MIN_RSA_KEY_SIZE: Final = 2048
 # Hashes CBA-CERT-006 accepts as "SHA-256 or stronger".
 STRONG_SIGNATURE_HASHES: Final = frozenset({"sha256", "sha384", "sha512", "sha3-256", "sha3-384", "sha3-512"})

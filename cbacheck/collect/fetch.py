@@ -23,10 +23,11 @@ from cbacheck.collect.parse import (
     parse_organization,
     parse_role_assignments,
     parse_service_principal,
+    pim_unlicensed_note,
 )
 from cbacheck.collect.tokens import acquire_app_token, describe_provider, graph_token_provider
 from cbacheck.collect.transport import build_session, stats_of
-from cbacheck.config import Settings
+from cbacheck.config import GUID_RE, Settings
 from cbacheck.errors import CbaCheckError, CertificateError, CredentialError, GraphError
 from cbacheck.facts import (
     CollectionStats,
@@ -46,7 +47,16 @@ EXCHANGE_SP_SELECT = "id,appId,displayName,appRoles"
 ORG_SELECT = "id,displayName,verifiedDomains"
 
 
-def first_round_trip(app_id: str) -> list[BatchRequest]:
+def organization_path(tenant: str) -> str:
+    """GET /organization/{id} when the tenant is a GUID, whose documented least privilege is Organization.Read.All
+    (https://learn.microsoft.com/graph/api/organization-get); the list otherwise, documented with Directory.Read.All
+    (https://learn.microsoft.com/graph/api/organization-list)."""
+    if GUID_RE.match(tenant):
+        return f"/organization/{tenant.lower()}?$select={ORG_SELECT}"
+    return f"/organization?$select={ORG_SELECT}"
+
+
+def first_round_trip(app_id: str, tenant: str = "") -> list[BatchRequest]:
     return [
         BatchRequest("app", f"/applications(appId='{app_id}')?$select={APP_SELECT}"),
         BatchRequest("app_sp", f"/servicePrincipals(appId='{app_id}')?$select={SP_SELECT}"),
@@ -54,7 +64,7 @@ def first_round_trip(app_id: str) -> list[BatchRequest]:
             "exchange_sp",
             f"/servicePrincipals(appId='{wellknown.EXCHANGE_ONLINE_APP_ID}')?$select={EXCHANGE_SP_SELECT}",
         ),
-        BatchRequest("organization", f"/organization?$select={ORG_SELECT}"),
+        BatchRequest("organization", organization_path(tenant)),
     ]
 
 
@@ -169,7 +179,9 @@ def _collect_graph(
     try:
         provider.token(scope)  # signed in while the app's own token is on its way
         known_id = app_sp_id()
-        requests_ = first_round_trip(settings.app_id) + (second_round_trip(known_id) if known_id else [])
+        requests_ = first_round_trip(settings.app_id, settings.tenant or "")
+        if known_id:
+            requests_ += second_round_trip(known_id)
         first = graph.batch(requests_)
     except (GraphError, CredentialError) as err:
         return _all_unavailable(list(WHAT), err), auditor
@@ -180,7 +192,7 @@ def _collect_graph(
     }
     organization = single_fact(WHAT["organization"], first.get("organization"), parse_organization)
     facts["organization"] = (
-        Unavailable(WHAT["organization"], "/organization answered 404") if organization is None else organization
+        Unavailable(WHAT["organization"], "GET organization answered 404") if organization is None else organization
     )
     app_sp = facts["app_sp"]
     if known_id and isinstance(app_sp, ServicePrincipal) and app_sp.object_id == known_id:
@@ -211,7 +223,10 @@ def _collect_grants(graph: GraphClient, app_sp: ServicePrincipal | None | Unavai
 
 def _grants_from(graph: GraphClient, second: dict[str, GraphResponse]) -> dict[str, Any]:
     """The grants and role facts from the answers to `second_round_trip` (sent alone or with the first)."""
+    eligibilities = second.get("role_eligibilities")
+    pim_note = pim_unlicensed_note(eligibilities.status, eligibilities.body) if eligibilities is not None else ""
     return {
+        "pim_note": pim_note,
         "app_role_grants": collection_fact(
             WHAT["app_role_grants"], second.get("app_role_grants"), graph, parse_app_role_grants
         ),
@@ -221,11 +236,11 @@ def _grants_from(graph: GraphClient, second: dict[str, GraphResponse]) -> dict[s
             graph,
             lambda items: parse_role_assignments(items, "active"),
         ),
-        "role_eligibilities": collection_fact(
-            WHAT["role_eligibilities"],
-            second.get("role_eligibilities"),
-            graph,
-            lambda items: parse_role_assignments(items, "eligible"),
+        # Without a PIM licence no eligible assignment can exist: a true empty fact, with the note as evidence.
+        "role_eligibilities": ()
+        if pim_note
+        else collection_fact(
+            WHAT["role_eligibilities"], eligibilities, graph, lambda items: parse_role_assignments(items, "eligible")
         ),
     }
 

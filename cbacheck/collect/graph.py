@@ -26,12 +26,15 @@ READ_PERMISSIONS: tuple[tuple[str, str], ...] = (
     ("applications", "Application.Read.All"),
     ("servicePrincipals", "Application.Read.All"),
     ("appRoleAssignments", "Application.Read.All"),
-    ("organization", "Organization.Read.All"),
+    # By id, Organization.Read.All is documented (organization-get); the list names Directory.Read.All.
+    ("organization/", "Organization.Read.All"),
+    ("organization", "Organization.Read.All or Directory.Read.All"),
     ("domains", "Domain.Read.All"),
 )
 # Writes the fixers make, mapped to the admin permission that allows them (wellknown.ADMIN_PERMISSIONS).
 WRITE_PERMISSIONS: tuple[tuple[str, str], ...] = (
-    ("appRoleAssign", "AppRoleAssignment.ReadWrite.All"),
+    # Granting an app role needs both (https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignments).
+    ("appRoleAssign", "AppRoleAssignment.ReadWrite.All and Application.Read.All"),
     ("roleManagement/", "RoleManagement.ReadWrite.Directory"),
     ("applications", "Application.ReadWrite.All"),
     ("servicePrincipals", "Application.ReadWrite.All"),
@@ -156,7 +159,8 @@ def hint_for(method: str, url: str, status: int | None) -> str:
         permission = permission_for(method, url)
         if permission:
             who = "the auditor" if method.upper() == "GET" else "the admin identity"
-            return f"{who} needs the Graph application permission {permission} (with admin consent) for this request."
+            noun = "permissions" if " and " in permission else "permission"
+            return f"{who} needs the Graph application {noun} {permission} (with admin consent) for this request."
         return "the signed-in identity lacks a Graph permission for this request."
     if status == 401:
         return "Graph refused the token: check the auditor's credential and that it was issued for Microsoft Graph."

@@ -28,6 +28,25 @@ class MalformedFact(CbaCheckError):
     """Graph answered 2xx with JSON that lacks what the fact needs."""
 
 
+# PIM's APIs need Microsoft Entra ID P2 or Governance licences ("Licensing" in
+# https://learn.microsoft.com/graph/api/resources/privilegedidentitymanagementv3-overview). Users report
+# 400 AadPremiumLicenseRequired from roleEligibilityScheduleInstances on tenants without them; the same
+# answer from roleEligibilitySchedules is UNCONFIRMED (docs/sandbox.md).
+PIM_UNLICENSED_CODE = "AadPremiumLicenseRequired"
+
+
+def pim_unlicensed_note(status: int, body: Any) -> str:
+    """The evidence note when a PIM read says the tenant has no P2 or Governance licence ("" otherwise)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if status != 400 or not isinstance(error, dict) or error.get("code") != PIM_UNLICENSED_CODE:
+        return ""
+    message = str(error.get("message") or "").strip()
+    return (
+        "the tenant has no Microsoft Entra ID P2 or Governance licence, so PIM is not available and no eligible "
+        f"role assignment can exist (Graph answered {PIM_UNLICENSED_CODE}" + (f": {message!r})" if message else ")")
+    )
+
+
 def parse_time(value: Any) -> datetime | None:
     """ISO 8601 from Graph as an aware UTC datetime (Graph sends 7 fractional digits and 'Z')."""
     if not isinstance(value, str) or not value:
@@ -142,10 +161,16 @@ def parse_service_principal(body: Any, source: Source | None = None) -> ServiceP
 
 
 def parse_organization(body: Any, source: Source | None = None) -> Organization:
+    """The organization from GET /organization/{id} (one object) or GET /organization (a list of one)."""
     values = body.get("value") if isinstance(body, dict) else None
-    if not isinstance(values, list) or not values or not isinstance(values[0], dict):
+    if isinstance(values, list):
+        if not values or not isinstance(values[0], dict):
+            raise MalformedFact("/organization returned no organization")
+        org = values[0]
+    elif isinstance(body, dict) and "id" in body:
+        org = body
+    else:
         raise MalformedFact("/organization returned no organization")
-    org = values[0]
     domains = _list(org, "verifiedDomains")
     initial = next((str(d.get("name", "")) for d in domains if d.get("isInitial") is True), "")
     return Organization(

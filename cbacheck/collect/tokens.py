@@ -22,12 +22,12 @@ from cbacheck.config import Settings
 from cbacheck.errors import CertificateError, CredentialError
 from cbacheck.facts import Source, TokenAttempt, Unavailable
 
-# Connect-ExchangeOnline -CertificateThumbprint signs the client assertion with RS256 and an `x5t`
-# (SHA-1) header; msal does the same when given {"private_key", "thumbprint"}. Giving msal the
-# public certificate instead would switch to PS256 + x5t#S256, which is not what the module sends
-# (and which one tenant reported rejected with AADSTS700027). The assertion's format:
-# https://learn.microsoft.com/entra/identity-platform/certificate-credentials
-CREDENTIAL_STYLE = "RS256 x5t"
+# The client assertion is signed as Microsoft's certificate-credentials page says: `alg` PS256 (PSS
+# padding) with the SHA-256 thumbprint in `x5t#S256`
+# (https://learn.microsoft.com/entra/identity-platform/certificate-credentials). msal takes that path
+# when given the public certificate and no SHA-1 thumbprint (it calls the SHA-1 input deprecated), and
+# then also sends the certificate in `x5c`.
+CREDENTIAL_STYLE = "PS256 x5t#S256"
 # azure-identity tokens are reused until this close to expiry (msal's own cache uses 5 minutes too).
 REFRESH_MARGIN_S = 300
 Identity = Literal["auditor", "admin"]
@@ -42,7 +42,7 @@ def authority_host_is_microsoft(login_url: str) -> bool:
 def build_msal_app(
     client_id: str, tenant: str, material: certs.SigningMaterial, login_url: str, session: requests.Session
 ) -> msal.ConfidentialClientApplication:
-    """A confidential client signing with the certificate exactly as Connect-ExchangeOnline does (RS256 x5t).
+    """A confidential client signing its client assertion with the certificate (PS256, x5t#S256).
 
     Constructing it runs tenant discovery (a GET), so it may raise ValueError or a requests error.
     """
@@ -57,7 +57,10 @@ def build_msal_app(
     with stats.discovery_lock:
         return msal.ConfidentialClientApplication(
             client_id,
-            client_credential={"private_key": key, "thumbprint": material.sha1_thumbprint},
+            # PS256 with x5t#S256, as Microsoft's certificate-credentials page describes the assertion
+            # (https://learn.microsoft.com/entra/identity-platform/certificate-credentials): msal signs so
+            # when it is given the public certificate rather than a SHA-1 thumbprint.
+            client_credential={"private_key": key, "public_certificate": material.certificate_pem},
             authority=f"{login_url}/{tenant}",
             # A region would make msal probe IMDS and rewrite the authority; cbacheck checks the global endpoint.
             azure_region=False,

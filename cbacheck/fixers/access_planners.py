@@ -144,9 +144,8 @@ def plan_grant_exchange_consent(ctx: PlanContext) -> list[Action]:
                 id="exchange-licence",
                 mends=("CBA-PERM-001", *ctx.mends(fix)),
                 reason="the Office 365 Exchange Online service principal is missing, so consent has nothing to name",
-                explanation="Check the tenant's Exchange Online subscription in the Microsoft 365 admin center "
-                "(licensing is never changed by cbacheck).",
-                portal=PORTAL_SUBSCRIPTIONS,
+                explanation=catalogue.EXCHANGE_SP_REMEDY + " Licensing is never changed by cbacheck; then run again.",
+                portal=catalogue.PORTAL_APP,
             )
         ]
     handle = ctx.sp_handle(fix)

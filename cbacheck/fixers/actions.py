@@ -26,7 +26,9 @@ PERMISSION_CREATE_SERVICE_PRINCIPAL: Final = "Application.ReadWrite.OwnedBy"
 PERMISSION_PATCH_SERVICE_PRINCIPAL: Final = (
     "Application.ReadWrite.OwnedBy (when the admin app owns it) or Application.ReadWrite.All"
 )
-PERMISSION_GRANT_APP_ROLE: Final = "AppRoleAssignment.ReadWrite.All"
+# Both are the documented least privilege for POST .../appRoleAssignments
+# (https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignments).
+PERMISSION_GRANT_APP_ROLE: Final = "AppRoleAssignment.ReadWrite.All and Application.Read.All"
 PERMISSION_ASSIGN_DIRECTORY_ROLE: Final = "RoleManagement.ReadWrite.Directory"
 PERMISSION_LOCAL: Final = "none (local files only)"
 PERMISSION_MANUAL: Final = "none (done by a person)"
@@ -247,8 +249,16 @@ class AddKeyCredential(Action):
             return None
         return hashlib.sha1(base64.b64decode(self.certificate)).hexdigest().upper()
 
-    def new_key(self, der_base64: str) -> dict[str, Any]:
-        return {"type": KEY_TYPE, "usage": KEY_USAGE, "key": der_base64, "displayName": self.display_name}
+    def new_key(self, der_base64: str, start: str, end: str) -> dict[str, Any]:
+        """The keyCredential to upload, with the window the handler computed from the certificate."""
+        return {
+            "type": KEY_TYPE,
+            "usage": KEY_USAGE,
+            "key": der_base64,
+            "displayName": self.display_name,
+            "startDateTime": start,
+            "endDateTime": end,
+        }
 
     def describe(self) -> dict[str, Any]:
         if isinstance(self.certificate, Ref):
@@ -256,7 +266,14 @@ class AddKeyCredential(Action):
         else:
             key = describe_key_bytes(self.certificate)
         kept = [f"kept as returned: {text}" for text in self.existing_keys]
-        new = {"type": KEY_TYPE, "usage": KEY_USAGE, "key": key, "displayName": self.display_name}
+        new = {
+            "type": KEY_TYPE,
+            "usage": KEY_USAGE,
+            "key": key,
+            "displayName": self.display_name,
+            "startDateTime": "the certificate's notBefore",
+            "endDateTime": "the certificate's notAfter, at most one year after the start (Graph's limit)",
+        }
         path = f"/applications/{shown(self.app_object_id)}"
         return {
             "reads": [{"method": "GET", "path": path, "params": {"$select": "id,appId,keyCredentials"}}],
@@ -345,6 +362,7 @@ class RemoveKeyCredentials(Action):
     key_ids: tuple[str, ...]
     key_descriptions: tuple[str, ...] = ()
     requires_verified: tuple[str, ...] = ()  # actions whose effect must be proven first (rotation)
+    keeps_key_of: str = ""  # the AddKeyCredential whose new key the read must hold before the PATCH
     permission: ClassVar[str] = PERMISSION_PATCH_APPLICATION
 
     def describe(self) -> dict[str, Any]:
@@ -357,6 +375,8 @@ class RemoveKeyCredentials(Action):
         }
         if self.requires_verified:
             described["only_after_verified"] = list(self.requires_verified)
+        if self.keeps_key_of:
+            described["only_if_read_holds"] = f"the key {self.keeps_key_of} added in this run"
         return described
 
 

@@ -156,6 +156,7 @@ def _old_key_steps(ctx: PlanContext, mends: tuple[str, ...]) -> list[Action]:
                 key_ids=tuple(key.key_id for key in old_keys),
                 key_descriptions=descriptions,
                 requires_verified=("add-key-new-certificate",),
+                keeps_key_of="add-key-new-certificate",
                 depends_on=("add-key-new-certificate",),
             )
         ]

@@ -170,6 +170,8 @@ class ExchangeService:
         except AccessTokenError as exc:
             raise ExchangeFault("token", reason=str(exc)) from None
         lowered = tenant.lower()
+        # UNCONFIRMED: the tenant id in the admin API URL is accepted, as CIPP's requests use it; for
+        # -Organization Microsoft documents only the .onmicrosoft.com domain (docs/sandbox.md, choice 27).
         if lowered != self.state.tenant_id.lower() and lowered not in {
             d.lower() for d in self.state.domain_names() if d.lower().endswith(".onmicrosoft.com")
         }:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from cbacheck.sandbox.faults import InvalidRequest
@@ -10,6 +11,7 @@ from cbacheck.sandbox.schema import ENTITY_TYPES, TEMPLATES
 from cbacheck.sandbox.values import (
     JsonObject,
     certificate_facts,
+    graph_time,
     is_guid,
     key_credential_for,
     new_guid,
@@ -26,6 +28,12 @@ WRITABLE_SP: Final = frozenset(
 )
 KEY_TYPES: Final = ("AsymmetricX509Cert", "X509CertAndPassword", "Symmetric")
 _KEY_OVERRIDES: Final = ("displayName", "startDateTime", "endDateTime", "customKeyIdentifier")
+# "The endDateTime can be a maximum of one year from the startDateTime. If unspecified, the system will
+# automatically assign a date one year after the startDateTime."
+# (https://learn.microsoft.com/graph/applications-how-to-add-certificate). A start left out is the
+# certificate's notBefore (UNCONFIRMED); one year is taken as 365 days, plus one for a leap year.
+KEY_MAX_LIFETIME: Final = timedelta(days=366)
+KEY_DEFAULT_LIFETIME: Final = timedelta(days=365)
 
 
 def settable(collection: str, body: Mapping[str, Any]) -> JsonObject:
@@ -127,8 +135,20 @@ def _key_credential(
         return kept
     new_id = str(key_id or new_guid())
     overrides = {k: v for k, v in entry.items() if v is not None and k in _KEY_OVERRIDES}
+    overrides.update(_key_window(overrides, facts.certificate.not_valid_before_utc))
     on_new_key(new_id)
     return key_credential_for(facts.der, key_id=new_id, type=kind, usage=usage, **overrides)
+
+
+def _key_window(given: Mapping[str, Any], not_before: datetime) -> dict[str, str]:
+    """Start and end of an uploaded key: as given, the end at most a year after the start."""
+    start = parse_time(str(given["startDateTime"])) if "startDateTime" in given else not_before
+    if "endDateTime" not in given:
+        return {"startDateTime": graph_time(start), "endDateTime": graph_time(start + KEY_DEFAULT_LIFETIME)}
+    end = parse_time(str(given["endDateTime"]))
+    if end - start > KEY_MAX_LIFETIME or end <= start:
+        raise InvalidRequest("invalid_key_window")
+    return {"startDateTime": graph_time(start), "endDateTime": graph_time(end)}
 
 
 def _check_time(entry: Mapping[str, Any], name: str) -> None:

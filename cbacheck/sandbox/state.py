@@ -28,6 +28,12 @@ from cbacheck.sandbox.values import (
 
 __all__ = ["JsonObject", "TenantState", "utcnow"]
 
+# Service plans that license PIM: Microsoft Entra ID P2 (AAD_PREMIUM_P2) and Microsoft Entra ID
+# Governance (Entra_Identity_Governance), by servicePlanId
+# (https://learn.microsoft.com/entra/identity/users/licensing-service-plan-reference); PIM needs one
+# ("Licensing" in https://learn.microsoft.com/graph/api/resources/privilegedidentitymanagementv3-overview).
+PIM_SERVICE_PLANS = frozenset({"eec0eb4f-6444-4f95-aba0-50c24d67f998", "e866a266-3cff-43a3-acca-0c90a7e00c8b"})
+
 
 class TenantState:
     """The tenant's objects behind one lock, with indexes and the time each grant takes effect."""
@@ -81,6 +87,19 @@ class TenantState:
     @property
     def display_name(self) -> str:
         return str(self.organization.get("displayName") or self.initial_domain)
+
+    @property
+    def pim_licensed(self) -> bool:
+        """The organization's assignedPlans hold an enabled P2 or Governance plan, as Graph exposes licences.
+
+        https://learn.microsoft.com/graph/api/resources/assignedplan (capabilityStatus "Enabled").
+        """
+        return any(
+            isinstance(plan, dict)
+            and str(plan.get("servicePlanId", "")).lower() in PIM_SERVICE_PLANS
+            and plan.get("capabilityStatus") == "Enabled"
+            for plan in self.organization.get("assignedPlans") or []
+        )
 
     def domain_names(self) -> list[str]:
         return [str(d["id"]) for d in self.data["domains"]]

@@ -35,6 +35,29 @@ KNOWN_TOP_LEVEL: Final = frozenset(COLLECTIONS) | {"builtins", "@odata.context"}
 # nesting it accepts (Graph JSON nests a few levels; deeper input only threatens the recursion limit).
 MAX_STATE_BYTES: Final = 64 * 2**20
 MAX_DEPTH: Final = 32
+# An organization given without assignedPlans holds these: Exchange Online (Plan 2), Entra ID P1 and
+# P2 (servicePlanIds: https://learn.microsoft.com/entra/identity/users/licensing-service-plan-reference),
+# so PIM answers as in a licensed tenant; a scenario lists its own plans to model another (no-p2).
+DEFAULT_ASSIGNED_PLANS: Final = (
+    {
+        "assignedDateTime": "2021-03-01T09:00:00Z",
+        "capabilityStatus": "Enabled",
+        "service": "exchange",
+        "servicePlanId": "efb87545-963c-4e0d-99df-69c6916d9eb0",
+    },
+    {
+        "assignedDateTime": "2021-03-01T09:00:00Z",
+        "capabilityStatus": "Enabled",
+        "service": "AADPremiumService",
+        "servicePlanId": "41781fb2-bc02-4b7c-bd55-b576c07bb09d",
+    },
+    {
+        "assignedDateTime": "2021-03-01T09:00:00Z",
+        "capabilityStatus": "Enabled",
+        "service": "AADPremiumService",
+        "servicePlanId": "eec0eb4f-6444-4f95-aba0-50c24d67f998",
+    },
+)
 NEXT_STEP: Final = "Fix that element, or write a fresh file with 'cbacheck sandbox --dump FILE'."
 
 
@@ -185,6 +208,11 @@ def _organization_and_domains(check: _Check, data: JsonObject) -> str:
     tenant_id = check.guid(org, "id", "$.organization[0]")
     assert tenant_id is not None
     check.string(org, "displayName", "$.organization[0]", required=False)
+    if "assignedPlans" not in org:
+        org["assignedPlans"] = [dict(plan) for plan in DEFAULT_ASSIGNED_PLANS]
+    for i, plan in enumerate(check.items(org["assignedPlans"], "$.organization[0].assignedPlans")):
+        check.guid(plan, "servicePlanId", f"$.organization[0].assignedPlans[{i}]")
+        check.string(plan, "capabilityStatus", f"$.organization[0].assignedPlans[{i}]")
     verified = check.items(org.get("verifiedDomains", []), "$.organization[0].verifiedDomains")
     for i, dom in enumerate(verified):
         check.string(dom, "name", f"$.organization[0].verifiedDomains[{i}]")

@@ -26,8 +26,9 @@ from mockhttp import (
 )
 
 from cbacheck import certs, wellknown
-from cbacheck.collect import collect
-from cbacheck.collect.parse import parse_time
+from cbacheck.collect import collect, fetch
+from cbacheck.collect.graph import permission_for
+from cbacheck.collect.parse import parse_organization, parse_time
 from cbacheck.config import Settings
 from cbacheck.facts import (
     AppRegistration,
@@ -345,6 +346,39 @@ def test_eligibility_schedules_unreadable_affect_only_eligibilities(
     assert not isinstance(facts.role_assignments, Unavailable) and not isinstance(facts.app_role_grants, Unavailable)
 
 
+def test_a_tenant_id_reads_the_organization_by_id_and_a_domain_lists_it() -> None:
+    by_id = fetch.first_round_trip(APP_ID, TENANT_ID.upper())[-1]
+    assert by_id.url.startswith(f"/organization/{TENANT_ID.lower()}?$select=")
+    assert permission_for("GET", by_id.url) == "Organization.Read.All"
+    listed = fetch.first_round_trip(APP_ID, "contoso.onmicrosoft.com")[-1]
+    assert listed.url.startswith("/organization?$select=")
+    assert "Directory.Read.All" in permission_for("GET", listed.url)
+    single = {"id": TENANT_ID, "verifiedDomains": [{"name": "contoso.onmicrosoft.com", "isInitial": True}]}
+    assert parse_organization(single).initial_domain == "contoso.onmicrosoft.com"
+
+
+def test_a_tenant_without_pim_licence_has_no_eligibilities_and_says_why(
+    tenant: Tenant, settings: Settings, waits: Waits
+) -> None:
+    message = "The tenant needs to have Microsoft Entra ID P2 or Microsoft Entra ID Governance license."
+    tenant.answers["role_eligibilities"] = (400, {"error": {"code": "AadPremiumLicenseRequired", "message": message}})
+    tenant.everything()
+
+    facts = run(settings, waits)
+
+    assert facts.role_eligibilities == ()
+    assert "no eligible role assignment can exist" in facts.pim_note and message in facts.pim_note
+
+
+def test_another_400_on_eligibilities_stays_unavailable(tenant: Tenant, settings: Settings, waits: Waits) -> None:
+    tenant.answers["role_eligibilities"] = (400, {"error": {"code": "BadRequest", "message": "bad filter"}})
+    tenant.everything()
+
+    facts = run(settings, waits)
+
+    assert isinstance(facts.role_eligibilities, Unavailable) and facts.pim_note == ""
+
+
 def test_absent_app_and_service_principal_are_none(tenant: Tenant, settings: Settings, waits: Waits) -> None:
     tenant.answers["app"] = (404, NOT_FOUND)
     tenant.answers["app_sp"] = (404, NOT_FOUND)
@@ -446,7 +480,7 @@ def test_batching_off_sends_seven_single_requests(tenant: Tenant, settings: Sett
         (f"{GRAPH}/applications(appId='{APP_ID}')", "app"),
         (f"{GRAPH}/servicePrincipals(appId='{APP_ID}')", "app_sp"),
         (f"{GRAPH}/servicePrincipals(appId='{wellknown.EXCHANGE_ONLINE_APP_ID}')", "exchange_sp"),
-        (f"{GRAPH}/organization", "organization"),
+        (f"{GRAPH}/organization/{TENANT_ID}", "organization"),
         (f"{GRAPH}/servicePrincipals/{SP_ID}/appRoleAssignments", "app_role_grants"),
         (f"{GRAPH}/roleManagement/directory/roleAssignments", "role_assignments"),
         (f"{GRAPH}/roleManagement/directory/roleEligibilitySchedules", "role_eligibilities"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import stat
@@ -32,6 +33,7 @@ from cbacheck.fixers.actions import (
     RemoveKeyCredentials,
 )
 from cbacheck.fixers.apply import admin_graph_client, apply_plan
+from cbacheck.fixers.handlers import keys as key_handlers
 from cbacheck.fixers.journal import Journal
 from cbacheck.fixers.outcomes import (
     ALREADY_DONE,
@@ -39,6 +41,7 @@ from cbacheck.fixers.outcomes import (
     FAILED,
     SKIPPED_DEPENDENCY_FAILED,
     WAITING_FOR_VERIFICATION,
+    ActionResult,
 )
 
 G = "https://graph.microsoft.com/v1.0"
@@ -119,7 +122,16 @@ def test_upload_sends_back_every_existing_key_with_its_bytes(
 ) -> None:
     old_a, old_b, new = der_of(tmp_path, "old-a"), der_of(tmp_path, "old-b"), der_of(tmp_path, "new")
     existing = [key_entry("key-a", old_a), key_entry("key-b", old_b)]
-    new_key = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": new, "displayName": "CN=new"}
+    # The upload carries the certificate's own window (it is under a year, Graph's limit).
+    start, end = key_handlers.key_window(new, datetime.now(UTC))
+    new_key = {
+        "type": "AsymmetricX509Cert",
+        "usage": "Verify",
+        "key": new,
+        "displayName": "CN=new",
+        "startDateTime": key_handlers.graph_time(start),
+        "endDateTime": key_handlers.graph_time(end),
+    }
     select = matchers.query_param_matcher({"$select": "id,appId,keyCredentials"})
     mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=existing), match=[select])
     mock.patch(
@@ -154,6 +166,42 @@ def test_upload_sends_back_every_existing_key_with_its_bytes(
     assert BEARER not in text
     assert "add-key: PATCH /applications/" + APP_OBJECT in lines
     assert lines[-1] == "add-key: applied"
+
+
+def der_valid(tmp_path: Path, name: str, not_before: datetime, days: int) -> str:
+    return certs.generate_certificate(f"CN={name}", tmp_path / name, days=days, now=not_before).der_base64
+
+
+def test_an_uploaded_key_carries_the_certificate_window_within_graphs_one_year_limit(tmp_path: Path) -> None:
+    now = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
+    short = der_valid(tmp_path, "short", now - timedelta(days=10), 200)
+    start, end = key_handlers.key_window(short, now)
+    assert (end - start).days == 200 and start <= now
+    # Three years, issued a month ago: the usable year from now, never more than a year.
+    long_ahead = der_valid(tmp_path, "ahead", now - timedelta(days=30), 3 * 365)
+    start, end = key_handlers.key_window(long_ahead, now)
+    assert start == now and end - start == timedelta(days=365)
+    # Three years with four months left: the last year, ending with the certificate.
+    long_behind = der_valid(tmp_path, "behind", now - timedelta(days=3 * 365 - 120), 3 * 365)
+    start, end = key_handlers.key_window(long_behind, now)
+    assert end - start == timedelta(days=365) and start <= now < end
+    assert end - now < timedelta(days=121)
+
+
+def test_a_stored_window_other_than_the_one_sent_fails_the_upload(
+    tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
+) -> None:
+    new = der_of(tmp_path, "new")
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[]))
+    mock.patch(f"{G}/applications/{APP_OBJECT}", status=204)
+    other_window = {**key_entry("k-new", new), "startDateTime": "2020-01-01T00:00:00Z"}
+    mock.add(responses.GET, f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[other_window]))
+    action = AddKeyCredential(
+        id="add-key", mends=(), reason="r", app_object_id=APP_OBJECT, certificate=new, display_name="CN=new"
+    )
+    [result] = apply_plan([action], graph, settings(), journal=journal, progress=lambda line: None)
+    assert result.status == FAILED
+    assert "Graph stored the new key with the window 2020-01-01T00:00:00Z" in result.error
 
 
 def test_key_already_uploaded_is_not_written_again(
@@ -216,6 +264,73 @@ def test_old_key_waits_for_proof_then_goes_keeping_every_other_key(
         [action], graph, settings(), journal=journal, progress=lambda line: None, verified={"add-key-new-certificate"}
     )
     assert removed.status == APPLIED
+
+
+def rotation_removal() -> RemoveKeyCredentials:
+    return RemoveKeyCredentials(
+        id="remove-old-key",
+        mends=("CBA-CERT-004",),
+        reason="r",
+        app_object_id=APP_OBJECT,
+        key_ids=("key-old",),
+        requires_verified=("add-key-new-certificate",),
+        keeps_key_of="add-key-new-certificate",
+        depends_on=("add-key-new-certificate",),
+    )
+
+
+def uploaded_this_run(journal: Journal, der_base64: str) -> None:
+    sha1 = hashlib.sha1(base64.b64decode(der_base64)).hexdigest().upper()
+    output = {"sha1_thumbprint": sha1}
+    journal.finished(ActionResult("add-key-new-certificate", "AddKeyCredential", APPLIED, output=output), TENANT)
+
+
+def test_a_stale_read_without_the_new_key_is_read_again_before_the_old_key_goes(
+    tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal, monkeypatch: Any
+) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr(key_handlers, "pause", pauses.append)
+    old, new = der_of(tmp_path, "old"), der_of(tmp_path, "new")
+    uploaded_this_run(journal, new)
+    stale = [key_entry("key-old", old)]
+    fresh = [key_entry("key-old", old), key_entry("key-new", new)]
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=stale))  # read before the write
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=stale))  # still stale
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=fresh))
+    kept = matchers.json_params_matcher({"keyCredentials": fresh[1:]})
+    mock.patch(f"{G}/applications/{APP_OBJECT}", status=204, match=[kept])
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=fresh[1:]))
+    [removed] = apply_plan(
+        [rotation_removal()],
+        graph,
+        settings(),
+        journal=journal,
+        progress=lambda line: None,
+        verified={"add-key-new-certificate"},
+    )
+    assert removed.status == APPLIED
+    assert pauses == list(key_handlers.KEY_READ_RETRY_S[:2])
+
+
+def test_the_old_key_stays_when_no_read_holds_the_key_added_in_this_run(
+    tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(key_handlers, "pause", lambda seconds: None)
+    old, new = der_of(tmp_path, "old"), der_of(tmp_path, "new")
+    uploaded_this_run(journal, new)
+    stale = app_body(keyCredentials=[key_entry("key-old", old)])
+    mock.add(responses.GET, f"{G}/applications/{APP_OBJECT}", json=stale)
+    [refused] = apply_plan(
+        [rotation_removal()],
+        graph,
+        settings(),
+        journal=journal,
+        progress=lambda line: None,
+        verified={"add-key-new-certificate"},
+    )
+    assert refused.status == FAILED
+    assert "nothing was sent" in refused.error and "added in this run" in refused.error
+    assert all(call.request.method == "GET" for call in mock.calls)
 
 
 # --- permission, consent, role ----------------------------------------------------------------------------
@@ -572,9 +687,11 @@ def test_the_journal_records_each_action_without_key_bytes_or_tokens(
     tmp_path: Path, mock: responses.RequestsMock, graph: GraphClient, journal: Journal
 ) -> None:
     der = der_of(tmp_path, "j")
+    start, end = (key_handlers.graph_time(t) for t in key_handlers.key_window(der, datetime.now(UTC)))
+    stored = {**key_entry("k", der), "startDateTime": start, "endDateTime": end}
     mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[]))
     mock.patch(f"{G}/applications/{APP_OBJECT}", status=204)
-    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[key_entry("k", der)]))
+    mock.get(f"{G}/applications/{APP_OBJECT}", json=app_body(keyCredentials=[stored]))
     action = AddKeyCredential(
         id="add-key", mends=(), reason="r", app_object_id=APP_OBJECT, certificate=der, display_name="CN=j"
     )

@@ -183,9 +183,14 @@ def test_403_names_the_missing_permission_and_keeps_the_ids(mock: responses.Requ
         ("GET", "/applications(appId='x')?$select=id", "Application.Read.All"),
         ("GET", "/servicePrincipals/abc/appRoleAssignments", "Application.Read.All"),
         ("GET", "/roleManagement/directory/roleEligibilitySchedules", "RoleManagement.Read.Directory"),
-        ("GET", "/organization?$select=id", "Organization.Read.All"),
+        ("GET", "/organization?$select=id", "Organization.Read.All or Directory.Read.All"),
+        ("GET", "/organization/abc?$select=id", "Organization.Read.All"),
         ("PATCH", "/applications/abc", "Application.ReadWrite.All"),
-        ("POST", "/servicePrincipals/abc/appRoleAssignedTo", "AppRoleAssignment.ReadWrite.All"),
+        (
+            "POST",
+            "/servicePrincipals/abc/appRoleAssignedTo",
+            "AppRoleAssignment.ReadWrite.All and Application.Read.All",
+        ),
         ("POST", "/roleManagement/directory/roleAssignments", "RoleManagement.ReadWrite.Directory"),
     ],
 )

@@ -67,11 +67,12 @@ def test_success_keeps_claims_and_never_the_token(
     assert attempt.scope == "https://outlook.office365.com/.default"
     assert attempt.authority == f"{LOGIN}/{TENANT_ID}"
     assert issued not in repr(attempt) and issued.split(".")[2] not in repr(attempt)
-    # Signed as Connect-ExchangeOnline -CertificateThumbprint does: RS256 with the SHA-1 x5t.
+    # Signed as Microsoft's certificate-credentials page says: PS256 with the SHA-256 thumbprint in x5t#S256.
     form = seen[0]
     header = assertion_header(form)
-    assert header["alg"] == "RS256"
-    assert base64.urlsafe_b64decode(header["x5t"] + "==").hex().upper() == material.sha1_thumbprint
+    assert header["alg"] == "PS256" and "x5t" not in header
+    assert base64.urlsafe_b64decode(header["x5t#S256"] + "==").hex().upper() == material.sha256_thumbprint
+    assert attempt.credential_style == "PS256 x5t#S256"
     assert form["scope"] == "https://outlook.office365.com/.default" and form["client_id"] == APP_ID
 
 

@@ -49,6 +49,21 @@ def test_a_duplicate_grant_and_an_unknown_role_are_refused_without_http(tenant: 
         tenant.grant_app_role(client, "appRoleAssignments", {**body, "resourceId": OTHER_GUID})
 
 
+def test_an_uploaded_key_ends_at_most_a_year_after_it_starts(tenant: TenantState) -> None:
+    app = tenant.data["applications"][0]
+    existing = [{"keyId": k["keyId"], "key": None} for k in app["keyCredentials"]]
+    der = next(k["key"] for a in tenant.data["applications"] for k in a["keyCredentials"] if k.get("key"))
+    two_years = {"key": der, "startDateTime": "2026-01-01T00:00:00Z", "endDateTime": "2028-01-01T00:00:00Z"}
+    with pytest.raises(InvalidRequest) as refused:
+        tenant.update_application(app, {"keyCredentials": [*existing, two_years]})
+    assert refused.value.key == "invalid_key_window"
+    # Without an end, Graph assigns one a year after the start.
+    one_start = {"key": der, "startDateTime": "2026-01-01T00:00:00Z"}
+    tenant.update_application(app, {"keyCredentials": [*existing, one_start]})
+    added = app["keyCredentials"][-1]
+    assert added["startDateTime"].startswith("2026-01-01T00:00:00") and added["endDateTime"].startswith("2027-01-01")
+
+
 def test_a_duplicate_role_assignment_and_service_principal_conflict(tenant: TenantState) -> None:
     sp = tenant.data["servicePrincipals"][0]
     body = {"principalId": sp["id"], "roleDefinitionId": wellknown.EXCHANGE_ADMINISTRATOR, "directoryScopeId": "/"}

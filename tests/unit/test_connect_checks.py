@@ -49,11 +49,19 @@ def org_001(setting: str | None) -> dict[str, Any]:
     return recorded(evidence)
 
 
-@pytest.mark.parametrize("value", [tf.INITIAL_DOMAIN, tf.INITIAL_DOMAIN.upper(), tf.TENANT_ID, tf.TENANT_ID.upper()])
-def test_initial_domain_or_tenant_id_passes_in_any_case(value: str) -> None:
+@pytest.mark.parametrize("value", [tf.INITIAL_DOMAIN, tf.INITIAL_DOMAIN.upper()])
+def test_initial_domain_passes_in_any_case(value: str) -> None:
     record = org_001(value)
     assert record["observed"]["organization setting"] == value
     assert record["observed"]["tenant"]["initialDomain"] == tf.INITIAL_DOMAIN
+
+
+def test_tenant_id_fails_because_organization_is_documented_as_the_initial_domain() -> None:
+    with pytest.raises(AssertionError) as info:
+        org_001(tf.TENANT_ID.upper())
+    message = str(info.value)
+    assert "the tenant ID, which Microsoft does not document for -Organization" in message
+    assert f"use -Organization {tf.INITIAL_DOMAIN}" in message and "or the tenant ID" not in message
 
 
 def test_custom_domain_fails_showing_the_corrected_value() -> None:
@@ -61,7 +69,7 @@ def test_custom_domain_fails_showing_the_corrected_value() -> None:
         org_001(tf.CUSTOM_DOMAIN)
     message = str(info.value)
     assert f"organization '{tf.CUSTOM_DOMAIN}'" in message and "a custom domain of this tenant" in message
-    assert f"use -Organization {tf.INITIAL_DOMAIN}" in message and tf.TENANT_ID in message
+    assert f"use -Organization {tf.INITIAL_DOMAIN}" in message and tf.TENANT_ID not in message
 
 
 def test_foreign_domain_fails_as_not_of_this_tenant() -> None:

@@ -8,13 +8,12 @@ import pytest
 import tenantfactory as tf
 
 from cbacheck import catalogue, wellknown
+from cbacheck.aadsts import AADSTS, find_entry
 from cbacheck.config import setting_fields
 from cbacheck.diagnosis import (
-    AADSTS,
     EXCHANGE,
     diagnose_exchange_error,
     diagnose_token_error,
-    find_entry,
     organization_in_url,
 )
 
@@ -122,6 +121,41 @@ def test_every_aadsts_code_maps_to_its_cause_and_link(code: int, text: str, requ
     assert name_part in diagnosis.name
     assert diagnosis.microsoft_text == text
     assert diagnosis.cause and diagnosis.next_step and diagnosis.doc.startswith("https://learn.microsoft.com/")
+
+
+WEAK_KEY_MULTI = (
+    "AADSTS70002: Error validating credentials. AADSTS50032: RSA key size 1024 is less than the minimum required "
+    "2048 bits."
+)
+
+
+def test_every_code_of_a_multi_code_answer_is_looked_up_most_specific_first() -> None:
+    attempt = dataclasses.replace(tf.token_failure(None, WEAK_KEY_MULTI), error_codes=(70002, 50032))
+    assert attempt.aadsts == 50032 and attempt.aadsts_codes == (50032, 70002)
+    diagnosis = diagnose_token_error(attempt)
+    assert diagnosis.code == "AADSTS50032" and diagnosis.requirement == "CBA-CERT-005"
+    assert diagnosis.name == "WeakRsaKey" and diagnosis.microsoft_text == WEAK_KEY_MULTI
+    # The same answer without error_codes: both codes are read from the text.
+    assert diagnose_token_error(tf.token_failure(None, WEAK_KEY_MULTI)).requirement == "CBA-CERT-005"
+
+
+def test_the_wrapper_code_alone_still_has_a_row() -> None:
+    diagnosis = diagnose_token_error(tf.token_failure(70002, "AADSTS70002: Error validating credentials."))
+    assert diagnosis.code == "AADSTS70002" and diagnosis.requirement == "CBA-KEY-001"
+
+
+def test_missing_exchange_resource_leads_with_the_documented_manifest_remedy() -> None:
+    text = "AADSTS500011: The resource principal named https://outlook.office365.com was not found."
+    diagnosis = diagnose_token_error(tf.token_failure(500011, text))
+    assert diagnosis.next_step.startswith("Add Office 365 Exchange Online > Exchange.ManageAsApp to the app's manifest")
+    assert diagnosis.next_step.index("manifest") < diagnosis.next_step.index("subscription")
+    assert "connect-exo-powershell-managed-identity" in diagnosis.doc
+
+
+def test_missing_service_principal_is_7000229_to_app_002() -> None:
+    text = f"AADSTS7000229: The client application {tf.APP_ID} is missing service principal in the tenant x."
+    diagnosis = diagnose_token_error(tf.token_failure(7000229, text))
+    assert diagnosis.code == "AADSTS7000229" and diagnosis.requirement == "CBA-APP-002"
 
 
 def test_tenant_errors_name_the_tenant_setting() -> None:

@@ -208,7 +208,7 @@ def test_missing_consent_plans_one_grant_naming_the_tenant_exchange_sp(cert_fact
     grant = actions[0]
     assert isinstance(grant, GrantAppRole)
     assert grant.mends == ("CBA-PERM-003",)
-    assert grant.permission == "AppRoleAssignment.ReadWrite.All"
+    assert grant.permission == "AppRoleAssignment.ReadWrite.All and Application.Read.All"
     assert grant.describe() == {
         "method": "POST",
         "path": f"/servicePrincipals/{SP_OBJECT}/appRoleAssignments",
@@ -368,6 +368,9 @@ def test_old_key_is_removed_only_after_proof_when_remove_old_key_is_set(cert_fac
     assert remove.key_ids == ("key-current",)
     assert remove.requires_verified == ("add-key-new-certificate",)
     assert remove.depends_on == ("add-key-new-certificate",)
+    # The PATCH goes only with a read that holds the key this run added (a stale read would delete it).
+    assert remove.keeps_key_of == "add-key-new-certificate"
+    assert "add-key-new-certificate" in remove.describe()["only_if_read_holds"]
 
 
 def test_new_certificate_and_rotation_share_one_certificate_and_one_upload(cert_facts: CertFacts) -> None:
@@ -417,6 +420,11 @@ def test_missing_exchange_service_principal_is_a_licensing_step(cert_facts: Cert
     actions = plan(settings(), facts, cert_facts, {"CBA-PERM-003"})
     assert ids(actions) == ["exchange-licence"]
     assert "CBA-PERM-001" in actions[0].mends
+    # Microsoft's documented remedy first (the manifest entry and consent make the principal appear),
+    # the subscription second.
+    step = actions[0].describe()["step"]
+    assert step.startswith("Add Office 365 Exchange Online > Exchange.ManageAsApp to the app's manifest")
+    assert step.index("manifest") < step.index("subscription")
 
 
 def test_a_fact_that_could_not_be_read_gives_a_step_naming_why_not_silence(cert_facts: CertFacts) -> None:

@@ -34,6 +34,7 @@ PURE = (
     "cbacheck.chain",
     "cbacheck.evidence",
     "cbacheck.diagnosis",
+    "cbacheck.aadsts",
     "cbacheck.checks",
     "cbacheck.fixers.actions",
     "cbacheck.fixers.planning",

@@ -376,6 +376,7 @@ def test_missing_exchange_service_principal_names_aadsts500011() -> None:
         evidence=Evidence(),
     )
     assert "AADSTS500011" in message and wellknown.EXCHANGE_ONLINE_APP_ID in message and tf.TENANT_ID in message
+    assert message.index("manifest") < message.index("subscription")
 
 
 # --- CBA-PERM-002/003: configured vs granted --------------------------------------------------------
@@ -419,6 +420,8 @@ def test_wrong_exchange_permission_id_is_named() -> None:
         evidence=Evidence(),
     )
     assert "c97b873f-0000-4000-8000-000000000000 (Role)" in message
+    # The code a wrong id gives is a consent-time one: the advice is here, not expected from a token.
+    assert "makes admin consent fail with AADSTS650051" in message
 
 
 def perm_003(**overrides: Any) -> dict[str, Any]:
@@ -553,12 +556,15 @@ def test_default_access_assignment_is_not_a_permission() -> None:
 # --- CBA-ROLE-001 ---------------------------------------------------------------------------------
 
 
-def role_001(active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = (), **settings: Any) -> dict[str, Any]:
+def role_001(
+    active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = (), pim_note: str = "", **settings: Any
+) -> dict[str, Any]:
     return passes(
         role_checks.test_supported_role_assigned_at_tenant_scope,
         app_sp=tf.app_sp(),
         role_assignments=active,
         role_eligibilities=eligible,
+        tenant_facts=tf.tenant(role_assignments=active, role_eligibilities=eligible, pim_note=pim_note),
         cba_settings=tf.settings(**settings),
     )
 
@@ -575,6 +581,12 @@ def test_role_scoped_to_an_administrative_unit_fails_with_that_reason() -> None:
     message = str(err)
     assert "Exchange Administrator at administrative unit scope" in message and tf.AU_SCOPE in message
     assert "not the tenant scope '/'" in message and tf.APP_SP_ID in message
+
+
+def test_tenant_without_pim_licence_passes_on_the_active_role_and_says_why_no_eligibility_was_read() -> None:
+    note = "the tenant has no Microsoft Entra ID P2 or Governance licence, so PIM is not available"
+    for record in (role_001((tf.role(),), pim_note=note), role_002((tf.role(),), pim_note=note)):
+        assert record["details"]["eligible assignments"] == note
 
 
 def test_role_only_eligible_fails_with_that_reason() -> None:
@@ -604,6 +616,7 @@ def test_role_check_follows_from_missing_service_principal() -> None:
         app_sp=None,
         role_assignments=(),
         role_eligibilities=(),
+        tenant_facts=tf.tenant(app_sp=None),
         cba_settings=tf.settings(),
         evidence=Evidence(),
     )
@@ -613,12 +626,13 @@ def test_role_check_follows_from_missing_service_principal() -> None:
 # --- CBA-ROLE-002 ---------------------------------------------------------------------------------
 
 
-def role_002(active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = ()) -> dict[str, Any]:
+def role_002(active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = (), pim_note: str = "") -> dict[str, Any]:
     return passes(
         role_checks.test_no_over_privileged_role,
         app_sp=tf.app_sp(),
         role_assignments=active,
         role_eligibilities=eligible,
+        tenant_facts=tf.tenant(role_assignments=active, role_eligibilities=eligible, pim_note=pim_note),
     )
 
 

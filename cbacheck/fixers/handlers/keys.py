@@ -5,8 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from cbacheck import certs
 from cbacheck.config import Settings
@@ -15,6 +20,38 @@ from cbacheck.facts import AppRegistration
 from cbacheck.fixers.actions import AddKeyCredential, CreateCertificate, Ref, RemoveKeyCredentials
 from cbacheck.fixers.handlers.base import ApplyContext, Handler, ProbeContext, Reading, Sent
 from cbacheck.fixers.verify import CREATED_BY_FIX, Probe, token_missing
+
+# A PATCH of keyCredentials replaces the whole collection
+# (https://learn.microsoft.com/graph/applications-how-to-add-certificate), so a read that lags the upload
+# of this run would delete the new key too. Whether Graph reads of applications lag writes is UNCONFIRMED;
+# the read is repeated after these pauses (seconds) before the removal gives up.
+KEY_READ_RETRY_S: tuple[float, ...] = (1.0, 2.0, 4.0)
+pause: Callable[[float], None] = time.sleep
+# "The endDateTime can be a maximum of one year from the startDateTime"
+# (https://learn.microsoft.com/graph/applications-how-to-add-certificate); 365 days stays inside it.
+KEY_MAX_LIFETIME = timedelta(days=365)
+
+
+def key_window(der_base64: str, now: datetime) -> tuple[datetime, datetime]:
+    """The window an uploaded key carries: the certificate's own, cut to Graph's one-year limit.
+
+    A certificate valid for longer gets the year of it that is usable now: ending at notAfter when
+    less than a year is left, otherwise starting now (or at notBefore when that is later).
+    """
+    try:
+        certificate = x509.load_der_x509_certificate(base64.b64decode(der_base64, validate=True))
+    except (binascii.Error, ValueError) as err:
+        raise FixError("the certificate to upload is not valid base64 DER") from err
+    not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    start = max(not_before, not_after - KEY_MAX_LIFETIME)
+    if start <= now:
+        return start, not_after
+    start = max(not_before, now.replace(microsecond=0))
+    return start, min(not_after, start + KEY_MAX_LIFETIME)
+
+
+def graph_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _certificate_outputs(pem: Path, cer: Path, der_base64: str, sha1: str, not_after: str) -> dict[str, Any]:
@@ -109,6 +146,11 @@ class AddKeyCredentialHandler(Handler[AddKeyCredential]):
         outputs = {"sha1_thumbprint": sha1, "app_object_id": object_id}
         if present:
             outputs["key_id"] = present[0].key_id
+            # Read back after the write: the window Graph stored, which the upload's own must match.
+            stored = present[0]
+            outputs["key_start"] = graph_time(stored.start) if stored.start else ""
+            outputs["key_end"] = graph_time(stored.end) if stored.end else ""
+            _check_stored_window(ctx.outputs.get(action.id, {}), outputs)
         return Reading(bool(present), {"keyCredentials": keys}, outputs, app)
 
     def perform(self, action: AddKeyCredential, ctx: ApplyContext, before: Reading) -> Sent:
@@ -116,8 +158,16 @@ class AddKeyCredentialHandler(Handler[AddKeyCredential]):
         assert app is not None, "read() parses the application"
         keys = list(before.state["keyCredentials"])
         _refuse_keys_without_bytes(app, {key.key_id for key in app.key_credentials}, "Upload the certificate")
-        new = action.new_key(ctx.value(action.certificate))
-        return ctx.send("PATCH", f"/applications/{ctx.value(action.app_object_id)}", {"keyCredentials": [*keys, new]})
+        der_base64 = ctx.value(action.certificate)
+        start, end = key_window(der_base64, datetime.now(UTC))
+        new = action.new_key(der_base64, graph_time(start), graph_time(end))
+        sent = ctx.send("PATCH", f"/applications/{ctx.value(action.app_object_id)}", {"keyCredentials": [*keys, new]})
+        return Sent(
+            sent.request,
+            sent.status,
+            sent.request_id,
+            {**sent.outputs, "sent_start": new["startDateTime"], "sent_end": new["endDateTime"]},
+        )
 
     def probe(self, action: AddKeyCredential, ctx: ProbeContext) -> Probe | None:
         """The new certificate gets a token (and, during a rotation, the old one still does)."""
@@ -157,7 +207,10 @@ class RemoveKeyCredentialsHandler(Handler[RemoveKeyCredentials]):
     def perform(self, action: RemoveKeyCredentials, ctx: ApplyContext, before: Reading) -> Sent:
         app = before.app
         assert app is not None, "read() parses the application"
-        kept = [key for key in before.state["keyCredentials"] if key.get("keyId") not in action.key_ids]
+        entries: list[dict[str, Any]] = before.state["keyCredentials"]
+        if action.keeps_key_of:
+            app, entries = _read_holding_new_key(action, ctx, app, entries)
+        kept = [key for key in entries if key.get("keyId") not in action.key_ids]
         kept_ids = {key.key_id for key in app.key_credentials if key.key_id not in action.key_ids}
         _refuse_keys_without_bytes(app, kept_ids, "Remove the keys")
         return ctx.send("PATCH", f"/applications/{action.app_object_id}", {"keyCredentials": kept})
@@ -171,3 +224,40 @@ class RemoveKeyCredentialsHandler(Handler[RemoveKeyCredentials]):
             return None if not left else f"key(s) {', '.join(left)} still listed"
 
         return Probe(action.id, "the removed keys to disappear", removed)
+
+
+def _read_holding_new_key(
+    action: RemoveKeyCredentials, ctx: ApplyContext, app: AppRegistration, entries: list[dict[str, Any]]
+) -> tuple[AppRegistration, list[dict[str, Any]]]:
+    """The application read again until it holds the key this run added; FixError when it never does."""
+    sha1 = str(ctx.outputs.get(action.keeps_key_of, {}).get("sha1_thumbprint") or "")
+    if not sha1:
+        raise FixError(
+            f"the thumbprint of the key {action.keeps_key_of} added is unknown, so a PATCH could delete it; "
+            "nothing was sent. Remove the old key in the portal instead."
+        )
+    for delay in (*KEY_READ_RETRY_S, None):
+        if app.keys_matching(sha1):
+            return app, entries
+        if delay is None:
+            break
+        pause(delay)
+        app, entries = ctx.read_application(action.app_object_id, "keyCredentials")
+    raise FixError(
+        f"Graph's keyCredentials of application {action.app_object_id} still lack the key {sha1} added in this "
+        f"run after {len(KEY_READ_RETRY_S) + 1} reads; a PATCH would delete it too, so nothing was sent. Run again "
+        "later, or remove the old key in the portal."
+    )
+
+
+def _check_stored_window(earlier: dict[str, Any], read_back: dict[str, Any]) -> None:
+    """FixError when Graph stored another window than this run sent for the key."""
+    sent = (earlier.get("sent_start"), earlier.get("sent_end"))
+    if not all(sent):
+        return
+    stored = (read_back.get("key_start"), read_back.get("key_end"))
+    if stored != sent:
+        raise FixError(
+            f"Graph stored the new key with the window {stored[0]} to {stored[1]}, not the {sent[0]} to {sent[1]} "
+            "sent; check the key under Certificates & secrets."
+        )

@@ -25,12 +25,21 @@ NO_CACHE: Final = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
 
 @dataclass(frozen=True)
 class Aadsts:
-    """One Entra error: AADSTS code, OAuth ``error`` value, HTTP status and message template."""
+    """One Entra error: AADSTS code, OAuth ``error`` value, HTTP status and message template.
+
+    ``wrapped_in`` is an outer (code, text) Entra puts before this one in a multi-code answer
+    (``error_codes`` then lists both, the outer one first).
+    """
 
     code: int
     error: str
     status: int
     text: str
+    wrapped_in: tuple[int, str] | None = None
+
+    @property
+    def codes(self) -> list[int]:
+        return [self.wrapped_in[0], self.code] if self.wrapped_in else [self.code]
 
 
 AADSTS: Final[dict[str, Aadsts]] = {
@@ -78,6 +87,15 @@ AADSTS: Final[dict[str, Aadsts]] = {
         "This can happen if the application has not been installed by the administrator of the "
         "tenant or consented to by any user in the tenant. You may have sent your "
         "authentication request to the wrong tenant.",
+    ),
+    # UNCONFIRMED (users' reports, not Microsoft's error table): an application without a service principal
+    # in the tenant is refused with 7000229, while 700016 means no application at all.
+    "sp_missing": Aadsts(
+        7000229,
+        "invalid_client",
+        401,
+        "The client application {app_id} is missing service principal in the tenant {tenant_id}. See "
+        "instructions here: https://go.microsoft.com/fwlink/?linkid=2225119",
     ),
     "client_secret": Aadsts(
         7000215,
@@ -153,11 +171,14 @@ AADSTS: Final[dict[str, Aadsts]] = {
         "'{thumbprint}', Found key 'Start={start}, End={end}']",
     ),
     "no_thumbprint": Aadsts(700027, "invalid_client", 401, "Client assertion failed signature validation."),
+    # 50032 WeakRsaKey is Microsoft's code; the only real answer users report wraps it in 70002
+    # ("error_codes":[70002,50032]): that form is UNCONFIRMED for today's Entra.
     "small_key": Aadsts(
-        700027,
+        50032,
         "invalid_client",
         401,
-        "RSA key size {size} is less than the minimum required 2048 bits",
+        "RSA key size {size} is less than the minimum required 2048 bits.",
+        wrapped_in=(70002, "Error validating credentials."),
     ),
     # UNCONFIRMED wording; the doc says "The application is disabled."
     "app_disabled": Aadsts(7000112, "unauthorized_client", 400, "Application '{app_id}'({name}) is disabled."),
@@ -196,17 +217,19 @@ class AadstsError(Exception):
         timestamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
         trace_id = call.request_id
         correlation_id = call.client_request_id
+        outer = f"AADSTS{self.spec.wrapped_in[0]}: {self.spec.wrapped_in[1]} " if self.spec.wrapped_in else ""
+        codes = self.spec.codes
         body = {
             "error": self.spec.error,
             "error_description": (
-                f"AADSTS{self.spec.code}: {self.message}\r\nTrace ID: {trace_id}\r\n"
+                f"{outer}AADSTS{self.spec.code}: {self.message}\r\nTrace ID: {trace_id}\r\n"
                 f"Correlation ID: {correlation_id}\r\nTimestamp: {timestamp}"
             ),
-            "error_codes": [self.spec.code],
+            "error_codes": codes,
             "timestamp": timestamp,
             "trace_id": trace_id,
             "correlation_id": correlation_id,
-            "error_uri": f"https://login.microsoftonline.com/error?code={self.spec.code}",
+            "error_uri": f"https://login.microsoftonline.com/error?code={codes[0]}",
         }
         return json_response(body, self.spec.status, headers=NO_CACHE)
 

@@ -20,8 +20,10 @@ from cbacheck.sandbox.response import Call, json_response
 from cbacheck.sandbox.state import TenantState
 from cbacheck.sandbox.values import JsonObject
 
-TOKEN_LIFETIME_S: Final = 3599
-# Entra back-dates iat/nbf of access tokens by five minutes to absorb clock skew.
+# "the Microsoft identity platform assigns a random value ranging between 60-90 minutes (75 minutes on
+# average)" to an access token's lifetime (https://learn.microsoft.com/entra/identity-platform/access-tokens).
+TOKEN_LIFETIME_RANGE_S: Final = (3600, 5400)
+# UNCONFIRMED: that Entra back-dates iat/nbf (here by five minutes); no Microsoft page says so.
 TOKEN_BACKDATE_S: Final = 300
 DEFAULT_SCOPE_SUFFIX: Final = "/.default"
 
@@ -56,8 +58,10 @@ class TokenService:
             raise AadstsError("missing_parameter", parameter="client_id")
         app = self.state.application(app_id=client_id)
         sp = self.state.service_principal(app_id=client_id)
-        if app is None or sp is None:
+        if app is None:
             raise AadstsError("app_not_found", app_id=client_id, directory=self.state.display_name)
+        if sp is None:
+            raise AadstsError("sp_missing", app_id=client_id, tenant_id=self.state.tenant_id)
         if form.get("client_secret"):
             # The sandbox keeps no secret values: every secret is a wrong one.
             raise AadstsError("client_secret", app_id=client_id)
@@ -91,13 +95,15 @@ class TokenService:
 
     def _access_token(self, app: JsonObject, sp: JsonObject, resource: str, resource_sp: JsonObject) -> JsonObject:
         now = int(time.time())
+        low, high = TOKEN_LIFETIME_RANGE_S
+        lifetime = low + secrets.randbelow(high - low + 1)
         tid = self.state.tenant_id
         claims: JsonObject = {
             "aud": resource,
             "iss": f"https://sts.windows.net/{tid}/",
             "iat": now - TOKEN_BACKDATE_S,
             "nbf": now - TOKEN_BACKDATE_S,
-            "exp": now + TOKEN_LIFETIME_S,
+            "exp": now + lifetime,
             "aio": b64url(secrets.token_bytes(48)),
             "app_displayname": app.get("displayName"),
             "appid": app["appId"],
@@ -119,7 +125,7 @@ class TokenService:
             claims["wids"] = wids
         return {
             "token_type": "Bearer",
-            "expires_in": TOKEN_LIFETIME_S,
-            "ext_expires_in": TOKEN_LIFETIME_S,
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
             "access_token": self.signer.sign(claims),
         }

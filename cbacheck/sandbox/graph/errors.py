@@ -39,10 +39,21 @@ GRAPH_ERRORS: Final[dict[str, GraphErrorSpec]] = {
     "unsupported_option": _bad("The query parameter '{option}' is not supported.", code="Request_UnsupportedQuery"),
     "unknown_option": _bad("The query parameter '{option}' is not supported.", code="BadRequest"),
     "query_invalid": _bad("{message}", unconfirmed=False, code="BadRequest"),
+    # $count on directory objects needs ConsistencyLevel: eventual
+    # (https://learn.microsoft.com/graph/aad-advanced-queries); the code and text are users' reports.
+    "count_needs_eventual": _bad("$count is not currently supported."),
     "query_unsupported": _bad("{message}", unconfirmed=False, code="Request_UnsupportedQuery"),
     # authentication and authorization
     "invalid_token": GraphErrorSpec(401, "InvalidAuthenticationToken", "{reason}", True),
     "denied": GraphErrorSpec(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."),
+    # PIM without an Entra ID P2 or Governance licence: the code and text users report for
+    # roleEligibilityScheduleInstances; for roleEligibilitySchedules UNCONFIRMED.
+    "pim_license_required": GraphErrorSpec(
+        400,
+        "AadPremiumLicenseRequired",
+        "The tenant needs to have Microsoft Entra ID P2 or Microsoft Entra ID Governance license.",
+        True,
+    ),
     # objects
     "not_found": GraphErrorSpec(
         404,
@@ -79,6 +90,9 @@ GRAPH_ERRORS: Final[dict[str, GraphErrorSpec]] = {
         unconfirmed=False,
     ),
     "invalid_key_id": _bad("Invalid value '{key_id}' for property 'keyId': not a GUID."),
+    "invalid_key_window": _bad(
+        "Key credential end date must be after the start date and at most one year after it."
+    ),
     "invalid_certificate": _bad("Invalid certificate: Key value is invalid certificate", unconfirmed=False),
     "duplicate_key_id": _bad("Duplicate keyId in keyCredentials."),
     "invalid_resource_app_id": _bad("Invalid requiredResourceAccess: 'resourceAppId' must be a GUID."),

@@ -280,6 +280,8 @@ class GraphService:
 
     def list_role_eligibility(self, request: GraphRequest) -> GraphResult:
         require(request.caller, "roleEligibility.read")
+        if not self.state.pim_licensed:
+            raise GraphFault("pim_license_required")
         # unifiedRoleScheduleBase has the same roleDefinition/principal relationships as an assignment.
         expander = self._role_expander(request, "unifiedRoleEligibilitySchedule")
         objects = self.state.data["roleEligibilitySchedules"]

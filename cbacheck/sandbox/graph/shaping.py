@@ -52,11 +52,16 @@ _RESOURCE_NAMES: Final = {
 # property unless keyCredentials is specified in a $select query"
 # (https://learn.microsoft.com/graph/api/application-get). The list page says the same of
 # $select on a list (https://learn.microsoft.com/graph/api/application-list), while the
-# keyCredential resource page says "only on $select for a single object"
-# (https://learn.microsoft.com/graph/api/resources/keycredential). UNCONFIRMED, chosen here:
-# a list with $select=keyCredentials returns the key, as the list page says.
-KEY_BYTES_IN_SELECTED_LISTS: Final = True
+# keyCredential resource page says "Returned only on $select for a single object ... otherwise, it is
+# always null" (https://learn.microsoft.com/graph/api/resources/keycredential). UNCONFIRMED, chosen
+# here: a list returns `key: null` even with $select=keyCredentials, the stricter reading, so a
+# client that read keys from a list would fail in tests as it could in a real tenant.
+KEY_BYTES_IN_SELECTED_LISTS: Final = False
 _WITH_KEYS: Final = ("applications", "servicePrincipals")
+
+# Directory objects, whose $count is an advanced query: it needs the header ConsistencyLevel: eventual
+# (https://learn.microsoft.com/graph/aad-advanced-queries).
+ADVANCED_COUNT: Final = frozenset({"applications", "servicePrincipals"})
 
 Expander = Callable[[JsonObject, JsonObject], None]
 
@@ -145,6 +150,9 @@ def listing(
 ) -> GraphResult:
     """A collection response with $filter, $select, $count, $top and nextLink paging."""
     select = selection(request, collection)
+    counted = request.query.get("$count", "").lower() == "true"
+    if counted and collection in ADVANCED_COUNT and not _eventual(request.headers):
+        raise GraphFault("count_needs_eventual")
     items = list(objects)
     filter_text = request.query.get("$filter")
     if filter_text is not None:
@@ -161,7 +169,7 @@ def listing(
         values.append(shaped)
     expand_name = request.query.get("$expand") if expand is not None else None
     body: JsonObject = {"@odata.context": context(request.call, entity_set, select, expand=expand_name)}
-    if request.query.get("$count", "").lower() == "true" and token is None:
+    if counted and token is None:
         body["@odata.count"] = len(items)
     if offset + top < len(items):
         params = [(k, v) for k, v in request.query.items(multi=True) if k != "$skiptoken"]
@@ -170,6 +178,10 @@ def listing(
         body["@odata.nextLink"] = f"{request.call.base_url}{request.path}?{query}"
     body["value"] = values
     return GraphResult(200, body)
+
+
+def _eventual(headers: Mapping[str, str]) -> bool:
+    return any(name.lower() == "consistencylevel" and value.lower() == "eventual" for name, value in headers.items())
 
 
 def single(request: GraphRequest, collection: str, obj: JsonObject, entity_set: str) -> GraphResult:
