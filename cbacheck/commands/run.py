@@ -66,10 +66,12 @@ class RunObserver:
         self.collection_errors = 0
         self.opt_ins = opt_ins
         self.collect_early = collect_early
+        self.verbose = False
 
     def pytest_configure(self, config: pytest.Config) -> None:
         # The reports' plan shows what --fix apply will do with the command line's opt-ins.
         config.stash[fix_opt_ins_key] = self.opt_ins
+        self.verbose = config.option.verbose > 0  # `cbacheck run ... -- -v` shows every setting
         # The cbacheck plugin (tryfirst) has resolved the settings: the tenant facts start now, beside
         # pytest's collection; the tenant_facts fixture waits for them. Not when pytest arguments may
         # deselect every check that needs the tenant.
@@ -299,7 +301,7 @@ def _close(status: int | pytest.ExitCode, observer: RunObserver, out: TextIO) ->
     if state is not None and state.document is not None:
         # The plugin set the session's status to cbacheck's own decision (run.exit_code), with its reason.
         code = int(state.document["run"]["exit_code"])
-        print_summary(state, out)
+        print_summary(state, out, verbose=observer.verbose)
         if state.write_error:
             print(state.write_error, file=sys.stderr)
             code = ExitCode.USAGE
@@ -312,10 +314,10 @@ def _close(status: int | pytest.ExitCode, observer: RunObserver, out: TextIO) ->
     return PYTEST_EXIT_CODES.get(pytest.ExitCode(int(status)), ExitCode.INTERNAL)
 
 
-def print_summary(state: RunState, out: TextIO) -> None:
-    """Verdict, first broken link, what failed, the fix plan and where the reports are."""
+def print_summary(state: RunState, out: TextIO, *, verbose: bool = False) -> None:
+    """What failed, the fix plan, where the reports are, then the verdict and the exit code."""
     assert state.document is not None
     reports = report_paths(state)
     print("", file=out)
-    for line in console.summary_lines(state.document, state.settings, reports):
+    for line in console.summary_lines(state.document, state.settings, reports, verbose=verbose):
         print(line, file=out)

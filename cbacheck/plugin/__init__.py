@@ -231,7 +231,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     state = state_of(config)
     if not state.active or state.settings is None:
         return []
-    lines = console.header_lines(state.settings)
+    lines = console.header_lines(state.settings, verbose=config.option.verbose > 0)
     if state.settings.sandbox:
         lines.insert(0, "cbacheck: SANDBOX run: the tenant is cbacheck's local sandbox, not a real tenant")
     return lines
@@ -252,7 +252,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             _start_reports_late(session, html_free, junit_free)
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None and state.settings is not None:
-            for line in console.header_lines(state.settings):
+            for line in console.header_lines(state.settings, verbose=config.option.verbose > 0):
                 reporter.write_line(line)
 
     _mark_not_selected(marked, state)

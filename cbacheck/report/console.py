@@ -58,14 +58,26 @@ def shown_settings(settings: Settings) -> list[tuple[str, str]]:
     return shown
 
 
-def provenance_line(settings: Settings) -> str:
-    """`cbacheck: tenant=contoso.onmicrosoft.com (from env CBACHECK_TENANT), fix=plan (default)`."""
-    return console_safe("cbacheck: " + ", ".join(f"{name}={text}" for name, text in shown_settings(settings)))
+# The settings a reader of a console needs to know which subject was checked and how; the rest with -v.
+SHORT_SETTINGS = ("tenant", "app_id", "cert", "auditor_credential", "auditor_app_id", "fix")
 
 
-def header_lines(settings: Settings) -> list[str]:
-    """Where each setting came from, and a loud line when an endpoint or the CA bundle was overridden."""
-    lines = [provenance_line(settings)]
+def provenance_line(settings: Settings, *, verbose: bool = True) -> str:
+    """`cbacheck: tenant=contoso.onmicrosoft.com (from env CBACHECK_TENANT), fix=plan (default)`.
+
+    Not verbose: only the subject, the auditor and the fix mode, and how many more settings the report shows.
+    """
+    shown = shown_settings(settings)
+    kept = shown if verbose else [(name, text) for name, text in shown if name in SHORT_SETTINGS]
+    line = "cbacheck: " + ", ".join(f"{name}={text}" for name, text in kept)
+    if len(kept) < len(shown):
+        line += f" (+{len(shown) - len(kept)} more settings: -v, or Run details in the report)"
+    return console_safe(line)
+
+
+def header_lines(settings: Settings, *, verbose: bool = True) -> list[str]:
+    """Where the settings came from, and a loud line when an endpoint or the CA bundle was overridden."""
+    lines = [provenance_line(settings, verbose=verbose)]
     overrides = settings.endpoint_overrides()
     if overrides:
         lines.append(console_safe(f"cbacheck: {overrides}"))
@@ -73,11 +85,16 @@ def header_lines(settings: Settings) -> list[str]:
 
 
 def summary_lines(
-    document: Mapping[str, Any], settings: Settings | None, reports: Mapping[str, Path | None]
+    document: Mapping[str, Any],
+    settings: Settings | None,
+    reports: Mapping[str, Path | None],
+    *,
+    verbose: bool = False,
 ) -> list[str]:
-    """The closing summary of `cbacheck run` and of plain pytest alike: verdict, causes, skips, plan, reports.
+    """The closing summary of `cbacheck run` and of plain pytest alike: causes, skips, plan, reports, verdict.
 
-    With `settings`, the provenance line leads (`cbacheck run` runs pytest quietly, without its header).
+    With `settings`, the provenance line leads (`cbacheck run` runs pytest quietly, without its header); the
+    verdict and the exit code come last, where a pipeline log is read first.
     """
     run = document["run"]
     counts = ", ".join(f"{n} {outcome}" for outcome, n in document["summary"]["counts"].items() if n)
@@ -88,15 +105,8 @@ def summary_lines(
     if run["sandbox"]:
         lines.append(SANDBOX_LINE)
     if settings is not None:
-        lines += header_lines(settings)
+        lines += header_lines(settings, verbose=verbose)
     lines += change_lines(document)  # what changed since the earlier run comes first
-    lines.append(f"cbacheck verdict: {run['headline']} ({counts or 'no requirements ran'})")
-    lines.append(f"exit code {run['exit_code']}: {run['exit_reason']}")
-    not_evaluated = describe_not_evaluated(run)
-    if not_evaluated:
-        lines.append(not_evaluated)
-    if document["summary"]["first_broken"] is not None:
-        lines.append(f"first broken: {describe_first_broken(document['summary']['first_broken'])}")
     lines += cause_lines(document["requirements"])
     lines += risk_lines(document)
     lines += skip_lines(document["requirements"])
@@ -105,6 +115,13 @@ def summary_lines(
     if shown:
         lines.append("reports:")
         lines += [f"  {label:<5} {path}" for label, path in shown]
+    not_evaluated = describe_not_evaluated(run)
+    if not_evaluated:
+        lines.append(not_evaluated)
+    if document["summary"]["first_broken"] is not None:
+        lines.append(f"first broken: {describe_first_broken(document['summary']['first_broken'])}")
+    lines.append(f"cbacheck verdict: {run['headline']} ({counts or 'no requirements ran'})")
+    lines.append(f"exit code {run['exit_code']}: {run['exit_reason']}")
     # Messages, names and reasons come from the tenant and from exceptions: escaped, one value cannot make two lines.
     return [console_safe(line) for line in lines]
 

@@ -177,6 +177,11 @@ def summary_html(document: Mapping[str, Any], settings: Settings) -> list[str]:
         f'<h1 class="cba-verdict"><strong class="cba-verdict-{escape(verdict, quote=True)}">'
         f"{escape(verdict.upper())}</strong> &mdash; {escape(EXPLANATIONS.get(verdict, ''))}</h1>"
     )
+    headline, reason = readable.text(run.get("headline")), readable.text(run.get("exit_reason"))
+    if headline or reason:
+        # The gate's own words: which failure leads, and why the run exits as it does (docs/reports.md).
+        exit_text = f"exit code {escape(readable.text(run.get('exit_code')))}: {escape(reason)}" if reason else ""
+        parts.append(f'<p class="cba-headline"><strong>{escape(headline)}</strong><br>{exit_text}</p>')
     if run.get("sandbox"):
         parts.append(
             '<div class="cba-sandbox">SANDBOX &mdash; this run checked cbacheck\'s local sandbox tenant, '

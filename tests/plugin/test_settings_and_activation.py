@@ -67,13 +67,25 @@ def test_explicit_config_file_option_is_read(pytester: pytest.Pytester) -> None:
 def test_header_names_each_value_with_its_source(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     pytester.makepyfile(test_plain="def test_nothing():\n    pass\n")
     monkeypatch.setenv("CBACHECK_CLOUD", "gcc")
-    result = pytester.runpytest("--cba-expiry-days=45")
+    result = pytester.runpytest("--cba-expiry-days=45", "-v")
     header = [line for line in result.outlines if line.startswith("cbacheck: ")]
     assert len(header) == 1, result.outlines
     assert "cloud=gcc (from env CBACHECK_CLOUD)" in header[0]
     assert "fix=plan (default)" in header[0]
     assert "expiry_days=45 (from option --cba-expiry-days)" in header[0]
     assert "tenant=(not set) (default)" in header[0]
+
+
+def test_without_v_the_header_names_the_subject_and_counts_the_rest(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_plain="def test_nothing():\n    pass\n")
+    monkeypatch.setenv("CBACHECK_CLOUD", "gcc")
+    result = pytester.runpytest("--cba-expiry-days=45")
+    (header,) = [line for line in result.outlines if line.startswith("cbacheck: ")]
+    assert "tenant=(not set) (default)" in header and "fix=plan (default)" in header
+    assert "expiry_days" not in header and "cloud=" not in header
+    assert "(+2 more settings: -v, or Run details in the report)" in header
 
 
 def test_every_settings_problem_is_its_own_error_line(pytester: pytest.Pytester) -> None:

@@ -96,6 +96,8 @@ def test_html_header_leads_with_verdict_and_names_subject_scope_run_and_operator
         "Changed since the compared run",
         "broken (was passed)",
         "PATCH /applications/a1 with keyCredentials=(elided)",
+        "FAIL: CBA-KEY-001 (critical) failed",
+        "exit code 1: CBA-KEY-001 (critical) failed",
     ):
         assert shown in html, shown
     assert "<img" not in html and '{"' not in html
