@@ -21,6 +21,7 @@ from cbacheck.collect.parse import (
     parse_role_assignments,
     parse_service_principal,
 )
+from cbacheck.collect.rbac import collect_exchange_rbac
 from cbacheck.collect.tokens import acquire_app_token, describe_provider, graph_token_provider
 from cbacheck.collect.transport import build_session, stats_of
 from cbacheck.config import Settings
@@ -233,6 +234,7 @@ def collect(settings: Settings, *, now: datetime | None = None, session: request
     stats = stats_of(session)
 
     graph_facts, auditor = _collect_graph(settings, session)
+    exchange_rbac = collect_exchange_rbac(settings, session, graph_facts.get("organization"))
     token, access_token = acquire_app_token(settings, session, _signing_material(settings))
     exchange: ExchangeProbe | None | Unavailable = None
     if isinstance(token, TokenAttempt) and token.acquired and access_token:
@@ -250,6 +252,7 @@ def collect(settings: Settings, *, now: datetime | None = None, session: request
         token=token,
         exchange=exchange,
         auditor=auditor,
+        exchange_rbac=exchange_rbac,
         requests=tuple(stats.sources),
         stats=CollectionStats(
             graph_round_trips=stats.graph_round_trips,

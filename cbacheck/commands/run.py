@@ -182,9 +182,7 @@ def run_checks(
                 file=sys.stderr,
             )
             return ExitCode.USAGE
-    code, state = _evaluate(
-        settings_options, extra_args, check_dirs, config_file=config_file, out=out, opt_ins=opt_ins
-    )
+    code, state = _evaluate(settings_options, extra_args, check_dirs, config_file=config_file, out=out, opt_ins=opt_ins)
     settings = state.settings if state is not None else None
     if state is None or settings is None or settings.fix != "apply" or state.document is None:
         return code

@@ -253,8 +253,10 @@ def test_a_healthy_tenant_gives_every_fact_in_two_round_trips(
     ]
     assert f"principalId eq '{SP_ID}'" in tenant.batches[1][1]["url"]
     assert facts.stats.graph_requests == 7
-    assert facts.stats.token_requests == 2
-    assert facts.stats.exchange_requests == 1
+    # The auditor's Graph token, the app's Exchange token and the auditor's Exchange token (RBAC reads).
+    assert facts.stats.token_requests == 3
+    # The probe, then the RBAC reads: Get-ServicePrincipal (no pointer with the app's AppId) and Get-RoleGroup.
+    assert facts.stats.exchange_requests == 3
     assert facts.app.source is not None and facts.app.source.batched and facts.app.source.request_id == "r-app"
     assert len([s for s in facts.requests if s.batched]) == 7
 
@@ -436,7 +438,12 @@ def test_national_cloud_endpoints_and_scopes(
 
     facts = run(gcchigh, waits)
 
-    assert scopes == ["https://graph.microsoft.us/.default", "https://outlook.office365.us/.default"]
+    # The auditor's Graph and Exchange (RBAC reads) tokens, then the app's Exchange token: all in the cloud.
+    assert scopes == [
+        "https://graph.microsoft.us/.default",
+        "https://outlook.office365.us/.default",
+        "https://outlook.office365.us/.default",
+    ]
     assert isinstance(facts.app, AppRegistration)
     assert isinstance(facts.exchange, ExchangeProbe) and facts.exchange.url.startswith("https://outlook.office365.us/")
     assert LOGIN not in repr([s.url for s in facts.requests])

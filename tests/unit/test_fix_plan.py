@@ -658,9 +658,7 @@ def test_settings_after_take_the_new_app_id_and_certificate() -> None:
 
 def test_journal_skips_a_line_cut_short_by_a_crash(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.jsonl")
-    journal.finished(
-        ActionResult("grant-exchange-consent", "GrantAppRole", "applied", output={"id": "g1"}), TENANT
-    )
+    journal.finished(ActionResult("grant-exchange-consent", "GrantAppRole", "applied", output={"id": "g1"}), TENANT)
     with journal.path.open("a", encoding="utf-8") as handle:
         handle.write('{"event": "started", "tenant": "contoso.onmicrosoft.com", "act')
     assert journal.outputs(TENANT) == {"grant-exchange-consent": {"id": "g1"}}
