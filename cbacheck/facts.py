@@ -543,6 +543,24 @@ class TenantFacts:
             return False
         return rbac.holds_assignment() or (sp is not None and rbac.authorised(sp.object_id))
 
+    def exchange_rbac_read(self) -> tuple[ExchangeRbac | None, str]:
+        """The app's Exchange RBAC (None when unread or absent) and why it could not be read ("" when it was)."""
+        rbac = self.exchange_rbac
+        if isinstance(rbac, Unavailable):
+            return None, str(rbac)
+        return rbac, ""
+
+    def wids_needed(self, accepted: frozenset[str] | set[str]) -> bool:
+        """The app's way into Exchange is the Entra-role path, so its token's wids must carry the role.
+
+        Not so when Exchange RBAC authorises it (or is meant to), or when RBAC could not be read but
+        Exchange accepted the app without any Entra role at tenant scope.
+        """
+        rbac = self.rbac_path()
+        if rbac:
+            return False
+        return not (rbac is None and self.exchange_accepted() and not self.holds_role_tenant_wide(accepted))
+
     def exchange_accepted(self) -> bool:
         """The Exchange probe ran a cmdlet with the app's token: Exchange authorises the app somehow."""
         probe = self.known("exchange")

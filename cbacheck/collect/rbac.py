@@ -57,6 +57,7 @@ class ExchangeCommands:
         self.provider = provider
         self.url = invoke_command_url(settings.cloud_endpoints.exchange_url, tenant_for_url)
         self.scope = f"{settings.cloud_endpoints.exchange_resource.rstrip('/')}/.default"
+        self.last_source: Source | None = None  # the request of the last cmdlet (its Request-Id is the audit trail)
 
     def run(self, cmdlet: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
         """The objects the cmdlet returned; ExchangeCommandError quoting Exchange otherwise."""
@@ -72,6 +73,7 @@ class ExchangeCommands:
             headers=request_headers(access_token, anchor),
         )
         response = sent.response
+        self.last_source = sent.source
         if response is None:
             raise ExchangeCommandError(f"{cmdlet}: no answer from {self.url}", None, sent.source)
         try:

@@ -80,6 +80,14 @@ def add_parser(subparsers: Any) -> None:
         "(over-privileged roles such as Global Administrator are never assigned; repeatable)",
     )
     opt_ins.add_argument(
+        "--allow-role-group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="let the Exchange RBAC fix add the app to this role group although it manages roles "
+        "(Organization Management, or a group holding Role Management; repeatable)",
+    )
+    opt_ins.add_argument(
         "--enable-service-principal", action="store_true", help="let the fix re-enable a disabled service principal"
     )
     opt_ins.add_argument(
@@ -110,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         allow_roles=frozenset(role for role in roles.values() if role),
         enable_service_principal=args.enable_service_principal,
         create_app=args.create_app,
+        allow_role_groups=frozenset(name.lower() for name in args.allow_role_group),
     )
     return run_checks(
         options,

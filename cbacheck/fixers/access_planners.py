@@ -18,6 +18,7 @@ from cbacheck.fixers.actions import (
     Ref,
 )
 from cbacheck.fixers.planning import CannotPlan, PlanContext, planner
+from cbacheck.fixers.rbac_planners import rbac_actions, uses_exchange_rbac
 
 DEFAULT_APP_NAME: Final = "Exchange Online automation"
 PORTAL_SUBSCRIPTIONS: Final = "https://admin.microsoft.com/#/subscriptions"
@@ -203,6 +204,10 @@ def plan_assign_directory_role(ctx: PlanContext) -> list[Action]:
     if ctx.tenant is None:
         return []
     fix = "assign_directory_role"
+    if uses_exchange_rbac(ctx):
+        # Never an Entra role for an app Exchange accepts or that uses Exchange RBAC: that would undo a
+        # deliberate least-privilege design. Its own path gets its own fix.
+        return [] if ctx.tenant.exchange_accepted() else rbac_actions(ctx, fix)
     role = role_id(ctx.settings.required_role)
     if role is None:
         return []  # config.validate rejects an unknown required_role before any plan is made

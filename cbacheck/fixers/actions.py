@@ -28,6 +28,12 @@ PERMISSION_PATCH_SERVICE_PRINCIPAL: Final = (
 )
 PERMISSION_GRANT_APP_ROLE: Final = "AppRoleAssignment.ReadWrite.All"
 PERMISSION_ASSIGN_DIRECTORY_ROLE: Final = "RoleManagement.ReadWrite.Directory"
+# Exchange RBAC writes: Exchange.ManageAsApp and the Role Management role (Organization Management), or the Entra
+# role Exchange Administrator (https://learn.microsoft.com/powershell/exchange/find-exchange-cmdlet-permissions).
+PERMISSION_EXCHANGE_RBAC: Final = (
+    "Exchange.ManageAsApp and Role Management in Exchange (Organization Management, or Exchange Administrator)"
+)
+EXCHANGE_INVOKE_PATH: Final = "/adminapi/beta/{tenant}/InvokeCommand"
 PERMISSION_LOCAL: Final = "none (local files only)"
 PERMISSION_MANUAL: Final = "none (done by a person)"
 
@@ -360,6 +366,48 @@ class RemoveKeyCredentials(Action):
         return described
 
 
+def exchange_command(cmdlet: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """An Exchange admin API write as the plan shows it."""
+    return {
+        "method": "POST",
+        "path": EXCHANGE_INVOKE_PATH,
+        "body": {"CmdletInput": {"CmdletName": cmdlet, "Parameters": parameters}},
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateExchangeServicePrincipal(Action):
+    """New-ServicePrincipal: the pointer Exchange RBAC is given to, with the SERVICE PRINCIPAL's object id.
+
+    The app registration's object id is accepted by the cmdlet but never matched (Microsoft's app-only article,
+    https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2#step-5-assign-role-permissions-to-the-application).
+    """
+
+    app_id: str | Ref
+    object_id: str | Ref
+    display_name: str
+    permission: ClassVar[str] = PERMISSION_EXCHANGE_RBAC
+
+    def describe(self) -> dict[str, Any]:
+        parameters = {"AppId": shown(self.app_id), "ObjectId": shown(self.object_id), "DisplayName": self.display_name}
+        return {"reads": [{"cmdlet": "Get-ServicePrincipal"}], **exchange_command("New-ServicePrincipal", parameters)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddRoleGroupMember(Action):
+    """Add-RoleGroupMember: the app's service principal pointer joins an Exchange role group."""
+
+    group: str
+    member: str | Ref  # the pointer's ObjectId (the service principal's object id)
+    roles: tuple[str, ...] = ()  # the group's roles, for the plan's reader
+    permission: ClassVar[str] = PERMISSION_EXCHANGE_RBAC
+
+    def describe(self) -> dict[str, Any]:
+        parameters = {"Identity": self.group, "Member": shown(self.member)}
+        described = exchange_command("Add-RoleGroupMember", parameters)
+        return {"reads": [{"cmdlet": "Get-RoleGroup", "Identity": self.group}], **described, "roles": list(self.roles)}
+
+
 @dataclass(frozen=True, kw_only=True)
 class ManualStep(Action):
     """A step cbacheck never takes itself (secrets, extra permissions, roles, audience, licensing)."""
@@ -393,5 +441,7 @@ ALL_ACTION_KINDS: Final = (
     GrantAppRole,
     AssignDirectoryRole,
     RemoveKeyCredentials,
+    CreateExchangeServicePrincipal,
+    AddRoleGroupMember,
     ManualStep,
 )
