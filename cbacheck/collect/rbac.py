@@ -31,6 +31,8 @@ from cbacheck.facts import (
 )
 
 WHAT: Final = "the app's Exchange RBAC"
+# UNCONFIRMED: that View-Only Organization Management also runs Get-ServicePrincipal and Get-RoleGroup (the page
+# names it for Get-ManagementRole and Get-ManagementRoleAssignment).
 AUDITOR_EXCHANGE_NEEDS: Final = (
     "Exchange.ManageAsApp (admin consent) and membership of its service principal pointer in the role group "
     "View-Only Organization Management, or the Entra role Global Reader"
@@ -90,7 +92,10 @@ class ExchangeCommands:
 
 
 def exchange_tenant(settings: Settings, organization: Organization | Unavailable | None) -> str:
-    """The organization for the admin API URL: the tenant's initial domain when Graph gave it."""
+    """The organization for the admin API URL: the tenant's initial domain when Graph gave it.
+
+    UNCONFIRMED: the admin API also takes the tenant id (the fallback; used that way by third-party tools).
+    """
     if isinstance(organization, Organization) and organization.initial_domain:
         return organization.initial_domain
     return settings.tenant or ""
@@ -119,6 +124,8 @@ def read_rbac(commands: ExchangeCommands, app_id: str, cmdlets: tuple[str, ...])
     )
     assignments: list[ManagementRoleAssignment] = []
     for pointer in pointers:
+        # UNCONFIRMED: -RoleAssignee takes a service principal pointer's ObjectId; ServicePrincipal is not among
+        # the documented RoleAssigneeType values, though New-ManagementRoleAssignment has -App.
         try:
             found = commands.run("Get-ManagementRoleAssignment", {"RoleAssignee": pointer.object_id})
         except ExchangeCommandError as err:

@@ -194,6 +194,20 @@ def _role_refused(ctx: PlanContext, role: str, role_name: str) -> ManualStep | N
     )
 
 
+def _exchange_accepts(ctx: PlanContext) -> ManualStep:
+    """Exchange already runs the probe's cmdlet for the app: adding an Entra role would only widen its rights."""
+    return ManualStep(
+        id="role-exchange-accepts",
+        mends=ctx.mends("assign_directory_role"),
+        reason=f"Exchange already accepts the app ({ctx.settings.exchange_cmdlet} succeeded), so cbacheck adds no "
+        "Entra role over what authorises it now",
+        explanation="If the automation needs more than it holds, give it the least Exchange role group that holds "
+        "its cmdlets (list them in exchange_cmdlets; set rbac_role_group and run --fix apply), or assign "
+        "required_role yourself.",
+        portal=catalogue.PORTAL_ROLES,
+    )
+
+
 def _supported_names() -> str:
     return ", ".join(sorted(wellknown.DIRECTORY_ROLE_NAMES.get(role, role) for role in SUPPORTED_ROLES))
 
@@ -207,7 +221,7 @@ def plan_assign_directory_role(ctx: PlanContext) -> list[Action]:
     if uses_exchange_rbac(ctx):
         # Never an Entra role for an app Exchange accepts or that uses Exchange RBAC: that would undo a
         # deliberate least-privilege design. Its own path gets its own fix.
-        return [] if ctx.tenant.exchange_accepted() else rbac_actions(ctx, fix)
+        return [_exchange_accepts(ctx)] if ctx.tenant.exchange_accepted() else rbac_actions(ctx, fix)
     role = role_id(ctx.settings.required_role)
     if role is None:
         return []  # config.validate rejects an unknown required_role before any plan is made

@@ -793,7 +793,8 @@ def rbac_with(
 def test_no_entra_role_is_planned_for_an_app_exchange_accepts(cert_facts: CertFacts) -> None:
     probe = ExchangeProbe("Get-OrganizationConfig", "https://x", 200, ok=True)
     facts = healthy(cert_facts, role_assignments=(), exchange=probe)
-    assert plan(settings(), facts, cert_facts, {"CBA-ROLE-001"}) == []
+    [step] = plan(settings(), facts, cert_facts, {"CBA-ROLE-001"})
+    assert isinstance(step, ManualStep) and "Exchange already accepts the app" in step.reason
 
 
 def test_a_pointer_with_the_wrong_object_id_gets_the_rbac_fix_not_an_entra_role(cert_facts: CertFacts) -> None:
