@@ -218,10 +218,6 @@ def plan_assign_directory_role(ctx: PlanContext) -> list[Action]:
     if ctx.tenant is None:
         return []
     fix = "assign_directory_role"
-    if uses_exchange_rbac(ctx):
-        # Never an Entra role for an app Exchange accepts or that uses Exchange RBAC: that would undo a
-        # deliberate least-privilege design. Its own path gets its own fix.
-        return [_exchange_accepts(ctx)] if ctx.tenant.exchange_accepted() else rbac_actions(ctx, fix)
     role = role_id(ctx.settings.required_role)
     if role is None:
         return []  # config.validate rejects an unknown required_role before any plan is made
@@ -231,6 +227,10 @@ def plan_assign_directory_role(ctx: PlanContext) -> list[Action]:
         assignments = ctx.require(fix, ctx.tenant.role_assignments)
         if any(assignment.grants_tenant_wide({role}) for assignment in assignments):
             return []
+    if uses_exchange_rbac(ctx):
+        # Never an Entra role for an app Exchange accepts or that uses Exchange RBAC: that would undo a
+        # deliberate least-privilege design. Its own path gets its own fix.
+        return [_exchange_accepts(ctx)] if ctx.tenant.exchange_accepted() else rbac_actions(ctx, fix)
     refused = _role_refused(ctx, role, role_name)
     if refused is not None:
         return [refused]

@@ -821,3 +821,13 @@ def test_organization_management_is_refused_unless_named_on_the_command_line(cer
         chosen, facts, cert_facts, {"CBA-ROLE-001"}, OptIns(allow_role_groups=frozenset({"organization management"}))
     )
     assert isinstance(allowed[-1], AddRoleGroupMember) and allowed[-1].group == "Organization Management"
+
+
+def test_allow_role_group_comes_only_from_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cbacheck.commands import run as runcommand
+
+    assert "allow_role_group" not in {spec.name for spec in setting_fields()}
+    seen: list[OptIns] = []
+    monkeypatch.setattr(runcommand, "run_checks", lambda *args, opt_ins, **kwargs: seen.append(opt_ins) or 0)
+    assert cli.main(["run", "--allow-role-group", "Organization Management"]) == 0
+    assert seen[0].allow_role_groups == frozenset({"organization management"})
