@@ -68,9 +68,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--config", type=Path, metavar="PATH", help="trusted TOML config file: may set any setting (or CBACHECK_CONFIG)"
     )
-    opt_ins = parser.add_argument_group(
-        "writes --fix apply makes only when asked here (never from the environment or a config file)"
-    )
+    opt_ins = _opt_in_group(parser)
     opt_ins.add_argument(
         "--allow-role",
         action="append",
@@ -78,14 +76,6 @@ def add_parser(subparsers: Any) -> None:
         metavar="ROLE",
         help="let the fix assign this directory role although it is not one Exchange accepts by default "
         "(over-privileged roles such as Global Administrator are never assigned; repeatable)",
-    )
-    opt_ins.add_argument(
-        "--allow-role-group",
-        action="append",
-        default=[],
-        metavar="GROUP",
-        help="let the Exchange RBAC fix add the app to this role group although it manages roles "
-        "(Organization Management, or a group holding Role Management; repeatable)",
     )
     opt_ins.add_argument(
         "--enable-service-principal", action="store_true", help="let the fix re-enable a disabled service principal"
@@ -101,6 +91,22 @@ def add_parser(subparsers: Any) -> None:
         metavar="DIR",
         help="a folder of custom checks to run as well (repeatable)",
     )
+
+
+def _opt_in_group(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The group of opt-in writes, with the Exchange RBAC one (the others are added by add_parser)."""
+    group = parser.add_argument_group(
+        "writes --fix apply makes only when asked here (never from the environment or a config file)"
+    )
+    group.add_argument(
+        "--allow-role-group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="let the Exchange RBAC fix add the app to this role group although it manages roles "
+        "(Organization Management, or a group holding Role Management; repeatable)",
+    )
+    return group
 
 
 def run(args: argparse.Namespace) -> int:

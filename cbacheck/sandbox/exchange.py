@@ -69,6 +69,7 @@ EXCHANGE_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
         "BadRequest",
         "A service principal with ObjectId '{object_id}' already exists in the organization.",
     ),
+    # UNCONFIRMED (R8).
     "already_member": (400, "BadRequest", "The recipient '{member}' is already a member of the group '{group}'."),
     # UNCONFIRMED wording and status.
     "not_found": (
@@ -122,7 +123,11 @@ class RbacCmdlets:
 
     def get_management_role_assignment(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
         """-RoleAssignee returns direct and role-group assignments, as documented
-        (https://learn.microsoft.com/powershell/module/exchangepowershell/get-managementroleassignment)."""
+        (https://learn.microsoft.com/powershell/module/exchangepowershell/get-managementroleassignment).
+
+        UNCONFIRMED (R6): a pointer is named by its ObjectId, Identity or DisplayName, and role-group
+        assignments carry the group's name as RoleAssignee.
+        """
         assignee = _text(parameters, "RoleAssignee")
         role = _text(parameters, "Role")
         if assignee:
@@ -158,7 +163,10 @@ class RbacCmdlets:
         ]
 
     def new_service_principal(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
-        """A pointer; Exchange does not check ObjectId against Entra (a wrong one is a silent failure)."""
+        """A pointer; Exchange does not check ObjectId against Entra (a wrong one is a silent failure).
+
+        UNCONFIRMED (R5): only the same ObjectId twice is refused; the same AppId with another ObjectId is not.
+        """
         app_id, object_id = _text(parameters, "AppId"), _text(parameters, "ObjectId")
         if not app_id or not object_id:
             raise ExchangeFault("missing_parameter", name="AppId" if not app_id else "ObjectId")

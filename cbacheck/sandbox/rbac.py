@@ -142,7 +142,10 @@ class ExchangeRbac:
         return [p for p in self.data["servicePrincipals"] if wanted in pointer_names(p) | _lower([p.get("AppId")])]
 
     def matching_pointer(self, app_id: str, sp_object_id: str | None) -> JsonObject | None:
-        """The pointer Exchange uses for a token: its AppId and the Entra service principal's object id."""
+        """The pointer Exchange uses for a token: its AppId and the Entra service principal's object id.
+
+        UNCONFIRMED (R9): a pointer or membership takes effect at once (no propagation delay).
+        """
         if not sp_object_id:
             return None
         return next(
@@ -159,7 +162,10 @@ class ExchangeRbac:
         return [g for g in self.role_groups() if _lower(g.get("Members", [])) & names]
 
     def assignments_for(self, pointer: Mapping[str, Any]) -> list[JsonObject]:
-        """Direct assignments to the pointer and those of its role groups (as -RoleAssignee documents)."""
+        """Direct assignments to the pointer and those of its role groups (as -RoleAssignee documents).
+
+        UNCONFIRMED (R4): a direct assignment to a pointer authorises the app like a role group does.
+        """
         names = pointer_names(pointer)
         out = [
             a
@@ -171,7 +177,10 @@ class ExchangeRbac:
         return out
 
     def group_assignments(self, group: Mapping[str, Any]) -> list[JsonObject]:
-        """Stored assignments to the group, plus one per role of the group that has none stored."""
+        """Stored assignments to the group, plus one per role of the group that has none stored.
+
+        UNCONFIRMED (R7): a derived assignment has RecipientWriteScope Organization.
+        """
         name = str(group["Name"])
         stored = [
             a
