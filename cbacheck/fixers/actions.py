@@ -379,8 +379,9 @@ def exchange_command(cmdlet: str, parameters: dict[str, Any]) -> dict[str, Any]:
 class CreateExchangeServicePrincipal(Action):
     """New-ServicePrincipal: the pointer Exchange RBAC is given to, with the SERVICE PRINCIPAL's object id.
 
-    The app registration's object id is accepted by the cmdlet but never matched (Microsoft's app-only article,
-    https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2#step-5-assign-role-permissions-to-the-application).
+    -ObjectId is "the unique ObjectId GUID value for the service principal", the Object ID under Enterprise
+    applications, not the app registration's
+    (https://learn.microsoft.com/powershell/module/exchangepowershell/new-serviceprincipal).
     """
 
     app_id: str | Ref

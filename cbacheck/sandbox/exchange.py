@@ -96,21 +96,21 @@ class RbacCmdlets:
     rbac: ExchangeRbac
 
     def get_service_principal(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
-        """Every pointer without -Identity (the cmdlet's documented caution), else the one it names."""
+        """The pointer -Identity names; every pointer without it, or when it names none.
+
+        "The value $null or a non-existent value for the Identity parameter returns *all* objects"
+        (https://learn.microsoft.com/powershell/module/exchangepowershell/get-serviceprincipal).
+        """
         identity = _text(parameters, "Identity")
-        found = self.rbac.find_pointers(identity)
-        if identity and not found:
-            raise ExchangeFault("not_found", identity=identity, server=self.state.initial_domain)
-        return [dict(p) for p in found]
+        return [dict(p) for p in self.rbac.find_pointers(identity) or self.rbac.find_pointers(None)]
 
     def get_role_group(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
+        """The group -Identity names; every group without it, or when it names none (the same documented caution,
+        https://learn.microsoft.com/powershell/module/exchangepowershell/get-rolegroup)."""
         identity = _text(parameters, "Identity")
         groups = [dict(g) for g in self.rbac.role_groups()]
-        if identity:
-            groups = [g for g in groups if str(g["Name"]).lower() == identity.lower()]
-            if not groups:
-                raise ExchangeFault("not_found", identity=identity, server=self.state.initial_domain)
-        return groups
+        named = [g for g in groups if identity and str(g["Name"]).lower() == identity.lower()]
+        return named or groups
 
     def get_role_group_member(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
         group = self._group(parameters)

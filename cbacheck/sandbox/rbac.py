@@ -2,10 +2,11 @@
 
 Microsoft's Option 2 for app-only access (https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2#step-5-assign-role-permissions-to-the-application):
 `New-ServicePrincipal -AppId <appId> -ObjectId <the service principal's object id>`, then
-`Add-RoleGroupMember` or `New-ManagementRoleAssignment -App`. Exchange matches the pointer by the
-service principal's object id; a pointer made with the app registration's object id is accepted
-by New-ServicePrincipal but never matches (the article: "Don't use the ObjectId value from the App
-registrations page").
+`Add-RoleGroupMember` or `New-ManagementRoleAssignment -App`. -ObjectId is "the unique ObjectId GUID
+value for the service principal": the Id of Get-MgServicePrincipal, the Object ID under Enterprise
+applications (https://learn.microsoft.com/powershell/module/exchangepowershell/new-serviceprincipal).
+UNCONFIRMED (R13): a pointer made with the app registration's object id is accepted by the cmdlet
+and silently never matches.
 """
 
 from __future__ import annotations

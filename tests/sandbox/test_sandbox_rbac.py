@@ -78,3 +78,15 @@ def test_state_validation_names_the_bad_exchange_element(tmp_path: object) -> No
     doc["exchange"] = {"servicePrincipals": [{"AppId": "not-a-guid", "ObjectId": APP_SP}]}
     with pytest.raises(SandboxError, match=r"\$\.exchange\.servicePrincipals\[0\]"):
         validate(doc, "test")
+
+
+def test_an_identity_that_names_nothing_returns_every_pointer_and_group_as_documented() -> None:
+    with Sandbox("option3-combined") as sb:
+        auditor = Client(sb, token(sb, "auditor"))
+        every = auditor.exchange("Get-ServicePrincipal").json()["value"]
+        assert len(every) == 3  # the app's, the auditor's and the admin's pointers
+        assert auditor.exchange("Get-ServicePrincipal", {"Identity": "nobody"}).json()["value"] == every
+        one = auditor.exchange("Get-ServicePrincipal", {"Identity": APP_SP}).json()["value"]
+        assert [p["ObjectId"] for p in one] == [APP_SP]
+        groups = auditor.exchange("Get-RoleGroup", {"Identity": "no such group"}).json()["value"]
+        assert "Organization Management" in {g["Name"] for g in groups} and len(groups) > 1

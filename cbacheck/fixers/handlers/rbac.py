@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cbacheck.collect.rbac import ExchangeCommands, exchange_tenant
+from cbacheck.errors import FixError
 from cbacheck.facts import ExchangeRbac
 from cbacheck.fixers.actions import AddRoleGroupMember, CreateExchangeServicePrincipal, exchange_command
 from cbacheck.fixers.handlers.base import ApplyContext, Handler, ProbeContext, Reading, Sent
@@ -66,7 +67,13 @@ class CreateExchangeServicePrincipalHandler(Handler[CreateExchangeServicePrincip
 class AddRoleGroupMemberHandler(Handler[AddRoleGroupMember]):
     def read(self, action: AddRoleGroupMember, ctx: ApplyContext) -> Reading:
         member = ctx.value(action.member)
-        members = admin_exchange(ctx).run("Get-RoleGroupMember", {"Identity": action.group})
+        commands = admin_exchange(ctx)
+        # A name that matches no group returns every group (the cmdlet's documented caution), so the
+        # group is confirmed by name before its members are read.
+        groups = commands.run("Get-RoleGroup", {"Identity": action.group})
+        if not any(str(g.get("Name", "")).lower() == action.group.lower() for g in groups):
+            raise FixError(f"Exchange has no role group {action.group!r}; nothing was changed")
+        members = commands.run("Get-RoleGroupMember", {"Identity": action.group})
         done = any(str(m.get("ObjectId", "")).lower() == member.lower() for m in members)
         return Reading(done, {"group": action.group, "members": members}, {"group": action.group})
 
