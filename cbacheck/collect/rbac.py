@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import requests
 
-from cbacheck.collect.exchange import error_text, invoke_command_url, request_headers, scrub
+from cbacheck.collect.exchange import CMDLET_NAME, error_text, invoke_command_url, request_headers, scrub
 from cbacheck.collect.graph import TokenProvider
 from cbacheck.collect.tokens import decode_without_verifying, graph_token_provider
 from cbacheck.collect.transport import send, stats_of
@@ -105,6 +105,9 @@ def collect_exchange_rbac(
     settings: Settings, session: requests.Session, organization: Organization | Unavailable | None
 ) -> ExchangeRbac | Unavailable:
     """Pointers with the app's AppId, their assignments (direct and via role groups), role groups, cmdlet roles."""
+    odd = [name for name in settings.exchange_cmdlets if not CMDLET_NAME.fullmatch(name)]
+    if odd:
+        return Unavailable(WHAT, f"exchange_cmdlets holds {odd[0]!r}, which is not a cmdlet name (Verb-Noun)")
     try:
         provider = graph_token_provider(settings, session, "auditor")
         commands = ExchangeCommands(settings, session, provider, exchange_tenant(settings, organization))

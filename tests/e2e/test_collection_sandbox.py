@@ -199,3 +199,9 @@ def test_without_exchange_access_for_the_auditor_rbac_is_unavailable_naming_the_
         facts = collect(settings_for(sb))
     assert isinstance(facts.exchange_rbac, Unavailable)
     assert "View-Only Organization Management" in str(facts.exchange_rbac)
+
+
+def test_a_listed_cmdlet_that_is_no_cmdlet_name_is_never_sent() -> None:
+    with Sandbox("rbac-only") as sb:
+        facts = collect(dataclasses.replace(settings_for(sb), exchange_cmdlets=("Get-Mailbox; Remove-Mailbox",)))
+    assert isinstance(facts.exchange_rbac, Unavailable) and "not a cmdlet name" in str(facts.exchange_rbac)
