@@ -17,6 +17,7 @@ FIXES: Final = (
     "add_exchange_permission",
     "grant_exchange_consent",
     "assign_directory_role",
+    "add_rbac_role_group",
     "remove_expired_keys",
     "use_initial_domain",
     "manual",
@@ -50,6 +51,8 @@ EXCHANGE_SP_REMEDY = (
     "admin consent: Microsoft documents that this makes the Exchange Online service principal appear. If it still "
     "does not, check the tenant's Exchange Online subscription in the Microsoft 365 admin center."
 )
+DOC_EXO_ROLE_OPTIONS = f"{DOC_EXO_APP_ONLY}#step-5-assign-role-permissions-to-the-application"
+DOC_EXO_CMDLET_PERMISSIONS = "https://learn.microsoft.com/powershell/exchange/find-exchange-cmdlet-permissions"
 
 
 @dataclass(frozen=True)
@@ -285,13 +288,15 @@ CATALOGUE: Final[dict[str, Requirement]] = {
         Requirement(
             "CBA-ROLE-001",
             5,
-            "A supported directory role is actively assigned at tenant scope",
+            "Exchange authorises the app: a supported directory role at tenant scope, or Exchange RBAC",
             "critical",
             "assign_directory_role",
-            f"Roles and administrators > Exchange Administrator > Add assignments > the app ({PORTAL_ROLES}); "
-            "the assignment must be active (not only eligible) and scoped to the directory, not an "
-            "administrative unit.",
+            f"Either Roles and administrators > Exchange Administrator > Add assignments > the app ({PORTAL_ROLES}), "
+            "active and scoped to the directory (not an administrative unit); or, for least privilege, "
+            "New-ServicePrincipal -AppId <appId> -ObjectId <the service principal's object id> and "
+            "Add-RoleGroupMember -Identity <role group> -Member <that ObjectId> in Exchange Online.",
             after=("CBA-APP-002",),
+            reference=DOC_EXO_ROLE_OPTIONS,
         ),
         Requirement(
             "CBA-ROLE-002",
@@ -302,6 +307,18 @@ CATALOGUE: Final[dict[str, Requirement]] = {
             "Remove Global Administrator / Privileged Role Administrator from the app's service principal; "
             "Exchange Administrator (or Global Reader for read-only use) is enough.",
             after=("CBA-APP-002",),
+        ),
+        Requirement(
+            "CBA-ROLE-003",
+            5,
+            "Each cmdlet the automation runs is granted by a role the app holds in Exchange",
+            "high",
+            "add_rbac_role_group",
+            "Add the app's service principal pointer to a role group whose roles hold the cmdlet "
+            "(Add-RoleGroupMember, or set rbac_role_group and run --fix apply), or add such a role to its group "
+            "(New-ManagementRoleAssignment); find the roles with Get-ManagementRole -Cmdlet <cmdlet>.",
+            after=("CBA-ROLE-001",),
+            reference=DOC_EXO_CMDLET_PERMISSIONS,
         ),
         # Link 6: connect.
         Requirement(

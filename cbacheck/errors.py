@@ -51,9 +51,7 @@ class CertificateError(CbaCheckError):
         self.source = source
         self.reason = reason
         self.next_step = next_step
-        super().__init__(
-            f"cannot read certificate {path!r} ({source}): {reason}. {next_step}".rstrip()
-        )
+        super().__init__(f"cannot read certificate {path!r} ({source}): {reason}. {next_step}".rstrip())
 
 
 class GraphError(CbaCheckError):
@@ -115,8 +113,7 @@ class TokenError(CbaCheckError):
         description = str(self.result.get("error_description", "")).split("\r\n")[0]
         self.description = description
         super().__init__(
-            f"no token for app {client_id} from {authority} (scope {scope}): "
-            f"{self.error}: {description}".rstrip()
+            f"no token for app {client_id} from {authority} (scope {scope}): {self.error}: {description}".rstrip()
         )
 
 

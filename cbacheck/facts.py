@@ -366,6 +366,135 @@ class ExchangeProbe:
     elapsed_ms: float = 0.0
 
 
+# --- Exchange RBAC (Option 2 of https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2#step-5-assign-role-permissions-to-the-application)
+
+# Role groups whose members can give themselves any role: the RBAC fix never adds to them unless asked.
+ROLE_MANAGEMENT: str = "Role Management"
+ORGANIZATION_MANAGEMENT: str = "Organization Management"
+
+
+@dataclass(frozen=True)
+class ExchangeServicePrincipal:
+    """A service principal pointer in Exchange (Get-ServicePrincipal): the app's AppId and an Entra object id."""
+
+    app_id: str
+    object_id: str
+    identity: str
+    display_name: str
+
+    def names(self) -> set[str]:
+        """What may name the pointer in a role group's Members or an assignment's RoleAssignee (lower case)."""
+        return {v.lower() for v in (self.identity, self.object_id, self.display_name) if v}
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "AppId": self.app_id,
+            "ObjectId": self.object_id,
+            "Identity": self.identity,
+            "DisplayName": self.display_name,
+        }
+
+
+@dataclass(frozen=True)
+class ManagementRoleAssignment:
+    """A management role assignment (Get-ManagementRoleAssignment -RoleAssignee): direct or via a role group."""
+
+    pointer: str  # ObjectId of the pointer it was read for
+    name: str
+    role: str
+    role_assignee: str
+    role_assignee_type: str  # "RoleGroup" when it reaches the pointer through a role group
+    recipient_write_scope: str
+    custom_recipient_write_scope: str | None
+    administrative_unit_scope: str | None
+    enabled: bool
+
+    @property
+    def via_role_group(self) -> bool:
+        return self.role_assignee_type in ("RoleGroup", "LinkedRoleGroup")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "Role": self.role,
+            "RoleAssignee": self.role_assignee,
+            "RoleAssigneeType": self.role_assignee_type,
+            "RecipientWriteScope": self.recipient_write_scope,
+            "CustomRecipientWriteScope": self.custom_recipient_write_scope,
+            "RecipientAdministrativeUnitScope": self.administrative_unit_scope,
+            "Enabled": self.enabled,
+        }
+
+
+@dataclass(frozen=True)
+class RoleGroup:
+    """An Exchange role group (Get-RoleGroup): its roles and members."""
+
+    name: str
+    roles: tuple[str, ...]
+    members: tuple[str, ...]
+
+    def has_member(self, pointer: ExchangeServicePrincipal) -> bool:
+        return bool({m.lower() for m in self.members} & pointer.names())
+
+    @property
+    def manages_roles(self) -> bool:
+        """Organization Management, or a group holding Role Management: its members can grant themselves anything."""
+        return self.name.lower() == ORGANIZATION_MANAGEMENT.lower() or ROLE_MANAGEMENT.lower() in {
+            r.lower() for r in self.roles
+        }
+
+
+@dataclass(frozen=True)
+class ExchangeRbac:
+    """The app's Exchange RBAC as the auditor read it: pointers with its AppId, their assignments, role groups."""
+
+    pointers: tuple[ExchangeServicePrincipal, ...]  # every pointer whose AppId is the app's
+    assignments: tuple[ManagementRoleAssignment, ...]  # for those pointers, direct and via role groups
+    role_groups: tuple[RoleGroup, ...]  # every role group of the organization
+    cmdlet_roles: dict[str, tuple[str, ...]] = field(default_factory=dict)  # Get-ManagementRole -Cmdlet
+    source: Source | None = None
+
+    def pointer_matches(self, sp_object_id: str) -> ExchangeServicePrincipal | None:
+        """The pointer Exchange uses: ObjectId = the service principal's object id (not the app registration's)."""
+        return next((p for p in self.pointers if p.object_id.lower() == sp_object_id.lower()), None)
+
+    def mismatched_pointers(self, sp_object_id: str) -> tuple[ExchangeServicePrincipal, ...]:
+        """Pointers with the app's AppId and another ObjectId: Exchange silently never matches them."""
+        return tuple(p for p in self.pointers if p.object_id.lower() != sp_object_id.lower())
+
+    def assignments_of(self, pointer: ExchangeServicePrincipal) -> tuple[ManagementRoleAssignment, ...]:
+        return tuple(a for a in self.assignments if a.pointer.lower() == pointer.object_id.lower() and a.enabled)
+
+    def authorised(self, sp_object_id: str) -> bool:
+        """An RBAC path: the matching pointer holds an enabled role assignment (direct or via a role group)."""
+        pointer = self.pointer_matches(sp_object_id)
+        return pointer is not None and bool(self.assignments_of(pointer))
+
+    def holds_assignment(self) -> bool:
+        """Some pointer with the app's AppId holds an enabled assignment: RBAC is the intended path."""
+        return any(self.assignments_of(p) for p in self.pointers)
+
+    def roles_of(self, sp_object_id: str) -> tuple[str, ...]:
+        pointer = self.pointer_matches(sp_object_id)
+        return tuple(dict.fromkeys(a.role for a in self.assignments_of(pointer))) if pointer else ()
+
+    def roles_for(self, cmdlet: str, sp_object_id: str) -> tuple[str, ...]:
+        """The roles assigned through the matching pointer that hold the cmdlet (custom roles included)."""
+        holding = {r.lower() for r in self.cmdlet_roles.get(cmdlet, ())}
+        return tuple(r for r in self.roles_of(sp_object_id) if r.lower() in holding)
+
+    def groups_of(self, pointer: ExchangeServicePrincipal) -> tuple[RoleGroup, ...]:
+        return tuple(g for g in self.role_groups if g.has_member(pointer))
+
+    def role_group(self, name: str) -> RoleGroup | None:
+        return next((g for g in self.role_groups if g.name.lower() == name.lower()), None)
+
+    def write_scopes(self, sp_object_id: str) -> list[dict[str, Any]]:
+        """Each assigned role with its write scope (RecipientWriteScope, custom scope, administrative unit)."""
+        pointer = self.pointer_matches(sp_object_id)
+        return [a.summary() for a in self.assignments_of(pointer)] if pointer else []
+
+
 @dataclass(frozen=True)
 class CollectionStats:
     graph_round_trips: int = 0
@@ -402,6 +531,10 @@ class TenantFacts:
     token: TokenAttempt | Unavailable
     exchange: ExchangeProbe | None | Unavailable  # None: not attempted because no token
     auditor: str  # how the auditor signed in, for the report
+    # The app's Exchange RBAC, read by the auditor with its own Exchange token.
+    exchange_rbac: ExchangeRbac | None | Unavailable = field(
+        default=Unavailable("the app's Exchange RBAC", "not collected")
+    )
     requests: tuple[Source, ...] = ()
     stats: CollectionStats = field(default_factory=CollectionStats)
     # Why role_eligibilities is empty without being read, e.g. a tenant without Entra ID P2 where
@@ -419,3 +552,39 @@ class TenantFacts:
         if isinstance(assignments, Unavailable):
             return None
         return any(a.grants_tenant_wide(accepted) for a in assignments)
+
+    def rbac_path(self) -> bool | None:
+        """The app is authorised, or meant to be, through Exchange RBAC (None when RBAC could not be read).
+
+        True when its pointer holds a role, or a pointer with its AppId holds one (made with the wrong
+        object id: the RBAC path is still the intended one, not an Entra role).
+        """
+        rbac, sp = self.exchange_rbac, self.known("app_sp")
+        if isinstance(rbac, Unavailable):
+            return None
+        if rbac is None:
+            return False
+        return rbac.holds_assignment() or (sp is not None and rbac.authorised(sp.object_id))
+
+    def exchange_rbac_read(self) -> tuple[ExchangeRbac | None, str]:
+        """The app's Exchange RBAC (None when unread or absent) and why it could not be read ("" when it was)."""
+        rbac = self.exchange_rbac
+        if isinstance(rbac, Unavailable):
+            return None, str(rbac)
+        return rbac, ""
+
+    def wids_needed(self, accepted: frozenset[str] | set[str]) -> bool:
+        """The app's way into Exchange is the Entra-role path, so its token's wids must carry the role.
+
+        Not so when Exchange RBAC authorises it (or is meant to), or when RBAC could not be read but
+        Exchange accepted the app without any Entra role at tenant scope.
+        """
+        rbac = self.rbac_path()
+        if rbac:
+            return False
+        return not (rbac is None and self.exchange_accepted() and not self.holds_role_tenant_wide(accepted))
+
+    def exchange_accepted(self) -> bool:
+        """The Exchange probe ran a cmdlet with the app's token: Exchange authorises the app somehow."""
+        probe = self.known("exchange")
+        return bool(probe is not None and probe.ok)

@@ -229,6 +229,8 @@ def _grant_findings(attempt: TokenAttempt, facts: TenantFacts, accepted: frozens
     if wellknown.EXCHANGE_MANAGE_AS_APP not in attempt.roles:
         text = f"roles is {list(attempt.roles)!r}, without {wellknown.EXCHANGE_MANAGE_AS_APP}"
         findings.append(CONSENT_CLAIM.finding(text, _consent_in_graph(facts)))
+    if not facts.wids_needed(accepted):
+        return findings  # Exchange RBAC authorises the app: wids matter only on the Entra-role path
     if "wids" not in attempt.claims:
         text = "the token carries no wids claim, so Exchange sees no directory role"
         findings.append(NO_WIDS_CLAIM.finding(text, facts.holds_role_tenant_wide(accepted)))
@@ -257,7 +259,7 @@ def test_token_claims_are_right(
     evidence.expected(
         f"aud {resource} (or {wellknown.EXCHANGE_ONLINE_APP_ID}); tid {tenant_id or tenant_facts.tenant}; "
         f"appid {tenant_facts.app_id}; roles containing {wellknown.EXCHANGE_MANAGE_AS_APP}; wids containing one "
-        f"of {', '.join(sorted(accepted))}"
+        f"of {', '.join(sorted(accepted))} (on the Entra-role path only, not for an app Exchange RBAC authorises)"
     )
     findings = _identity_findings(attempt.claims, resource, tenant_id, tenant_facts.app_id)
     findings += _grant_findings(attempt, tenant_facts, accepted)

@@ -21,8 +21,6 @@ NO_CERT = (
 )
 
 
-
-
 def _cert_summary(cert: CertFacts) -> dict[str, Any]:
     return {
         "path": str(cert.path),

@@ -7,14 +7,20 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from cbacheck import wellknown
-from cbacheck.chain import require
+from cbacheck.chain import cannot_verify, follows_from, require
 from cbacheck.config import Settings, accepted_role_ids
-from cbacheck.facts import DirectoryRoleAssignment, ServicePrincipal, TenantFacts
+from cbacheck.facts import DirectoryRoleAssignment, ExchangeRbac, ServicePrincipal, TenantFacts
 
 if TYPE_CHECKING:
     from cbacheck.evidence import Evidence
 
 NO_SP = "the app has no service principal to hold a directory role"
+# Microsoft's three ways to authorise the app in Exchange (Option 1 Entra roles, Option 2 Exchange RBAC,
+# Option 3 both): https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2#step-5-assign-role-permissions-to-the-application
+ENTRA_PATH = "Entra role (wids)"
+RBAC_PATH = "Exchange RBAC (service principal pointer)"
+RBAC_UNREAD = "effective: Exchange accepted the app; its RBAC could not be read"
+AUDITOR_EXCHANGE_NEEDS = "Exchange.ManageAsApp and View-Only Organization Management (or Global Reader) for the auditor"
 
 
 def role_name(template_id: str, fallback: str = "") -> str:
@@ -64,6 +70,36 @@ def _why_no_tenant_wide_role(
     return reasons
 
 
+def rbac_evidence(rbac: ExchangeRbac, sp_object_id: str) -> dict[str, Any]:
+    """The pointers with the app's AppId, which one Exchange matches, its role groups, roles and write scopes."""
+    pointer = rbac.pointer_matches(sp_object_id)
+    return {
+        "pointers": [p.summary() for p in rbac.pointers],
+        "matching pointer (ObjectId = the service principal's object id)": pointer.object_id if pointer else None,
+        "role groups": [g.name for g in rbac.groups_of(pointer)] if pointer else [],
+        "roles and write scopes": rbac.write_scopes(sp_object_id),
+    }
+
+
+def _rbac_findings(rbac: ExchangeRbac | None, sp_object_id: str) -> list[str]:
+    """Why Exchange RBAC does not authorise the app (empty when it does, or when there is nothing)."""
+    if rbac is None:
+        return []
+    wrong = rbac.mismatched_pointers(sp_object_id)
+    findings = [
+        f"has an Exchange service principal pointer with ObjectId {p.object_id}, which is not its service "
+        f"principal's object id {sp_object_id} (made with the app registration's object id?); Exchange never "
+        "matches it"
+        for p in wrong
+    ]
+    pointer = rbac.pointer_matches(sp_object_id)
+    if pointer is not None and not rbac.assignments_of(pointer):
+        findings.append(
+            f"its Exchange pointer {pointer.object_id} holds no enabled role (no role group, no assignment)"
+        )
+    return findings
+
+
 @pytest.mark.requirement("CBA-ROLE-001")
 def test_supported_role_assigned_at_tenant_scope(
     app_sp: ServicePrincipal | None,
@@ -73,11 +109,12 @@ def test_supported_role_assigned_at_tenant_scope(
     cba_settings: Settings,
     evidence: Evidence,
 ) -> None:
-    """A supported directory role is actively assigned at tenant scope
+    """Exchange authorises the app: a supported directory role at tenant scope, or Exchange RBAC
 
-    Exchange builds the app's permissions from the directory roles in the token's wids claim. Only an
-    active assignment at directory scope "/" reaches the token: an assignment scoped to an
-    administrative unit, or one that is only eligible (PIM), does not.
+    Microsoft documents three ways: an Entra role, which reaches Exchange through the token's wids only
+    when actively assigned at directory scope "/" (not an administrative unit, not only eligible);
+    Exchange role groups or management role assignments given to the app's service principal pointer
+    (New-ServicePrincipal with the service principal's object id); or both.
     """
     principal = require(app_sp, "CBA-APP-002", NO_SP)
     accepted = accepted_role_ids(cba_settings)
@@ -90,12 +127,74 @@ def test_supported_role_assigned_at_tenant_scope(
     unsupported = sorted(role_name(r) for r in accepted if r not in wellknown.EXCHANGE_SUPPORTED_ROLES)
     if unsupported:
         evidence.add("accepted but not in Microsoft's supported list for Exchange app-only", unsupported)
-    evidence.expected(f"an active assignment of {accepted_names} with directoryScopeId '/'")
+    rbac, unread = tenant_facts.exchange_rbac_read()
+    if rbac is not None:
+        evidence.observed("Exchange RBAC", rbac_evidence(rbac, principal.object_id))
+    elif unread:
+        evidence.add("Exchange RBAC", unread)
+    evidence.expected(
+        f"an active assignment of {accepted_names} with directoryScopeId '/', or an Exchange role group "
+        "membership or management role assignment of the app's service principal pointer, or both"
+    )
+    paths = [ENTRA_PATH] if any(a.grants_tenant_wide(accepted) for a in role_assignments) else []
+    if rbac is not None and rbac.authorised(principal.object_id):
+        paths.append(RBAC_PATH)
+    if not paths and unread:
+        if tenant_facts.exchange_accepted():
+            evidence.add("authorised by", [RBAC_UNREAD])
+            return
+        cannot_verify("the app's Exchange RBAC", unread, permission=AUDITOR_EXCHANGE_NEEDS)
+    evidence.add("authorised by", paths)
+    no_rbac = ["has no Exchange RBAC role through a service principal pointer"]
+    reasons = _why_no_tenant_wide_role(role_assignments, role_eligibilities, accepted)
+    reasons += _rbac_findings(rbac, principal.object_id) or no_rbac
+    assert paths, (
+        f"service principal {principal.object_id} of app {principal.app_id} {'; and '.join(reasons)}; expected an "
+        f"active assignment of {accepted_names} at tenant scope '/', or an Exchange role group (or management role "
+        "assignment) for its service principal pointer"
+    )
 
-    assert any(a.grants_tenant_wide(accepted) for a in role_assignments), (
-        f"service principal {principal.object_id} of app {principal.app_id} "
-        f"{'; and '.join(_why_no_tenant_wide_role(role_assignments, role_eligibilities, accepted))}; "
-        f"expected an active assignment of {accepted_names} at tenant scope '/'"
+
+@pytest.mark.requirement("CBA-ROLE-003")
+def test_exchange_roles_grant_the_cmdlets_the_automation_runs(
+    app_sp: ServicePrincipal | None, tenant_facts: TenantFacts, cba_settings: Settings, evidence: Evidence
+) -> None:
+    """Each cmdlet the automation runs is granted by a role the app holds in Exchange
+
+    exchange_cmdlets names the cmdlets the automation runs; they are never executed. Which of the app's
+    assigned Exchange roles holds each is read with Get-ManagementRole -Cmdlet (custom roles included),
+    so a least-privilege role group that lacks one is found before the script meets "User is not
+    allowed to call ...".
+    """
+    cmdlets = cba_settings.exchange_cmdlets
+    evidence.observed("exchange_cmdlets", list(cmdlets))
+    evidence.expected("each cmdlet in exchange_cmdlets is held by a role assigned to the app in Exchange")
+    if not cmdlets:
+        evidence.add("verdict", "no cmdlets are listed (exchange_cmdlets), so none can lack a role")
+        return
+    principal = require(app_sp, "CBA-APP-002", NO_SP)
+    rbac, unread = tenant_facts.exchange_rbac_read()
+    if unread:
+        cannot_verify("the app's Exchange roles", unread, permission=AUDITOR_EXCHANGE_NEEDS)
+    if rbac is None or not rbac.authorised(principal.object_id):
+        if tenant_facts.holds_role_tenant_wide(accepted_role_ids(cba_settings)):
+            cannot_verify(
+                "which Entra role grants each cmdlet",
+                "the app is authorised by an Entra role only; Get-ManagementRole -Cmdlet names Exchange roles",
+            )
+        follows_from("CBA-ROLE-001", "the app holds no Exchange role through its service principal pointer")
+    granted = {cmdlet: list(rbac.roles_for(cmdlet, principal.object_id)) for cmdlet in cmdlets}
+    evidence.observed("roles holding each cmdlet (Get-ManagementRole -Cmdlet)", dict(rbac.cmdlet_roles))
+    evidence.observed("assigned roles granting each cmdlet", granted)
+    missing = [cmdlet for cmdlet, roles in granted.items() if not roles]
+    if missing and tenant_facts.holds_role_tenant_wide(accepted_role_ids(cba_settings)):
+        cannot_verify(
+            f"whether the app's Entra role grants {', '.join(missing)}",
+            "no assigned Exchange role holds it, and Get-ManagementRole -Cmdlet does not name Entra roles",
+        )
+    assert not missing, (
+        f"no Exchange role assigned to app {principal.app_id} holds {', '.join(missing)} (assigned: "
+        f"{', '.join(rbac.roles_of(principal.object_id))}); expected a role holding each cmdlet in exchange_cmdlets"
     )
 
 

@@ -25,6 +25,7 @@ from cbacheck.collect.parse import (
     parse_service_principal,
     pim_unlicensed_note,
 )
+from cbacheck.collect.rbac import collect_exchange_rbac
 from cbacheck.collect.tokens import acquire_app_token, describe_provider, graph_token_provider
 from cbacheck.collect.transport import build_session, stats_of
 from cbacheck.config import GUID_RE, Settings
@@ -330,10 +331,12 @@ def collect(settings: Settings, *, now: datetime | None = None, session: request
             _in_lane, AUDITOR_LANE, stats.sources, _collect_graph, settings, session, token_known.result
         )
         # Further reads go here, one line each, in FURTHER_LANE: they run beside the two paths above and
-        # their result becomes a TenantFacts field below, e.g.
-        #   exchange_rbac = pool.submit(_in_lane, FURTHER_LANE, stats.sources, collect_rbac, settings, session)
+        # their result becomes a TenantFacts field below. The app's Exchange RBAC, read by the auditor with its
+        # own Exchange token, needs nothing from Graph (the admin API URL takes the configured organization).
+        rbac = pool.submit(_in_lane, FURTHER_LANE, stats.sources, collect_exchange_rbac, settings, session, None)
         app_path = app.result()
         graph_facts, auditor = graph.result()
+        exchange_rbac = rbac.result()
     discovery.save(stats.http_cache, login_url)
 
     wall_ms = (time.perf_counter() - started) * 1000
@@ -345,6 +348,7 @@ def collect(settings: Settings, *, now: datetime | None = None, session: request
         token=app_path.token,
         exchange=app_path.exchange,
         auditor=auditor,
+        exchange_rbac=exchange_rbac,
         requests=tuple(stats.sources.in_lane_order()),
         stats=CollectionStats(
             graph_round_trips=stats.graph_round_trips,

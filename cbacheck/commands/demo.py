@@ -91,6 +91,8 @@ def sandbox_settings(sb: Any, report_dir: Path) -> dict[str, Any]:
             admin_app_id=identities["admin"].app_id,
             admin_cert=str(identities["admin"].cert_path),
         )
+    for name, value in sb.scenario.settings.items():  # what the scenario is meant to be checked with
+        options[name] = ",".join(value) if isinstance(value, list) else value
     return options
 
 

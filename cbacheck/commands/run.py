@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         allow_roles=frozenset(role for role in roles.values() if role),
         enable_service_principal=args.enable_service_principal,
         create_app=args.create_app,
+        allow_role_groups=frozenset(name.lower() for name in args.allow_role_group),
     )
     return run_checks(
         options,

@@ -70,6 +70,14 @@ def add_parser(subparsers: Any) -> None:
     opt_ins.add_argument(
         "--create-app", action="store_true", help="let the fix register a new app when app_id does not exist"
     )
+    opt_ins.add_argument(
+        "--allow-role-group",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="let the Exchange RBAC fix add the app to this role group although it manages roles "
+        "(Organization Management, or a group holding Role Management; repeatable)",
+    )
     parser.add_argument(
         "--checks",
         type=Path,

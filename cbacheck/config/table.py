@@ -140,6 +140,18 @@ class Settings:
     exchange_cmdlet: str = _setting(
         "str", "Get-OrganizationConfig", "Read-only cmdlet CBA-EXO-001 runs", group="policy"
     )
+    exchange_cmdlets: tuple[str, ...] = _setting(
+        "list",
+        (),
+        "Cmdlets the automation runs; CBA-ROLE-003 finds the assigned Exchange role granting each (never runs them)",
+        group="policy",
+    )
+    rbac_role_group: str | None = _setting(
+        "str",
+        None,
+        "Exchange role group the RBAC fix adds the app's service principal pointer to",
+        group="policy",
+    )
     # The auditor identity that reads Graph.
     auditor_credential: str = _setting(
         "choice",

@@ -18,6 +18,7 @@ from cbacheck.fixers.actions import (
     Ref,
 )
 from cbacheck.fixers.planning import CannotPlan, PlanContext, planner
+from cbacheck.fixers.rbac_planners import rbac_actions, uses_exchange_rbac
 
 DEFAULT_APP_NAME: Final = "Exchange Online automation"
 PORTAL_SUBSCRIPTIONS: Final = "https://admin.microsoft.com/#/subscriptions"
@@ -192,6 +193,20 @@ def _role_refused(ctx: PlanContext, role: str, role_name: str) -> ManualStep | N
     )
 
 
+def _exchange_accepts(ctx: PlanContext) -> ManualStep:
+    """Exchange already runs the probe's cmdlet for the app: adding an Entra role would only widen its rights."""
+    return ManualStep(
+        id="role-exchange-accepts",
+        mends=ctx.mends("assign_directory_role"),
+        reason=f"Exchange already accepts the app ({ctx.settings.exchange_cmdlet} succeeded), so cbacheck adds no "
+        "Entra role over what authorises it now",
+        explanation="If the automation needs more than it holds, give it the least Exchange role group that holds "
+        "its cmdlets (list them in exchange_cmdlets; set rbac_role_group and run --fix apply), or assign "
+        "required_role yourself.",
+        portal=catalogue.PORTAL_ROLES,
+    )
+
+
 def _supported_names() -> str:
     return ", ".join(sorted(wellknown.DIRECTORY_ROLE_NAMES.get(role, role) for role in SUPPORTED_ROLES))
 
@@ -211,6 +226,10 @@ def plan_assign_directory_role(ctx: PlanContext) -> list[Action]:
         assignments = ctx.require(fix, ctx.tenant.role_assignments)
         if any(assignment.grants_tenant_wide({role}) for assignment in assignments):
             return []
+    if uses_exchange_rbac(ctx):
+        # Never an Entra role for an app Exchange accepts or that uses Exchange RBAC: that would undo a
+        # deliberate least-privilege design. Its own path gets its own fix.
+        return [_exchange_accepts(ctx)] if ctx.tenant.exchange_accepted() else rbac_actions(ctx, fix)
     refused = _role_refused(ctx, role, role_name)
     if refused is not None:
         return [refused]

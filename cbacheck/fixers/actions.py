@@ -30,6 +30,12 @@ PERMISSION_PATCH_SERVICE_PRINCIPAL: Final = (
 # (https://learn.microsoft.com/graph/api/serviceprincipal-post-approleassignments).
 PERMISSION_GRANT_APP_ROLE: Final = "AppRoleAssignment.ReadWrite.All and Application.Read.All"
 PERMISSION_ASSIGN_DIRECTORY_ROLE: Final = "RoleManagement.ReadWrite.Directory"
+# Exchange RBAC writes: Exchange.ManageAsApp and the Role Management role (Organization Management), or the Entra
+# role Exchange Administrator (https://learn.microsoft.com/powershell/exchange/find-exchange-cmdlet-permissions).
+PERMISSION_EXCHANGE_RBAC: Final = (
+    "Exchange.ManageAsApp and Role Management in Exchange (Organization Management, or Exchange Administrator)"
+)
+EXCHANGE_INVOKE_PATH: Final = "/adminapi/beta/{tenant}/InvokeCommand"
 PERMISSION_LOCAL: Final = "none (local files only)"
 PERMISSION_MANUAL: Final = "none (done by a person)"
 
@@ -380,6 +386,49 @@ class RemoveKeyCredentials(Action):
         return described
 
 
+def exchange_command(cmdlet: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """An Exchange admin API write as the plan shows it."""
+    return {
+        "method": "POST",
+        "path": EXCHANGE_INVOKE_PATH,
+        "body": {"CmdletInput": {"CmdletName": cmdlet, "Parameters": parameters}},
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateExchangeServicePrincipal(Action):
+    """New-ServicePrincipal: the pointer Exchange RBAC is given to, with the SERVICE PRINCIPAL's object id.
+
+    -ObjectId is "the unique ObjectId GUID value for the service principal", the Object ID under Enterprise
+    applications, not the app registration's
+    (https://learn.microsoft.com/powershell/module/exchangepowershell/new-serviceprincipal).
+    """
+
+    app_id: str | Ref
+    object_id: str | Ref
+    display_name: str
+    permission: ClassVar[str] = PERMISSION_EXCHANGE_RBAC
+
+    def describe(self) -> dict[str, Any]:
+        parameters = {"AppId": shown(self.app_id), "ObjectId": shown(self.object_id), "DisplayName": self.display_name}
+        return {"reads": [{"cmdlet": "Get-ServicePrincipal"}], **exchange_command("New-ServicePrincipal", parameters)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddRoleGroupMember(Action):
+    """Add-RoleGroupMember: the app's service principal pointer joins an Exchange role group."""
+
+    group: str
+    member: str | Ref  # the pointer's ObjectId (the service principal's object id)
+    roles: tuple[str, ...] = ()  # the group's roles, for the plan's reader
+    permission: ClassVar[str] = PERMISSION_EXCHANGE_RBAC
+
+    def describe(self) -> dict[str, Any]:
+        parameters = {"Identity": self.group, "Member": shown(self.member)}
+        described = exchange_command("Add-RoleGroupMember", parameters)
+        return {"reads": [{"cmdlet": "Get-RoleGroup", "Identity": self.group}], **described, "roles": list(self.roles)}
+
+
 @dataclass(frozen=True, kw_only=True)
 class ManualStep(Action):
     """A step cbacheck never takes itself (secrets, extra permissions, roles, audience, licensing)."""
@@ -413,5 +462,7 @@ ALL_ACTION_KINDS: Final = (
     GrantAppRole,
     AssignDirectoryRole,
     RemoveKeyCredentials,
+    CreateExchangeServicePrincipal,
+    AddRoleGroupMember,
     ManualStep,
 )

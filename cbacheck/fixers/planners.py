@@ -9,12 +9,12 @@ from typing import Any
 from cbacheck.config import Settings
 from cbacheck.errors import FixError
 from cbacheck.facts import CertFacts, TenantFacts
-from cbacheck.fixers import access_planners, certificate_planners
+from cbacheck.fixers import access_planners, certificate_planners, rbac_planners
 from cbacheck.fixers.actions import Action
 from cbacheck.fixers.planning import NO_OPT_INS, PLANNER_ORDER, PLANNERS, CannotPlan, OptIns, PlanContext, needed_fixes
 
 # Importing the planner modules registers their @planner functions in PLANNERS.
-PLANNER_MODULES = (certificate_planners, access_planners)
+PLANNER_MODULES = (certificate_planners, access_planners, rbac_planners)
 
 
 def plan(

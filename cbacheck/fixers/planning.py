@@ -48,6 +48,9 @@ class OptIns:
     allow_roles: frozenset[str] = frozenset()  # role template ids, lower case (over-privileged ones stay manual)
     enable_service_principal: bool = False  # an admin may have disabled it on purpose
     create_app: bool = False  # a missing app_id looks the same as a typo
+    # Exchange role groups (lower-case names) the RBAC fix may add the app to although they manage roles
+    # (Organization Management, or a group holding Role Management).
+    allow_role_groups: frozenset[str] = frozenset()
 
 
 NO_OPT_INS: Final = OptIns()

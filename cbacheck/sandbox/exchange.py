@@ -12,6 +12,7 @@ from werkzeug.wrappers import Request, Response
 
 from cbacheck import wellknown
 from cbacheck.sandbox.entra.signer import AccessTokenError, TokenSigner
+from cbacheck.sandbox.rbac import CMDLET_ROLES, ExchangeRbac, pointer_names
 from cbacheck.sandbox.response import Call, json_response
 from cbacheck.sandbox.state import TenantState
 from cbacheck.sandbox.values import JsonObject, stable_guid
@@ -24,30 +25,8 @@ CONTENT_TYPE: Final = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 )
 
-# --- which supported Entra role may run which cmdlet: one table (UNCONFIRMED) -------------------
-# Microsoft: "The Global Administrator and Exchange Administrator roles provide the required
-# permissions for any task in Exchange Online PowerShell ... The Security Administrator role does
-# not have the necessary permissions for those same tasks."
-# (https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2). UNCONFIRMED: Security
-# Reader/Administrator get configuration reads only; Get-Mailbox answers them 401 (as reported by
-# users of the module, not documented).
-_ALL_SUPPORTED: Final = wellknown.EXCHANGE_SUPPORTED_ROLES
-_RECIPIENT_READERS: Final = frozenset(
-    {
-        wellknown.EXCHANGE_ADMINISTRATOR,
-        wellknown.GLOBAL_ADMINISTRATOR,
-        wellknown.GLOBAL_READER,
-        wellknown.EXCHANGE_RECIPIENT_ADMINISTRATOR,
-        wellknown.HELPDESK_ADMINISTRATOR,
-        wellknown.COMPLIANCE_ADMINISTRATOR,
-    }
-)
-CMDLET_ROLES: Final[dict[str, frozenset[str]]] = {
-    "Get-OrganizationConfig": _ALL_SUPPORTED,
-    "Get-AcceptedDomain": _ALL_SUPPORTED,
-    "Get-Mailbox": _RECIPIENT_READERS,
-    "Get-EXOMailbox": _RECIPIENT_READERS,
-}
+# Which role may run which cmdlet: one table, in cbacheck/sandbox/rbac.py (CMDLET_ROLES for Entra roles,
+# ROLE_CMDLETS and BUILTIN_ROLE_GROUPS for Exchange RBAC).
 
 # --- error texts: one table ---------------------------------------------------------------------
 EXCHANGE_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
@@ -83,6 +62,15 @@ EXCHANGE_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
         "BadRequest",
         'The request body must be {{"CmdletInput": {{"CmdletName": ..., "Parameters": {{...}}}}}}.',
     ),
+    # UNCONFIRMED wording and status of the RBAC write refusals.
+    "missing_parameter": (400, "BadRequest", "A parameter cannot be found or is missing: -{name}."),
+    "duplicate_pointer": (
+        400,
+        "BadRequest",
+        "A service principal with ObjectId '{object_id}' already exists in the organization.",
+    ),
+    # UNCONFIRMED (R8).
+    "already_member": (400, "BadRequest", "The recipient '{member}' is already a member of the group '{group}'."),
     # UNCONFIRMED wording and status.
     "not_found": (
         404,
@@ -101,6 +89,121 @@ class ExchangeFault(Exception):
         super().__init__(self.message)
 
 
+class RbacCmdlets:
+    """The RBAC cmdlets, as mixed into ExchangeService (state and rbac are set there)."""
+
+    state: TenantState
+    rbac: ExchangeRbac
+
+    def get_service_principal(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
+        """The pointer -Identity names; every pointer without it, or when it names none.
+
+        "The value $null or a non-existent value for the Identity parameter returns *all* objects"
+        (https://learn.microsoft.com/powershell/module/exchangepowershell/get-serviceprincipal).
+        """
+        identity = _text(parameters, "Identity")
+        return [dict(p) for p in self.rbac.find_pointers(identity) or self.rbac.find_pointers(None)]
+
+    def get_role_group(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
+        """The group -Identity names; every group without it, or when it names none (the same documented caution,
+        https://learn.microsoft.com/powershell/module/exchangepowershell/get-rolegroup)."""
+        identity = _text(parameters, "Identity")
+        groups = [dict(g) for g in self.rbac.role_groups()]
+        named = [g for g in groups if identity and str(g["Name"]).lower() == identity.lower()]
+        return named or groups
+
+    def get_role_group_member(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
+        group = self._group(parameters)
+        members = {m.lower() for m in group.get("Members", [])}
+        return [
+            {**p, "Name": p.get("Name", p["ObjectId"]), "RecipientType": "ServicePrincipal"}
+            for p in self.state.exchange["servicePrincipals"]
+            if pointer_names(p) & members
+        ]
+
+    def get_management_role_assignment(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
+        """-RoleAssignee returns direct and role-group assignments, as documented
+        (https://learn.microsoft.com/powershell/module/exchangepowershell/get-managementroleassignment).
+
+        UNCONFIRMED (R6): a pointer is named by its ObjectId, Identity or DisplayName, and role-group
+        assignments carry the group's name as RoleAssignee.
+        """
+        assignee = _text(parameters, "RoleAssignee")
+        role = _text(parameters, "Role")
+        if assignee:
+            group = self.rbac.role_group(assignee)
+            pointers = self.rbac.find_pointers(assignee)
+            if group is not None:
+                found = self.rbac.group_assignments(group)
+            elif pointers:
+                found = [a for p in pointers for a in self.rbac.assignments_for(p)]
+            else:
+                raise ExchangeFault("not_found", identity=assignee, server=self.state.initial_domain)
+        else:
+            found = list(self.state.exchange["managementRoleAssignments"])
+            for group in self.rbac.role_groups():
+                found += [a for a in self.rbac.group_assignments(group) if a not in found]
+        if role:
+            found = [a for a in found if str(a["Role"]).lower() == role.lower()]
+        return [dict(a) for a in found]
+
+    def get_management_role(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
+        cmdlet = _text(parameters, "Cmdlet")
+        custom = {str(r["Name"]): r for r in self.state.exchange["managementRoles"]}
+        names = self.rbac.roles_with_cmdlet(cmdlet) if cmdlet else sorted(self.rbac.role_cmdlets())
+        return [
+            {
+                "Name": name,
+                "Identity": name,
+                "RoleType": "Custom" if name in custom else "BuiltIn",
+                "IsRootRole": name not in custom,
+                "Parent": custom[name]["Parent"] if name in custom else None,
+            }
+            for name in names
+        ]
+
+    def new_service_principal(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
+        """A pointer; Exchange does not check ObjectId against Entra (a wrong one is a silent failure).
+
+        UNCONFIRMED (R5): only the same ObjectId twice is refused; the same AppId with another ObjectId is not.
+        """
+        app_id, object_id = _text(parameters, "AppId"), _text(parameters, "ObjectId")
+        if not app_id or not object_id:
+            raise ExchangeFault("missing_parameter", name="AppId" if not app_id else "ObjectId")
+        with self.state.writing():
+            if any(str(p["ObjectId"]).lower() == object_id.lower() for p in self.state.exchange["servicePrincipals"]):
+                raise ExchangeFault("duplicate_pointer", object_id=object_id)
+            pointer: JsonObject = {
+                "AppId": app_id,
+                "ObjectId": object_id,
+                "DisplayName": _text(parameters, "DisplayName") or app_id,
+                "Identity": object_id,
+                "Name": object_id,
+            }
+            self.state.exchange["servicePrincipals"].append(pointer)
+        return [dict(pointer)]
+
+    def add_role_group_member(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
+        group = self._group(parameters)
+        member = _text(parameters, "Member")
+        pointers = self.rbac.find_pointers(member) if member else []
+        if len(pointers) != 1:
+            raise ExchangeFault("not_found", identity=member or "(none)", server=self.state.initial_domain)
+        with self.state.writing():
+            stored = self.rbac.stored_group(str(group["Name"]))
+            if pointer_names(pointers[0]) & {m.lower() for m in stored.get("Members", [])}:
+                raise ExchangeFault("already_member", member=member, group=str(stored["Name"]))
+            stored.setdefault("Members", []).append(str(pointers[0]["Identity"]))
+        return []
+
+    def _group(self, parameters: Mapping[str, Any]) -> JsonObject:
+        identity = _text(parameters, "Identity")
+        group = self.rbac.role_group(identity) if identity else None
+        if group is None:
+            raise ExchangeFault("not_found", identity=identity or "(none)", server=self.state.initial_domain)
+        return group
+
+
 @dataclass(frozen=True)
 class _Principal:
     app_id: str
@@ -108,7 +211,7 @@ class _Principal:
     wids: frozenset[str]
 
 
-class ExchangeService:
+class ExchangeService(RbacCmdlets):
     """The adminapi InvokeCommand endpoint over one tenant state."""
 
     def __init__(self, state: TenantState, signer: TokenSigner) -> None:
@@ -119,7 +222,15 @@ class ExchangeService:
             "Get-AcceptedDomain": self.get_accepted_domain,
             "Get-Mailbox": self.get_mailbox,
             "Get-EXOMailbox": self.get_mailbox,
+            "Get-ServicePrincipal": self.get_service_principal,
+            "Get-RoleGroup": self.get_role_group,
+            "Get-RoleGroupMember": self.get_role_group_member,
+            "Get-ManagementRoleAssignment": self.get_management_role_assignment,
+            "Get-ManagementRole": self.get_management_role,
+            "New-ServicePrincipal": self.new_service_principal,
+            "Add-RoleGroupMember": self.add_role_group_member,
         }
+        self.rbac = ExchangeRbac(state.exchange)
 
     def invoke(self, request: Request, call: Call, tenant: str) -> Response:
         headers = {
@@ -200,14 +311,19 @@ class ExchangeService:
         return name, parameters
 
     def _authorize(self, principal: _Principal, cmdlet: str) -> None:
+        """Exchange.ManageAsApp, then a supported role in wids or an RBAC path; the cmdlet must be in one of them."""
         if wellknown.EXCHANGE_MANAGE_AS_APP not in principal.roles:
             raise ExchangeFault("no_manage_as_app", app_id=principal.app_id)
         supported = {r.lower() for r in wellknown.EXCHANGE_SUPPORTED_ROLES}
         held = principal.wids & supported
-        if not held:
+        with self.state.lock:
+            sp = self.state.service_principal(app_id=principal.app_id)
+            # RBAC combines the permissions of every source (Option 3 of the app-only article).
+            rbac_cmdlets = self.rbac.cmdlets_for(principal.app_id, str(sp["id"]) if sp else None)
+        if not held and rbac_cmdlets is None:
             raise ExchangeFault("role_not_supported", app_id=principal.app_id)
         allowed = {r.lower() for r in CMDLET_ROLES[cmdlet]}
-        if not held & allowed:
+        if not held & allowed and cmdlet.lower() not in (rbac_cmdlets or set()):
             raise ExchangeFault("cmdlet_not_allowed", cmdlet=cmdlet)
 
     # cmdlets -----------------------------------------------------------------------------------
@@ -284,6 +400,11 @@ class ExchangeService:
         if isinstance(size, int) and size > 0:
             boxes = boxes[:size]
         return boxes
+
+
+def _text(parameters: Mapping[str, Any], name: str) -> str:
+    value = parameters.get(name)
+    return str(value) if isinstance(value, str | int) else ""
 
 
 def _select(values: list[JsonObject], select: str | None) -> list[JsonObject]:

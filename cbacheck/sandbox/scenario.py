@@ -39,7 +39,7 @@ _HASHES: Final[dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]]] =
 _RELATIVE_TIME: Final = re.compile(r"^now(?:([+-]\d+)d)?$")
 _SP_REFERENCE: Final = re.compile(r"^\{sp:([0-9a-fA-F-]{36})\}$")
 _SCENARIO_KEYS: Final = frozenset(
-    {"description", "breaks", "certificates", "identities", "tenant", "organization", "state"}
+    {"description", "breaks", "certificates", "identities", "tenant", "organization", "settings", "state"}
 )
 
 
@@ -61,6 +61,8 @@ class Scenario:
     description: str
     breaks: tuple[str, ...]
     path: Path | None = None
+    # cbacheck settings the scenario is meant to be checked with (exchange_cmdlets, rbac_role_group, ...).
+    settings: Mapping[str, str | list[str]] = field(default_factory=dict)
     doc: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -228,11 +230,17 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     breaks = doc.get("breaks", [])
     if not isinstance(breaks, list) or not all(isinstance(b, str) for b in breaks):
         raise SandboxStateError(f"{source}: $.breaks: expected an array of requirement IDs. Fix the file.")
+    settings = doc.get("settings", {})
+    if not isinstance(settings, dict) or not all(
+        isinstance(v, str) or (isinstance(v, list) and all(isinstance(i, str) for i in v)) for v in settings.values()
+    ):
+        raise SandboxStateError(f"{source}: $.settings: expected an object of strings or string arrays. Fix the file.")
     return Scenario(
         name=path.stem,
         description=str(doc.get("description", "")),
         breaks=tuple(breaks),
         path=path,
+        settings=settings,
         doc=doc,
     )
 

@@ -20,6 +20,8 @@ COLLECTIONS: Final = (
     "roleEligibilitySchedules",
     "mailboxes",
 )
+# The lists of the state's `exchange` object (Exchange RBAC, in the shape the cmdlets print).
+EXCHANGE_COLLECTIONS: Final = ("servicePrincipals", "roleGroups", "managementRoleAssignments", "managementRoles")
 
 # --- object templates: the full Graph shape, filled in when an object is rendered ---------------
 

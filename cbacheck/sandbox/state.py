@@ -16,7 +16,7 @@ from typing import Any
 
 from cbacheck.sandbox import payloads
 from cbacheck.sandbox.faults import Conflict, InvalidRequest, ObjectNotFound
-from cbacheck.sandbox.schema import COLLECTIONS
+from cbacheck.sandbox.schema import COLLECTIONS, EXCHANGE_COLLECTIONS
 from cbacheck.sandbox.values import (
     JsonObject,
     assignment_id,
@@ -48,6 +48,10 @@ class TenantState:
         self.lock = threading.RLock()
         self.data: dict[str, list[JsonObject]] = {name: data[name] for name in COLLECTIONS}
         self.builtins: dict[str, bool] = dict(data.get("builtins", {}))
+        exchange = data.get("exchange") or {}
+        self.exchange: dict[str, list[JsonObject]] = {
+            name: list(exchange.get(name, [])) for name in EXCHANGE_COLLECTIONS
+        }
         self.propagation_s = propagation_s
         self.clock = clock
         # Object id (or keyId) -> wall-clock time from which token issuance sees it. Objects
@@ -413,6 +417,8 @@ class TenantState:
             off = {k: v for k, v in self.builtins.items() if not v}
             if off:
                 doc["builtins"] = off
+            if any(self.exchange.values()):
+                doc["exchange"] = copy.deepcopy(self.exchange)
             return doc
 
 

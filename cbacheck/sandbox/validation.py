@@ -18,7 +18,8 @@ from cbacheck.sandbox.firstparty import (
     builtin_graph_sp,
     builtin_role_definitions,
 )
-from cbacheck.sandbox.schema import COLLECTIONS
+from cbacheck.sandbox.rbac import BUILTIN_ROLE_GROUPS, DEFAULT_WRITE_SCOPE, ROLE_CMDLETS
+from cbacheck.sandbox.schema import COLLECTIONS, EXCHANGE_COLLECTIONS
 from cbacheck.sandbox.values import (
     DEFAULT_ACCESS_ROLE,
     JsonObject,
@@ -30,7 +31,7 @@ from cbacheck.sandbox.values import (
     stable_guid,
 )
 
-KNOWN_TOP_LEVEL: Final = frozenset(COLLECTIONS) | {"builtins", "@odata.context"}
+KNOWN_TOP_LEVEL: Final = frozenset(COLLECTIONS) | {"builtins", "exchange", "@odata.context"}
 # The largest state the sandbox loads (a 10,000-application tenant is about 12 MiB) and the deepest
 # nesting it accepts (Graph JSON nests a few levels; deeper input only threatens the recursion limit).
 MAX_STATE_BYTES: Final = 64 * 2**20
@@ -196,6 +197,7 @@ def validate(doc: object, source: str) -> JsonObject:
     for i, mbx in enumerate(data["mailboxes"]):
         check.string(mbx, "PrimarySmtpAddress", f"$.mailboxes[{i}]")
     data["builtins"] = {flag: builtins.get(flag, True) for flag in BUILTIN_FLAGS}
+    data["exchange"] = _exchange(check, root.get("exchange", {}))
     return data
 
 
@@ -350,6 +352,82 @@ def _directory_roles(
         if not isinstance(scope, str) or not scope.startswith("/"):
             raise check.fail(f"{path}.directoryScopeId", "expected '/' or '/<scope path>'")
     check.unique(assignments, "id", f"$.{name}")
+
+
+def _exchange(check: _Check, value: object) -> JsonObject:
+    """The Exchange RBAC objects, in the shape the Exchange cmdlets print them (PascalCase fields)."""
+    root = check.obj(value, "$.exchange")
+    for key in root:
+        if key not in EXCHANGE_COLLECTIONS:
+            raise check.fail(f"$.exchange.{key}", f"unknown key; expected some of {', '.join(EXCHANGE_COLLECTIONS)}")
+    out: JsonObject = {name: check.items(root.get(name, []), f"$.exchange.{name}") for name in EXCHANGE_COLLECTIONS}
+    roles = _management_roles(check, out["managementRoles"])
+    for i, sp in enumerate(out["servicePrincipals"]):
+        path = f"$.exchange.servicePrincipals[{i}]"
+        check.guid(sp, "AppId", path)
+        check.guid(sp, "ObjectId", path)
+        check.string(sp, "DisplayName", path, required=False)
+        sp.setdefault("DisplayName", sp["AppId"])
+        sp.setdefault("Identity", sp["ObjectId"])
+        sp.setdefault("Name", sp["ObjectId"])
+    check.unique(out["servicePrincipals"], "ObjectId", "$.exchange.servicePrincipals")
+    for i, group in enumerate(out["roleGroups"]):
+        path = f"$.exchange.roleGroups[{i}]"
+        name = check.string(group, "Name", path)
+        group.setdefault("Roles", list(BUILTIN_ROLE_GROUPS.get(str(name), ())))
+        for field in ("Roles", "Members"):
+            group[field] = _strings(check, group.get(field, []), f"{path}.{field}")
+        _known_roles(check, group["Roles"], roles, f"{path}.Roles")
+        group.setdefault("Identity", name)
+        group.setdefault("DisplayName", name)
+    check.unique(out["roleGroups"], "Name", "$.exchange.roleGroups")
+    groups = {str(g["Name"]).lower() for g in out["roleGroups"]} | {g.lower() for g in BUILTIN_ROLE_GROUPS}
+    for i, ra in enumerate(out["managementRoleAssignments"]):
+        path = f"$.exchange.managementRoleAssignments[{i}]"
+        role = check.string(ra, "Role", path)
+        assignee = check.string(ra, "RoleAssignee", path)
+        _known_roles(check, [str(role)], roles, f"{path}.Role")
+        kind = ra.setdefault("RoleAssigneeType", "RoleGroup" if str(assignee).lower() in groups else "ServicePrincipal")
+        if kind not in ("RoleGroup", "ServicePrincipal"):
+            raise check.fail(f"{path}.RoleAssigneeType", "expected RoleGroup or ServicePrincipal")
+        check.boolean(ra, "Enabled", path)
+        ra.setdefault("Enabled", True)
+        ra.setdefault("RecipientWriteScope", DEFAULT_WRITE_SCOPE)
+        ra.setdefault("CustomRecipientWriteScope", None)
+        ra.setdefault("RecipientAdministrativeUnitScope", None)
+        ra.setdefault("RoleAssigneeName", assignee)
+        ra.setdefault("Name", f"{role}-{assignee}")
+        ra.setdefault("Identity", ra["Name"])
+    check.unique(out["managementRoleAssignments"], "Name", "$.exchange.managementRoleAssignments")
+    return out
+
+
+def _management_roles(check: _Check, roles: list[JsonObject]) -> set[str]:
+    """Custom roles: a Name, a built-in Parent and a subset of the parent's cmdlets (New-ManagementRole -Parent)."""
+    for i, role in enumerate(roles):
+        path = f"$.exchange.managementRoles[{i}]"
+        check.string(role, "Name", path)
+        parent = check.string(role, "Parent", path)
+        if parent not in ROLE_CMDLETS:
+            raise check.fail(f"{path}.Parent", f"expected one of {', '.join(ROLE_CMDLETS)}")
+        role["Cmdlets"] = _strings(check, role.get("Cmdlets", []), f"{path}.Cmdlets")
+        extra = set(role["Cmdlets"]) - ROLE_CMDLETS[parent]
+        if extra:
+            raise check.fail(f"{path}.Cmdlets", f"{sorted(extra)} are not cmdlets of the parent role {parent!r}")
+    check.unique(roles, "Name", "$.exchange.managementRoles")
+    return {str(r["Name"]) for r in roles} | set(ROLE_CMDLETS)
+
+
+def _strings(check: _Check, value: object, path: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise check.fail(path, "expected a JSON array of strings")
+    return list(value)
+
+
+def _known_roles(check: _Check, names: list[str], known: set[str], path: str) -> None:
+    for name in names:
+        if name not in known:
+            raise check.fail(path, f"no management role {name!r} (known: {', '.join(sorted(known))})")
 
 
 def _has_app(sps: Iterable[JsonObject], app_id: str) -> bool:

@@ -15,6 +15,7 @@ from cbacheck.config import Settings
 from cbacheck.facts import (
     AppRegistration,
     ExchangeProbe,
+    ExchangeRbac,
     Organization,
     ServicePrincipal,
     TenantFacts,
@@ -76,7 +77,9 @@ def test_a_healthy_sandbox_gives_every_fact_in_two_round_trips(sandbox: Sandbox)
     assert facts.token.header["alg"] == "RS256" and "x5t" not in facts.token.claims
     assert isinstance(facts.exchange, ExchangeProbe) and facts.exchange.ok, facts.exchange
     assert facts.stats.graph_round_trips <= 2
-    assert facts.stats.token_requests == 2  # the auditor's Graph token and the app's Exchange token
+    # The auditor's Graph and Exchange tokens and the app's Exchange token.
+    assert facts.stats.token_requests == 3
+    assert isinstance(facts.exchange_rbac, ExchangeRbac) and facts.exchange_rbac.pointers == ()
     assert sandbox.stats.snapshot()["graph_requests"] == facts.stats.graph_round_trips
 
 
@@ -165,3 +168,40 @@ def test_injected_faults_are_retried_and_everything_is_still_collected() -> None
     assert isinstance(facts.app, AppRegistration) and isinstance(facts.organization, Organization)
     assert isinstance(facts.token, TokenAttempt) and facts.token.acquired
     assert isinstance(facts.exchange, ExchangeProbe) and facts.exchange.ok
+
+
+def test_exchange_rbac_is_read_by_the_auditor_with_its_own_exchange_token() -> None:
+    with Sandbox("option3-combined") as sb:
+        settings = dataclasses.replace(settings_for(sb), exchange_cmdlets=("Get-Mailbox",))
+        facts = collect(settings)
+        sp = facts.app_sp
+    rbac = facts.exchange_rbac
+    assert isinstance(rbac, ExchangeRbac) and isinstance(sp, ServicePrincipal)
+    assert rbac.authorised(sp.object_id)
+    assert set(rbac.roles_of(sp.object_id)) == {"View-Only Configuration", "View-Only Recipients"}
+    assert rbac.roles_for("Get-Mailbox", sp.object_id) == ("View-Only Recipients",)
+    scopes = {a["Role"]: a["CustomRecipientWriteScope"] for a in rbac.write_scopes(sp.object_id)}
+    assert scopes["View-Only Recipients"] == "Automation mailboxes"
+
+
+def test_a_pointer_with_the_app_registrations_object_id_is_found_but_does_not_match() -> None:
+    with Sandbox("rbac-wrong-object-id") as sb:
+        facts = collect(settings_for(sb))
+    rbac, sp, app = facts.exchange_rbac, facts.app_sp, facts.app
+    assert isinstance(rbac, ExchangeRbac) and isinstance(sp, ServicePrincipal) and isinstance(app, AppRegistration)
+    assert not rbac.authorised(sp.object_id) and rbac.holds_assignment()
+    assert [p.object_id for p in rbac.mismatched_pointers(sp.object_id)] == [app.object_id]
+    assert facts.rbac_path() is True
+
+
+def test_without_exchange_access_for_the_auditor_rbac_is_unavailable_naming_the_least_role() -> None:
+    with Sandbox("exchange-sp-missing") as sb:
+        facts = collect(settings_for(sb))
+    assert isinstance(facts.exchange_rbac, Unavailable)
+    assert "View-Only Organization Management" in str(facts.exchange_rbac)
+
+
+def test_a_listed_cmdlet_that_is_no_cmdlet_name_is_never_sent() -> None:
+    with Sandbox("rbac-only") as sb:
+        facts = collect(dataclasses.replace(settings_for(sb), exchange_cmdlets=("Get-Mailbox; Remove-Mailbox",)))
+    assert isinstance(facts.exchange_rbac, Unavailable) and "not a cmdlet name" in str(facts.exchange_rbac)

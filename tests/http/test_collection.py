@@ -204,10 +204,15 @@ class Tenant:
             json=body if body is not None else {"value": [{"Name": "contoso", "Identity": "contoso"}]},
         )
 
+    def rbac(self) -> None:
+        """The auditor's RBAC reads: the admin API by tenant id (they run beside Graph), no pointer, no group."""
+        self.mock.post(f"{EXO}/adminapi/beta/{TENANT_ID}/InvokeCommand", json={"value": []})
+
     def everything(self) -> None:
         self.identity_platform()
         self.graph()
         self.exchange()
+        self.rbac()
 
 
 @pytest.fixture
@@ -253,8 +258,8 @@ def test_a_healthy_tenant_gives_every_fact_in_one_graph_round_trip(
     ]
     assert f"principalId eq '{SP_ID}'" in tenant.batches[0][5]["url"]
     assert facts.stats.graph_requests == 7
-    assert facts.stats.token_requests == 2
-    assert facts.stats.exchange_requests == 1
+    assert facts.stats.token_requests == 3  # the auditor reads RBAC with its own Exchange token
+    assert facts.stats.exchange_requests == 3, facts.exchange_rbac
     assert facts.app.source is not None and facts.app.source.batched and facts.app.source.request_id == "r-app"
     assert len([s for s in facts.requests if s.batched]) == 7
 
@@ -518,8 +523,12 @@ def test_national_cloud_endpoints_and_scopes(
 
     facts = run(gcchigh, waits)
 
-    # The auditor's and the app's paths run side by side: either may ask first.
-    assert sorted(scopes) == ["https://graph.microsoft.us/.default", "https://outlook.office365.us/.default"]
+    # The auditor's Graph and Exchange (RBAC reads) tokens and the app's Exchange token, side by side.
+    assert sorted(scopes) == [
+        "https://graph.microsoft.us/.default",
+        "https://outlook.office365.us/.default",
+        "https://outlook.office365.us/.default",
+    ]
     assert isinstance(facts.app, AppRegistration)
     assert isinstance(facts.exchange, ExchangeProbe) and facts.exchange.url.startswith("https://outlook.office365.us/")
     assert LOGIN not in repr([s.url for s in facts.requests])

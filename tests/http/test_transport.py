@@ -158,5 +158,6 @@ def test_fact_names_are_the_collected_fields_of_tenant_facts() -> None:
         "role_eligibilities",
         "token",
         "exchange",
+        "exchange_rbac",
     )
     assert set(WHAT) <= set(FACT_NAMES)

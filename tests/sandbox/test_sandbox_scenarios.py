@@ -10,6 +10,10 @@ from cbacheck.sandbox import Sandbox, scenario_names
 # scenario -> (AADSTS codes of the token request or None, HTTP status of Get-OrganizationConfig)
 OUTCOMES: dict[str, tuple[int | list[int] | None, int | None]] = {
     "healthy": (None, 200),
+    "rbac-only": (None, 200),
+    "rbac-wrong-object-id": (None, 401),
+    "rbac-cmdlet-missing": (None, 200),
+    "option3-combined": (None, 200),
     "demo-broken": (700027, None),
     "app-missing": (700016, None),
     "sp-missing": (7000229, None),

@@ -49,8 +49,9 @@ def test_every_scenario_loads_and_names_real_requirements(name: str) -> None:
     scenario = load_scenario(name)
     assert scenario.description
     assert all(re.fullmatch(r"CBA-(CERT|APP|KEY|PERM|ROLE|ORG|TOKEN|EXO)-\d{3}", b) for b in scenario.breaks)
-    # Only the healthy tenants break nothing (no-p2 works without a PIM licence).
-    assert (scenario.breaks == ()) == (name in ("healthy", "no-p2"))
+    # The healthy tenants break nothing: Microsoft's three ways to authorise the app (Entra role, Exchange
+    # RBAC, both), and a tenant without a PIM licence.
+    assert (scenario.breaks == ()) == (name in ("healthy", "rbac-only", "option3-combined", "no-p2"))
     with Sandbox(name) as sb:
         assert set(sb.identities) == {"under_test", "auditor", "admin"}
         for ident in sb.identities.values():

@@ -18,11 +18,15 @@ from cbacheck.facts import (
     CertFacts,
     DirectoryRoleAssignment,
     ExchangeProbe,
+    ExchangeRbac,
+    ExchangeServicePrincipal,
     KeyCredential,
+    ManagementRoleAssignment,
     Organization,
     PasswordCredential,
     RequiredResource,
     ResourceAccess,
+    RoleGroup,
     ServicePrincipal,
     TenantFacts,
     TokenAttempt,
@@ -282,6 +286,7 @@ def tenant(**overrides: Any) -> TenantFacts:
         "token": token(),
         "exchange": probe_ok(),
         "auditor": "certificate app (test)",
+        "exchange_rbac": rbac(),
     }
     values.update(overrides)
     return TenantFacts(**values)
@@ -295,3 +300,19 @@ def settings(**overrides: Any) -> Settings:
 
 def replace(facts: TenantFacts, **changes: Any) -> TenantFacts:
     return dataclasses.replace(facts, **changes)
+
+
+def rbac(
+    *, object_id: str = "", roles: tuple[str, ...] = (), group: str = "Automation readers", **cmdlet_roles: Any
+) -> ExchangeRbac:
+    """Exchange RBAC as the auditor reads it: no pointer by default; with object_id, a pointer in a role group."""
+    if not object_id:
+        return ExchangeRbac((), (), (), {})
+    pointer = ExchangeServicePrincipal(APP_ID, object_id, object_id, "Exchange automation")
+    assignments = tuple(
+        ManagementRoleAssignment(object_id, f"{r}-{group}", r, group, "RoleGroup", "Organization", None, None, True)
+        for r in roles
+    )
+    groups = (RoleGroup(group, roles, (object_id,)),)
+    named = {k.replace("_", "-"): tuple(v) for k, v in cmdlet_roles.items()}
+    return ExchangeRbac((pointer,), assignments, groups, named)

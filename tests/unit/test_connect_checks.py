@@ -414,3 +414,13 @@ def test_refusal_with_a_custom_domain_organization_follows_from_org_001() -> Non
 def test_downstream_token_checks_name_the_aadsts_code_they_follow_from() -> None:
     err = token_002_failure(tf.token_failure(7000112, "AADSTS7000112: disabled"))
     assert "the app obtained no token (AADSTS7000112)" in str(err)
+
+
+def test_token_without_wids_passes_for_an_app_exchange_rbac_authorises() -> None:
+    rbac = tf.rbac(object_id=tf.APP_SP_ID, roles=("View-Only Configuration",))
+    record = token_002(tf.token(wids=None), tf.tenant(role_assignments=(), exchange_rbac=rbac))
+    assert "on the Entra-role path only" in record["expected"][0]
+
+
+def test_token_without_wids_still_fails_on_the_entra_role_path() -> None:
+    assert "no wids claim" in str(token_002_failure(tf.token(wids=None), tf.tenant()))

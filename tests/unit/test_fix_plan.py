@@ -19,10 +19,15 @@ from cbacheck.facts import (
     AppRoleAssignment,
     CertFacts,
     DirectoryRoleAssignment,
+    ExchangeProbe,
+    ExchangeRbac,
+    ExchangeServicePrincipal,
     KeyCredential,
+    ManagementRoleAssignment,
     Organization,
     RequiredResource,
     ResourceAccess,
+    RoleGroup,
     ServicePrincipal,
     TenantFacts,
     TokenAttempt,
@@ -31,9 +36,11 @@ from cbacheck.facts import (
 from cbacheck.fixers.actions import (
     AddKeyCredential,
     AddRequiredResourceAccess,
+    AddRoleGroupMember,
     AssignDirectoryRole,
     CreateApplication,
     CreateCertificate,
+    CreateExchangeServicePrincipal,
     CreateServicePrincipal,
     EnableServicePrincipal,
     GrantAppRole,
@@ -666,9 +673,7 @@ def test_settings_after_take_the_new_app_id_and_certificate() -> None:
 
 def test_journal_skips_a_line_cut_short_by_a_crash(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.jsonl")
-    journal.finished(
-        ActionResult("grant-exchange-consent", "GrantAppRole", "applied", output={"id": "g1"}), TENANT
-    )
+    journal.finished(ActionResult("grant-exchange-consent", "GrantAppRole", "applied", output={"id": "g1"}), TENANT)
     with journal.path.open("a", encoding="utf-8") as handle:
         handle.write('{"event": "started", "tenant": "contoso.onmicrosoft.com", "act')
     assert journal.outputs(TENANT) == {"grant-exchange-consent": {"id": "g1"}}
@@ -771,3 +776,66 @@ def test_opt_ins_come_only_from_the_command_line(capsys: pytest.CaptureFixture[s
     assert not {spec.name for spec in setting_fields()} & {"allow_role", "enable_service_principal", "create_app"}
     assert cli.main(["run", "--allow-role", "Chief Everything Officer"]) == 2
     assert "--allow-role 'Chief Everything Officer'" in capsys.readouterr().err
+
+
+# --- Exchange RBAC: never an Entra role for an app Exchange accepts or that uses RBAC ------------------
+
+
+def rbac_with(
+    pointer_object_id: str, group: str = "Automation readers", roles: tuple[str, ...] = ("View-Only Configuration",)
+) -> ExchangeRbac:
+    pointer = ExchangeServicePrincipal(APP_ID, pointer_object_id, pointer_object_id, "exo automation")
+    assignments = tuple(
+        ManagementRoleAssignment(
+            pointer_object_id, f"{r}-{group}", r, group, "RoleGroup", "Organization", None, None, True
+        )
+        for r in roles
+    )
+    groups = (
+        RoleGroup(group, roles, (pointer_object_id,)),
+        RoleGroup("Organization Management", ("Role Management", "View-Only Configuration"), ()),
+    )
+    return ExchangeRbac((pointer,), assignments, groups, {})
+
+
+def test_no_entra_role_is_planned_for_an_app_exchange_accepts(cert_facts: CertFacts) -> None:
+    probe = ExchangeProbe("Get-OrganizationConfig", "https://x", 200, ok=True)
+    facts = healthy(cert_facts, role_assignments=(), exchange=probe)
+    [step] = plan(settings(), facts, cert_facts, {"CBA-ROLE-001"})
+    assert isinstance(step, ManualStep) and "Exchange already accepts the app" in step.reason
+
+
+def test_a_pointer_with_the_wrong_object_id_gets_the_rbac_fix_not_an_entra_role(cert_facts: CertFacts) -> None:
+    facts = healthy(cert_facts, role_assignments=(), exchange_rbac=rbac_with(APP_OBJECT))
+    actions = plan(settings(), facts, cert_facts, {"CBA-ROLE-001"})
+    assert not any(isinstance(a, AssignDirectoryRole) for a in actions)
+    pointer, cleanup, member = actions
+    assert isinstance(pointer, CreateExchangeServicePrincipal) and pointer.object_id == SP_OBJECT
+    assert pointer.describe()["body"]["CmdletInput"]["Parameters"]["ObjectId"] == SP_OBJECT
+    assert isinstance(cleanup, ManualStep) and APP_OBJECT in cleanup.explanation
+    assert isinstance(member, AddRoleGroupMember) and member.group == "Automation readers"
+    assert member.member == SP_OBJECT and member.depends_on == ("create-exchange-pointer",)
+
+
+def test_organization_management_is_refused_unless_named_on_the_command_line(cert_facts: CertFacts) -> None:
+    facts = healthy(
+        cert_facts, role_assignments=(), exchange_rbac=ExchangeRbac((), (), rbac_with(SP_OBJECT).role_groups)
+    )
+    chosen = settings(rbac_role_group="Organization Management")
+    refused = plan(chosen, facts, cert_facts, {"CBA-ROLE-001"})
+    assert [type(a).__name__ for a in refused] == ["CreateExchangeServicePrincipal", "ManualStep"]
+    assert "--allow-role-group 'Organization Management'" in refused[1].reason
+    allowed = plan(
+        chosen, facts, cert_facts, {"CBA-ROLE-001"}, OptIns(allow_role_groups=frozenset({"organization management"}))
+    )
+    assert isinstance(allowed[-1], AddRoleGroupMember) and allowed[-1].group == "Organization Management"
+
+
+def test_allow_role_group_comes_only_from_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cbacheck.commands import run as runcommand
+
+    assert "allow_role_group" not in {spec.name for spec in setting_fields()}
+    seen: list[OptIns] = []
+    monkeypatch.setattr(runcommand, "run_checks", lambda *args, opt_ins, **kwargs: seen.append(opt_ins) or 0)
+    assert cli.main(["run", "--allow-role-group", "Organization Management"]) == 0
+    assert seen[0].allow_role_groups == frozenset({"organization management"})

@@ -41,6 +41,7 @@ PURE = (
     "cbacheck.fixers.planners",
     "cbacheck.fixers.certificate_planners",
     "cbacheck.fixers.access_planners",
+    "cbacheck.fixers.rbac_planners",
     "cbacheck.report",
 )
 ABOVE_PURE = (

@@ -17,7 +17,7 @@ import tenantfactory as tf
 from cbacheck import wellknown
 from cbacheck.chain import UpstreamFailure
 from cbacheck.evidence import Evidence
-from cbacheck.facts import RequiredResource, ResourceAccess
+from cbacheck.facts import FactUnavailable, RequiredResource, ResourceAccess, Unavailable
 from cbacheck.plugin import fixtures as plugin_fixtures
 
 
@@ -557,14 +557,18 @@ def test_default_access_assignment_is_not_a_permission() -> None:
 
 
 def role_001(
-    active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = (), pim_note: str = "", **settings: Any
+    active: tuple[Any, ...] = (),
+    eligible: tuple[Any, ...] = (),
+    pim_note: str = "",
+    facts: Any = None,
+    **settings: Any,
 ) -> dict[str, Any]:
     return passes(
         role_checks.test_supported_role_assigned_at_tenant_scope,
         app_sp=tf.app_sp(),
         role_assignments=active,
         role_eligibilities=eligible,
-        tenant_facts=tf.tenant(role_assignments=active, role_eligibilities=eligible, pim_note=pim_note),
+        tenant_facts=facts or tf.tenant(role_assignments=active, role_eligibilities=eligible, pim_note=pim_note),
         cba_settings=tf.settings(**settings),
     )
 
@@ -621,6 +625,75 @@ def test_role_check_follows_from_missing_service_principal() -> None:
         evidence=Evidence(),
     )
     assert err.upstream == "CBA-APP-002"
+
+
+# --- CBA-ROLE-001 through Exchange RBAC (Options 2 and 3 of the app-only article) -------------------
+
+UNREADABLE = Unavailable("the app's Exchange RBAC", "Exchange refused Get-ServicePrincipal: HTTP 401")
+
+
+def test_exchange_rbac_alone_authorises_the_app_and_says_which_group_roles_and_scopes() -> None:
+    rbac = tf.rbac(object_id=tf.APP_SP_ID, roles=("View-Only Configuration",))
+    record = role_001((), facts=tf.tenant(role_assignments=(), exchange_rbac=rbac))
+    assert record["details"]["authorised by"] == [role_checks.RBAC_PATH]
+    observed = record["observed"]["Exchange RBAC"]
+    assert observed["role groups"] == ["Automation readers"]
+    assert observed["roles and write scopes"][0]["RecipientWriteScope"] == "Organization"
+
+
+def test_entra_role_and_exchange_rbac_are_both_named() -> None:
+    rbac = tf.rbac(object_id=tf.APP_SP_ID, roles=("View-Only Configuration",))
+    record = role_001((tf.role(),), facts=tf.tenant(exchange_rbac=rbac))
+    assert record["details"]["authorised by"] == [role_checks.ENTRA_PATH, role_checks.RBAC_PATH]
+
+
+def test_a_pointer_made_with_the_app_registrations_object_id_fails_naming_it() -> None:
+    rbac = tf.rbac(object_id=tf.APP_OBJECT_ID, roles=("View-Only Configuration",))
+    message = str(failure(role_001, (), facts=tf.tenant(role_assignments=(), exchange_rbac=rbac)))
+    assert tf.APP_OBJECT_ID in message and "app registration's object id" in message
+
+
+def test_unreadable_rbac_passes_only_on_the_probes_proof_and_is_never_failed() -> None:
+    accepted = tf.tenant(role_assignments=(), exchange_rbac=UNREADABLE)
+    assert role_001((), facts=accepted)["details"]["authorised by"] == [role_checks.RBAC_UNREAD]
+    refused = tf.replace(accepted, exchange=tf.probe_error(401, "The role assigned to application x isn't supported"))
+    with pytest.raises(FactUnavailable, match="HTTP 401"):
+        role_001((), facts=refused)
+
+
+# --- CBA-ROLE-003 ---------------------------------------------------------------------------------
+
+
+def role_003(facts: Any, *cmdlets: str) -> dict[str, Any]:
+    return passes(
+        role_checks.test_exchange_roles_grant_the_cmdlets_the_automation_runs,
+        app_sp=tf.app_sp(),
+        tenant_facts=facts,
+        cba_settings=tf.settings(exchange_cmdlets=cmdlets),
+    )
+
+
+def test_each_listed_cmdlet_is_matched_to_the_assigned_role_that_holds_it() -> None:
+    rbac = tf.rbac(
+        object_id=tf.APP_SP_ID,
+        roles=("View-Only Configuration", "My mailbox reader"),
+        Get_Mailbox=("Mail Recipients", "My mailbox reader"),
+    )
+    record = role_003(tf.tenant(role_assignments=(), exchange_rbac=rbac), "Get-Mailbox")
+    assert record["observed"]["assigned roles granting each cmdlet"] == {"Get-Mailbox": ["My mailbox reader"]}
+
+
+def test_a_cmdlet_no_assigned_role_holds_fails() -> None:
+    rbac = tf.rbac(object_id=tf.APP_SP_ID, roles=("View-Only Configuration",), Get_Mailbox=("Mail Recipients",))
+    facts = tf.tenant(role_assignments=(), exchange_rbac=rbac)
+    message = str(failure(role_003, facts, "Get-Mailbox"))
+    assert "holds Get-Mailbox" in message and "View-Only Configuration" in message
+
+
+def test_no_listed_cmdlets_pass_and_unreadable_rbac_is_an_error() -> None:
+    assert role_003(tf.tenant(exchange_rbac=UNREADABLE))["details"]["verdict"].startswith("no cmdlets")
+    with pytest.raises(FactUnavailable):
+        role_003(tf.tenant(exchange_rbac=UNREADABLE), "Get-Mailbox")
 
 
 # --- CBA-ROLE-002 ---------------------------------------------------------------------------------

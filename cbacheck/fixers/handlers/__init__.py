@@ -8,9 +8,11 @@ from cbacheck.fixers.actions import (
     Action,
     AddKeyCredential,
     AddRequiredResourceAccess,
+    AddRoleGroupMember,
     AssignDirectoryRole,
     CreateApplication,
     CreateCertificate,
+    CreateExchangeServicePrincipal,
     CreateServicePrincipal,
     EnableServicePrincipal,
     GrantAppRole,
@@ -28,6 +30,7 @@ from cbacheck.fixers.handlers.directory import (
     EnableServicePrincipalHandler,
 )
 from cbacheck.fixers.handlers.keys import AddKeyCredentialHandler, CreateCertificateHandler, RemoveKeyCredentialsHandler
+from cbacheck.fixers.handlers.rbac import AddRoleGroupMemberHandler, CreateExchangeServicePrincipalHandler
 
 HANDLERS: Final[dict[type[Action], Handler[Any]]] = {
     CreateCertificate: CreateCertificateHandler(),
@@ -39,6 +42,8 @@ HANDLERS: Final[dict[type[Action], Handler[Any]]] = {
     GrantAppRole: GrantAppRoleHandler(),
     AssignDirectoryRole: AssignDirectoryRoleHandler(),
     RemoveKeyCredentials: RemoveKeyCredentialsHandler(),
+    CreateExchangeServicePrincipal: CreateExchangeServicePrincipalHandler(),
+    AddRoleGroupMember: AddRoleGroupMemberHandler(),
 }
 
 
