@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -238,6 +239,13 @@ class ServicePrincipal:
         for role in self.app_roles:
             if role.id == role_id:
                 return role.value
+        return None
+
+    def role_id(self, value: str) -> str | None:
+        """The id of the app role with this value (e.g. Exchange.ManageAsAppV2), None when it has none."""
+        for role in self.app_roles:
+            if role.value == value:
+                return role.id
         return None
 
 
@@ -506,6 +514,11 @@ class CollectionStats:
 
 
 NOT_CONFIGURED = "no tenant configured"
+# Office 365 Exchange Online's appId (wellknown.EXCHANGE_ONLINE_APP_ID; facts imports nothing of cbacheck but errors).
+EXCHANGE_ONLINE_RESOURCE = "00000002-0000-0ff1-ce00-000000000000"
+# Service principals of resource applications other than Office 365 Exchange Online, by appId (the
+# profiles' resources, e.g. Microsoft Exchange Online Protection); None: confirmed absent.
+ResourceServicePrincipals = Mapping[str, "ServicePrincipal | None | Unavailable"]
 
 
 @dataclass(frozen=True)
@@ -537,9 +550,23 @@ class TenantFacts:
     )
     requests: tuple[Source, ...] = ()
     stats: CollectionStats = field(default_factory=CollectionStats)
+    resource_sps: ResourceServicePrincipals = field(default_factory=dict)
     # Why role_eligibilities is empty without being read, e.g. a tenant without Entra ID P2 where
     # no eligible assignment can exist ("" when the eligibilities were read).
     pim_note: str = ""
+
+    def resource_sp(self, app_id: str) -> ServicePrincipal | None | Unavailable:
+        """The service principal of a resource application: Exchange Online's or one a profile collected."""
+        if app_id.lower() == EXCHANGE_ONLINE_RESOURCE:
+            return self.exchange_sp
+        return self.resource_sps.get(
+            app_id.lower(), Unavailable(f"the service principal of resource {app_id}", "not collected")
+        )
+
+    def known_resource_sp(self, app_id: str) -> ServicePrincipal | None:
+        """The resource's service principal, or None when absent or not collected (for inference only)."""
+        value = self.resource_sp(app_id)
+        return None if isinstance(value, Unavailable) else value
 
     def known(self, name: str) -> Any:
         """The named fact, or None when it could not be collected (for cross-link inference only)."""

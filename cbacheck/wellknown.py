@@ -19,6 +19,16 @@ EXCHANGE_MANAGE_AS_APP: Final = "Exchange.ManageAsApp"
 FULL_ACCESS_AS_APP_ROLE_ID: Final = "dc890d15-9560-4a4c-9b7f-a736ec74ec40"
 FULL_ACCESS_AS_APP: Final = "full_access_as_app"
 
+# --- Microsoft Exchange Online Protection (Security & Compliance PowerShell's resource) --------
+# https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2 ("Modify the app manifest",
+# the requiredResourceAccess note for GCC High and DoD): resourceAppId and the Exchange.ManageAsApp role id.
+EOP_APP_ID: Final = "00000007-0000-0ff1-ce00-000000000000"
+EOP_DISPLAY_NAME: Final = "Microsoft Exchange Online Protection"  # UNCONFIRMED in Microsoft's docs (docs/profiles.md)
+EOP_MANAGE_AS_APP_ROLE_ID: Final = "455e5cd2-84e8-4751-8344-5672145dfa17"
+# The Admin API preview's permission on Office 365 Exchange Online; its app role id is UNCONFIRMED (not
+# published where cbacheck could read it), so cbacheck resolves it by value through the SP's appRoles.
+EXCHANGE_MANAGE_AS_APP_V2: Final = "Exchange.ManageAsAppV2"
+
 # --- Directory role templates (the same in every tenant) --------------------------------------
 # https://learn.microsoft.com/entra/identity/role-based-access-control/permissions-reference
 EXCHANGE_ADMINISTRATOR: Final = "29232cdf-9323-42fd-ade2-1d097af3e4de"

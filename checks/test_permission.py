@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cbacheck import wellknown
-from cbacheck.chain import require
+from cbacheck import profiles, wellknown
+from cbacheck.chain import cannot_verify, require
 from cbacheck.config import Settings
 from cbacheck.facts import AppRegistration, AppRoleAssignment, ServicePrincipal, TenantFacts
+from cbacheck.profiles import Permission, Profile
 
 if TYPE_CHECKING:
     from cbacheck.evidence import Evidence
@@ -17,8 +18,10 @@ if TYPE_CHECKING:
 NO_APP = "the app registration does not exist"
 NO_SP = "the app has no service principal to hold grants"
 NO_EXCHANGE_SP = "the tenant has no Office 365 Exchange Online service principal to grant on"
+NO_RESOURCE_SP = "the tenant has no {} service principal to grant on"
 # The app role id of an assignment that grants no particular role (default access).
 DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"
+DEFAULT_OWNER = f"(profile {profiles.DEFAULT})"
 _GRAPH_PERMISSION_NAMES = {role_id: name for name, role_id in wellknown.GRAPH_PERMISSION_IDS.items()}
 
 
@@ -33,12 +36,21 @@ def _grant_summary(grant: AppRoleAssignment, value: str | None) -> dict[str, Any
     }
 
 
-def permission_name(grant: AppRoleAssignment, exchange_sp: ServicePrincipal | None) -> str | None:
+def permission_name(
+    grant: AppRoleAssignment, exchange_sp: ServicePrincipal | None, others: tuple[ServicePrincipal, ...] = ()
+) -> str | None:
     """The permission's value (e.g. Exchange.ManageAsApp), or None when cbacheck cannot resolve it.
 
     Exchange roles resolve through the Exchange SP's appRoles as collected; Graph roles through the
-    well-known table, since the Graph SP's appRoles are not collected.
+    well-known table, since the Graph SP's appRoles are not collected; the profiles' other resources
+    (Microsoft Exchange Online Protection) through their SP when collected, or their known role ids.
     """
+    resource = next((sp for sp in others if sp.object_id == grant.resource_id), None)
+    if resource is not None and resource.role_value(grant.app_role_id):
+        return resource.role_value(grant.app_role_id)
+    known = _known_permission(grant, others)
+    if known is not None:
+        return known.value
     if exchange_sp is not None and grant.resource_id == exchange_sp.object_id:
         value = exchange_sp.role_value(grant.app_role_id)
         if value:
@@ -53,69 +65,99 @@ def permission_name(grant: AppRoleAssignment, exchange_sp: ServicePrincipal | No
     return None
 
 
-def _is_manage_as_app(grant: AppRoleAssignment, exchange_sp: ServicePrincipal) -> bool:
-    return grant.resource_id == exchange_sp.object_id and grant.app_role_id == wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID
+def _known_permission(grant: AppRoleAssignment, others: tuple[ServicePrincipal, ...]) -> Permission | None:
+    """A profile's permission on a resource other than Office 365 Exchange Online, known by its role id."""
+    resource = next((sp for sp in others if sp.object_id == grant.resource_id), None)
+    for permission in (p.permission for p in profiles.PROFILES.values()):
+        if (
+            permission.resource_app_id == wellknown.EXCHANGE_ONLINE_APP_ID
+            or grant.app_role_id != permission.app_role_id
+        ):
+            continue
+        if (resource is not None and resource.app_id == permission.resource_app_id) or (
+            resource is None and grant.resource_display_name == permission.resource_display_name
+        ):
+            return permission
+    return None
 
 
-def _exchange_request_text(requested: list[dict[str, str]]) -> str:
-    """What the app asks of Exchange Online when it is not the application permission Exchange.ManageAsApp."""
-    if any(item["id"] == wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID for item in requested):
-        return "Exchange.ManageAsApp as a delegated permission (type Scope)"
+def _role_id(profile: Profile, resource_sp: ServicePrincipal | None) -> str | None:
+    """The profile's app role id: published, or found by value among the resource SP's appRoles."""
+    if profile.permission.app_role_id is not None:
+        return profile.permission.app_role_id
+    return resource_sp.role_id(profile.permission.value) if resource_sp is not None else None
+
+
+def _exchange_request_text(requested: list[dict[str, str]], permission: Permission, role_id: str) -> str:
+    """What the app asks of the profile's resource when it is not the profile's application permission."""
+    if any(item["id"] == role_id for item in requested):
+        return f"{permission.value} as a delegated permission (type Scope)"
     if requested:
         # A wrong id shows when consent is granted (AADSTS650051 "Claim is invalid"), not in a token request.
         return (
             "other Exchange permissions: "
             + ", ".join(f"{i['id']} ({i['type']})" for i in requested)
-            + " (an id that is not an app role of Office 365 Exchange Online makes admin consent fail with "
+            + f" (an id that is not an app role of {permission.resource_display_name} makes admin consent fail with "
             "AADSTS650051)"
         )
-    return "no Office 365 Exchange Online permission"
+    return f"no {permission.resource_display_name} permission"
 
 
 @pytest.mark.requirement("CBA-PERM-001")
 def test_exchange_service_principal_exists(
-    exchange_sp: ServicePrincipal | None, tenant_facts: TenantFacts, evidence: Evidence
+    resource_sp: ServicePrincipal | None, tenant_facts: TenantFacts, cba_profile: Profile, evidence: Evidence
 ) -> None:
     """The Office 365 Exchange Online service principal exists in the tenant
 
     Consent and tokens for Exchange need the resource's service principal in this tenant. Microsoft
     documents that it appears once an app's manifest requests Exchange.ManageAsApp and consent is
     granted; a tenant without an Exchange Online subscription has none either. Without it tokens fail
-    with AADSTS500011.
+    with AADSTS500011. Each profile names its resource (Security & Compliance: Microsoft Exchange
+    Online Protection).
     """
-    evidence.expected(f"a service principal with appId {wellknown.EXCHANGE_ONLINE_APP_ID}")
+    permission = cba_profile.permission
+    role_id = _role_id(cba_profile, resource_sp)
+    evidence.expected(f"a service principal with appId {permission.resource_app_id}")
     evidence.observed(
-        "Exchange service principal",
+        f"{'Exchange' if cba_profile.name == profiles.DEFAULT else permission.resource_display_name} service principal",
         None
-        if exchange_sp is None
+        if resource_sp is None
         else {
-            "id": exchange_sp.object_id,
-            "appId": exchange_sp.app_id,
-            "displayName": exchange_sp.display_name,
-            "has Exchange.ManageAsApp role": exchange_sp.role_value(wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID)
-            is not None,
+            "id": resource_sp.object_id,
+            "appId": resource_sp.app_id,
+            "displayName": resource_sp.display_name,
+            f"has {permission.value} role": role_id is not None and resource_sp.role_value(role_id) is not None,
         },
     )
-    assert exchange_sp is not None, (
-        f"tenant {tenant_facts.tenant} has no {wellknown.EXCHANGE_ONLINE_DISPLAY_NAME} service principal "
-        f"(appId {wellknown.EXCHANGE_ONLINE_APP_ID}); expected one: tokens for Exchange fail with AADSTS500011 "
-        "InvalidResourceServicePrincipalNotFound until it exists. Add Exchange.ManageAsApp to the app's manifest "
+    assert resource_sp is not None, (
+        f"tenant {tenant_facts.tenant} has no {permission.resource_display_name} service principal "
+        f"(appId {permission.resource_app_id}); expected one: tokens for Exchange fail with AADSTS500011 "
+        f"InvalidResourceServicePrincipalNotFound until it exists. Add {permission.value} to the app's manifest "
         "and grant admin consent, which makes it appear; if it does not, check the Exchange Online subscription"
     )
 
 
 @pytest.mark.requirement("CBA-PERM-002")
-def test_exchange_manage_as_app_configured(app: AppRegistration | None, evidence: Evidence) -> None:
+def test_exchange_manage_as_app_configured(
+    app: AppRegistration | None, tenant_facts: TenantFacts, cba_profile: Profile, evidence: Evidence
+) -> None:
     """The app requests Exchange.ManageAsApp (configured)
 
     requiredResourceAccess is what the portal's API permissions page shows and what admin consent
     grants. It grants nothing by itself: CBA-PERM-003 checks the grant, CBA-TOKEN-002 the token.
     """
     application = require(app, "CBA-APP-001", NO_APP)
+    permission = cba_profile.permission
+    role_id = _role_id(cba_profile, tenant_facts.known_resource_sp(permission.resource_app_id))
+    if role_id is None:
+        cannot_verify(
+            f"the app role id of {permission.value}",
+            f"it is not published and the {permission.resource_display_name} service principal lists no such role",
+        )
     exchange_entries = [
         resource
         for resource in application.required_resource_access
-        if resource.resource_app_id == wellknown.EXCHANGE_ONLINE_APP_ID
+        if resource.resource_app_id == permission.resource_app_id
     ]
     requested = [{"id": access.id, "type": access.type} for resource in exchange_entries for access in resource.access]
     evidence.observed(
@@ -125,14 +167,10 @@ def test_exchange_manage_as_app_configured(app: AppRegistration | None, evidence
             for r in application.required_resource_access
         ],
     )
-    evidence.expected(
-        f"resourceAppId {wellknown.EXCHANGE_ONLINE_APP_ID} with resourceAccess "
-        f"{{id: {wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID}, type: Role}}"
-    )
-    assert application.requests_app_role(wellknown.EXCHANGE_ONLINE_APP_ID, wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID), (
-        f"app {application.app_id} requests {_exchange_request_text(requested)}; expected the application "
-        f"permission Exchange.ManageAsApp ({wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID}, type Role) on "
-        f"{wellknown.EXCHANGE_ONLINE_DISPLAY_NAME}"
+    evidence.expected(f"resourceAppId {permission.resource_app_id} with resourceAccess {{id: {role_id}, type: Role}}")
+    assert application.requests_app_role(permission.resource_app_id, role_id), (
+        f"app {application.app_id} requests {_exchange_request_text(requested, permission, role_id)}; expected the "
+        f"application permission {permission.value} ({role_id}, type Role) on {permission.resource_display_name}"
     )
 
 
@@ -140,27 +178,30 @@ def test_exchange_manage_as_app_configured(app: AppRegistration | None, evidence
 def test_exchange_manage_as_app_granted(
     app: AppRegistration | None,
     app_sp: ServicePrincipal | None,
-    exchange_sp: ServicePrincipal | None,
+    resource_sp: ServicePrincipal | None,
     app_role_grants: tuple[AppRoleAssignment, ...],
+    cba_profile: Profile,
     evidence: Evidence,
 ) -> None:
     """Admin consent for Exchange.ManageAsApp is granted
 
     Consent is an appRoleAssignment from the app's service principal to the Exchange service
     principal for role dc50a0fb-...; a manifest line without it is "Not granted" in the portal
-    and Exchange refuses the token.
+    and Exchange refuses the token. Each profile names its resource and role.
     """
     principal = require(app_sp, "CBA-APP-002", NO_SP)
-    resource = require(exchange_sp, "CBA-PERM-001", NO_EXCHANGE_SP)
-    granted = [grant for grant in app_role_grants if _is_manage_as_app(grant, resource)]
+    permission = cba_profile.permission
+    resource = require(resource_sp, "CBA-PERM-001", NO_RESOURCE_SP.format(permission.resource_display_name))
+    role_id = _role_id(cba_profile, resource)
+    if role_id is None:
+        cannot_verify(f"the app role id of {permission.value}", f"{resource.display_name} lists no such app role")
+    granted = [g for g in app_role_grants if g.resource_id == resource.object_id and g.app_role_id == role_id]
     evidence.observed("appRoleAssignments", [_grant_summary(g, permission_name(g, resource)) for g in app_role_grants])
     evidence.expected(
         f"an appRoleAssignment principalId {principal.object_id} -> resourceId {resource.object_id} "
-        f"appRoleId {wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID} (Exchange.ManageAsApp)"
+        f"appRoleId {role_id} ({permission.value})"
     )
-    configured = app is not None and app.requests_app_role(
-        wellknown.EXCHANGE_ONLINE_APP_ID, wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID
-    )
+    configured = app is not None and app.requests_app_role(permission.resource_app_id, role_id)
     evidence.add("configured in requiredResourceAccess", configured)
     state = (
         "configured in requiredResourceAccess but admin consent is not granted"
@@ -171,10 +212,10 @@ def test_exchange_manage_as_app_granted(
         f"{permission_name(g, resource) or g.app_role_id} on {g.resource_display_name}" for g in app_role_grants
     )
     assert granted, (
-        f"service principal {principal.object_id} of app {principal.app_id} has no grant of Exchange.ManageAsApp "
+        f"service principal {principal.object_id} of app {principal.app_id} has no grant of {permission.value} "
         f"on {resource.display_name} ({resource.object_id}): {state}; "
         + (f"it holds {held}" if held else "it holds no application permission grants")
-        + f"; expected an appRoleAssignment for appRoleId {wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID}"
+        + f"; expected an appRoleAssignment for appRoleId {role_id}"
     )
 
 
@@ -208,37 +249,79 @@ def test_full_access_as_app_not_granted(
     )
 
 
+def _profile_of_permission(
+    grant: AppRoleAssignment,
+    name: str | None,
+    exchange_sp: ServicePrincipal | None,
+    others: tuple[ServicePrincipal, ...],
+) -> list[str]:
+    """The profiles whose permission this grant is (Exchange.ManageAsAppV2, the EOP permission, ...)."""
+    known = _known_permission(grant, others)
+    on_exchange = exchange_sp is not None and grant.resource_id == exchange_sp.object_id
+    return [
+        profile.name
+        for profile in profiles.PROFILES.values()
+        if profile.permission == known
+        or (
+            on_exchange
+            and profile.permission.resource_app_id == wellknown.EXCHANGE_ONLINE_APP_ID
+            and name == profile.permission.value
+        )
+    ]
+
+
 @pytest.mark.requirement("CBA-PERM-005")
 def test_no_permissions_beyond_allowed_list(
     app_sp: ServicePrincipal | None,
     exchange_sp: ServicePrincipal | None,
     app_role_grants: tuple[AppRoleAssignment, ...],
+    tenant_facts: TenantFacts,
     cba_settings: Settings,
     evidence: Evidence,
 ) -> None:
     """No application permissions beyond the allowed list
 
     Every application permission is standing access nobody signs in for; anything the automation
-    does not need (Graph permissions included) widens what a stolen certificate can do.
+    does not need (Graph permissions included) widens what a stolen certificate can do. The permission
+    of each profile checked is never extra; another profile's is named as a known Exchange permission.
+    On a resource other than Office 365 Exchange Online a name in allowed_permissions does not allow it
+    (Exchange.ManageAsApp is also the EOP permission's name): its app role id does.
     """
     principal = require(app_sp, "CBA-APP-002", NO_SP)
     allowed = {item.lower() for item in cba_settings.allowed_permissions}
+    others = tuple(sp for sp in tenant_facts.resource_sps.values() if isinstance(sp, ServicePrincipal))
     findings: list[str] = []
     summaries = []
+    known: list[str] = []
     for grant in app_role_grants:
         if grant.app_role_id == DEFAULT_ACCESS_ROLE_ID:
             continue
-        value = permission_name(grant, exchange_sp)
+        value = permission_name(grant, exchange_sp, others)
         summaries.append(_grant_summary(grant, value))
-        if (value is not None and value.lower() in allowed) or grant.app_role_id.lower() in allowed:
+        owners = _profile_of_permission(grant, value, exchange_sp, others)
+        if owners:
+            known.append(f"{value} on {grant.resource_display_name} (profile {', '.join(owners)})")
+        if any(owner in cba_settings.profile for owner in owners) or grant.app_role_id.lower() in allowed:
+            continue
+        by_name = _known_permission(grant, others) is None
+        if by_name and value is not None and value.lower() in allowed:
             continue
         findings.append(
             f"{value} on {grant.resource_display_name}"
+            + (
+                f" (a known Exchange permission of profile {', '.join(owners)}, not checked in this run)"
+                if owners
+                else ""
+            )
             if value
             else f"{grant.resource_display_name} role {grant.app_role_id}"
         )
     evidence.observed("appRoleAssignments", summaries)
     evidence.add("allowed_permissions", list(cba_settings.allowed_permissions))
+    if cba_settings.profile != (profiles.DEFAULT,) or any(not text.endswith(DEFAULT_OWNER) for text in known):
+        # Shown when a profile beyond the default is in play, so a default run's evidence stays as it was.
+        evidence.add("known Exchange permissions", known)
+        evidence.add("profiles checked", list(cba_settings.profile))
     evidence.expected("only grants whose permission is in allowed_permissions")
     assert not findings, (
         f"service principal {principal.object_id} of app {principal.app_id} holds {len(findings)} application "

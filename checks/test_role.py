@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cbacheck import wellknown
+from cbacheck import profiles, wellknown
 from cbacheck.chain import cannot_verify, follows_from, require
 from cbacheck.config import Settings, accepted_role_ids
 from cbacheck.facts import DirectoryRoleAssignment, ExchangeRbac, ServicePrincipal, TenantFacts
+from cbacheck.profiles import Profile
 
 if TYPE_CHECKING:
     from cbacheck.evidence import Evidence
@@ -21,6 +22,25 @@ ENTRA_PATH = "Entra role (wids)"
 RBAC_PATH = "Exchange RBAC (service principal pointer)"
 RBAC_UNREAD = "effective: Exchange accepted the app; its RBAC could not be read"
 AUDITOR_EXCHANGE_NEEDS = "Exchange.ManageAsApp and View-Only Organization Management (or Global Reader) for the auditor"
+
+
+def accepted_for(profile: Profile, settings: Settings) -> frozenset[str]:
+    """The roles that satisfy CBA-ROLE-001 for the profile: the settings' roles it supports, else all it supports.
+
+    The default profile keeps the settings' roles as they are (required_role defaults to Exchange Administrator,
+    which Security & Compliance PowerShell does not support).
+    """
+    accepted = frozenset(accepted_role_ids(settings))
+    if profile.name == profiles.DEFAULT:
+        return accepted
+    return (accepted & profile.supported_roles) or profile.supported_roles
+
+
+def _rbac_of(profile: Profile, tenant_facts: TenantFacts) -> tuple[ExchangeRbac | None, str]:
+    """The app's RBAC in the profile's service, and why it could not be read ("" when it was)."""
+    if not profile.exchange_rbac_collected:
+        return None, f"the role groups of profile {profile.name} are not read by this version"
+    return tenant_facts.exchange_rbac_read()
 
 
 def role_name(template_id: str, fallback: str = "") -> str:
@@ -107,6 +127,7 @@ def test_supported_role_assigned_at_tenant_scope(
     role_eligibilities: tuple[DirectoryRoleAssignment, ...],
     tenant_facts: TenantFacts,
     cba_settings: Settings,
+    cba_profile: Profile,
     evidence: Evidence,
 ) -> None:
     """Exchange authorises the app: a supported directory role at tenant scope, or Exchange RBAC
@@ -117,17 +138,19 @@ def test_supported_role_assigned_at_tenant_scope(
     (New-ServicePrincipal with the service principal's object id); or both.
     """
     principal = require(app_sp, "CBA-APP-002", NO_SP)
-    accepted = accepted_role_ids(cba_settings)
+    accepted = accepted_for(cba_profile, cba_settings)
     accepted_names = ", ".join(sorted(role_name(r) for r in accepted))
     evidence.observed("active roleAssignments", [_assignment_summary(a) for a in role_assignments])
     evidence.observed("eligible roleEligibilitySchedules", [_assignment_summary(a) for a in role_eligibilities])
     if tenant_facts.pim_note:
         evidence.add("eligible assignments", tenant_facts.pim_note)
     evidence.add("accepted roles", sorted(accepted))
-    unsupported = sorted(role_name(r) for r in accepted if r not in wellknown.EXCHANGE_SUPPORTED_ROLES)
+    unsupported = sorted(role_name(r) for r in accepted if r not in cba_profile.supported_roles)
     if unsupported:
         evidence.add("accepted but not in Microsoft's supported list for Exchange app-only", unsupported)
-    rbac, unread = tenant_facts.exchange_rbac_read()
+    if cba_profile.name != profiles.DEFAULT:
+        evidence.add("profile", cba_profile.name)
+    rbac, unread = _rbac_of(cba_profile, tenant_facts)
     if rbac is not None:
         evidence.observed("Exchange RBAC", rbac_evidence(rbac, principal.object_id))
     elif unread:
@@ -140,7 +163,7 @@ def test_supported_role_assigned_at_tenant_scope(
     if rbac is not None and rbac.authorised(principal.object_id):
         paths.append(RBAC_PATH)
     if not paths and unread:
-        if tenant_facts.exchange_accepted():
+        if cba_profile.token_and_probe_collected and tenant_facts.exchange_accepted():
             evidence.add("authorised by", [RBAC_UNREAD])
             return
         cannot_verify("the app's Exchange RBAC", unread, permission=AUDITOR_EXCHANGE_NEEDS)

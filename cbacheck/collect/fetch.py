@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import requests
 
-from cbacheck import certs, wellknown
+from cbacheck import certs, profiles, wellknown
 from cbacheck.collect import discovery
 from cbacheck.collect.exchange import probe_exchange, require_read_only_cmdlet
 from cbacheck.collect.graph import BatchRequest, GraphClient, GraphResponse, permission_for
@@ -57,7 +57,13 @@ def organization_path(tenant: str) -> str:
     return f"/organization?$select={ORG_SELECT}"
 
 
-def first_round_trip(app_id: str, tenant: str = "") -> list[BatchRequest]:
+def profile_resources(settings: Settings) -> tuple[str, ...]:
+    """The resource applications the checked profiles need besides Office 365 Exchange Online."""
+    ids = (permission.resource_app_id.lower() for permission in profiles.permissions_of(settings.profile))
+    return tuple(dict.fromkeys(i for i in ids if i != wellknown.EXCHANGE_ONLINE_APP_ID))
+
+
+def first_round_trip(app_id: str, tenant: str = "", resources: tuple[str, ...] = ()) -> list[BatchRequest]:
     return [
         BatchRequest("app", f"/applications(appId='{app_id}')?$select={APP_SELECT}"),
         BatchRequest("app_sp", f"/servicePrincipals(appId='{app_id}')?$select={SP_SELECT}"),
@@ -66,6 +72,12 @@ def first_round_trip(app_id: str, tenant: str = "") -> list[BatchRequest]:
             f"/servicePrincipals(appId='{wellknown.EXCHANGE_ONLINE_APP_ID}')?$select={EXCHANGE_SP_SELECT}",
         ),
         BatchRequest("organization", organization_path(tenant)),
+        *(
+            BatchRequest(
+                f"resource_sp_{resource}", f"/servicePrincipals(appId='{resource}')?$select={EXCHANGE_SP_SELECT}"
+            )
+            for resource in resources
+        ),
     ]
 
 
@@ -180,7 +192,8 @@ def _collect_graph(
     try:
         provider.token(scope)  # signed in while the app's own token is on its way
         known_id = app_sp_id()
-        requests_ = first_round_trip(settings.app_id, settings.tenant or "")
+        resources = profile_resources(settings)
+        requests_ = first_round_trip(settings.app_id, settings.tenant or "", resources)
         if known_id:
             requests_ += second_round_trip(known_id)
         first = graph.batch(requests_)
@@ -191,6 +204,14 @@ def _collect_graph(
         "app_sp": single_fact(WHAT["app_sp"], first.get("app_sp"), parse_service_principal),
         "exchange_sp": single_fact(WHAT["exchange_sp"], first.get("exchange_sp"), parse_service_principal),
     }
+    if resources:
+        facts["resource_sps"] = {
+            resource: single_fact(
+                f"the service principal of resource {resource}", first.get(f"resource_sp_{resource}"),
+                parse_service_principal,
+            )
+            for resource in resources
+        }
     organization = single_fact(WHAT["organization"], first.get("organization"), parse_organization)
     facts["organization"] = (
         Unavailable(WHAT["organization"], "GET organization answered 404") if organization is None else organization

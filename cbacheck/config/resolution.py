@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cbacheck import wellknown
+from cbacheck import profiles, wellknown
 from cbacheck.config.files import (
     MAX_SECRET_BYTES,
     ConfigFile,
@@ -159,6 +159,7 @@ def validate(settings: Settings) -> list[str]:
     return [
         *_identity_problems(settings),
         *_role_problems(settings),
+        *_profile_problems(settings),
         *_file_problems(settings),
         *endpoint_problems(settings),
     ]
@@ -180,6 +181,19 @@ def _identity_problems(settings: Settings) -> list[str]:
         problems.append("auditor_credential = 'certificate' needs auditor_app_id and auditor_cert")
     if settings.admin_credential == "certificate" and not (settings.admin_app_id and settings.admin_cert):
         problems.append("admin_credential = 'certificate' needs admin_app_id and admin_cert")
+    return problems
+
+
+def _profile_problems(settings: Settings) -> list[str]:
+    problems = [
+        f"profile entry {name[:80]!r} ({settings.source('profile')}) is not one of: {', '.join(profiles.NAMES)}"
+        for name in settings.profile
+        if name not in profiles.PROFILES
+    ]
+    if not settings.profile:
+        problems.append(f"profile ({settings.source('profile')}) names no profile; one of: {', '.join(profiles.NAMES)}")
+    if len(set(settings.profile)) != len(settings.profile):
+        problems.append(f"profile ({settings.source('profile')}) names a profile twice: {', '.join(settings.profile)}")
     return problems
 
 

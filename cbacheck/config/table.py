@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cbacheck import wellknown
+from cbacheck import profiles, wellknown
 
 Kind = Literal["str", "int", "float", "bool", "path", "list", "choice", "url", "guid", "secret"]
 # Who may set a setting (see docs/configuration.md, "Who may set what"):
@@ -100,6 +100,13 @@ class Settings:
         group="cert",
     )
     cloud: str = _setting("choice", "global", "Microsoft cloud", choices=CLOUD_NAMES, trust="subject")
+    # Steering: it chooses which permission a fix writes and which resource a token is asked for.
+    profile: tuple[str, ...] = _setting(
+        "list",
+        (profiles.DEFAULT,),
+        "Chains to prove (profiles.md): " + ", ".join(profiles.NAMES) + "; several are each reported",
+        choices=profiles.NAMES,
+    )
     login_url: str | None = _setting("url", None, "Override of the Entra login endpoint (private endpoints, sandbox)")
     graph_url: str | None = _setting("url", None, "Override of the Microsoft Graph endpoint")
     exchange_url: str | None = _setting("url", None, "Override of the Exchange Online endpoint")

@@ -324,6 +324,9 @@ class GrantAppRole(Action):
     resource_id: str
     app_role_id: str
     app_role_name: str
+    # The app's token cbacheck collects (Office 365 Exchange Online) carries this role; a profile's other
+    # resource (Microsoft Exchange Online Protection) is not probed through a token.
+    token_carries_role: bool = True
     permission: ClassVar[str] = PERMISSION_GRANT_APP_ROLE
 
     def describe(self) -> dict[str, Any]:

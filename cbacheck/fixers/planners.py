@@ -6,10 +6,11 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from cbacheck import profiles
 from cbacheck.config import Settings
 from cbacheck.errors import FixError
 from cbacheck.facts import CertFacts, TenantFacts
-from cbacheck.fixers import access_planners, certificate_planners, rbac_planners
+from cbacheck.fixers import access_planners, certificate_planners, profile_planners, rbac_planners
 from cbacheck.fixers.actions import Action
 from cbacheck.fixers.planning import NO_OPT_INS, PLANNER_ORDER, PLANNERS, CannotPlan, OptIns, PlanContext, needed_fixes
 
@@ -41,6 +42,7 @@ def plan(
             actions.extend(PLANNERS[name](ctx))
         except CannotPlan as stop:
             actions.extend(stop.steps(ctx))
+    actions.extend(profile_planners.plan_profiles(ctx))
     return order(merge_duplicates(actions))
 
 
@@ -84,8 +86,14 @@ def failed_ids(requirements: Iterable[Mapping[str, Any]]) -> set[str]:
 
     Errors (could not verify) are never fixed blindly, and a failure that follows from an upstream
     one (an unuploaded key is not "valid now" either) is mended by the upstream fix, not its own.
+    A profile-dependent failure of a profile other than the default is named with its profile
+    (CBA-PERM-002@security-compliance): the profile planners mend it, the chain's planners do not.
     """
-    return {str(req["id"]) for req in requirements if req.get("outcome") == "failed" and not req.get("follows_from")}
+    return {
+        profiles.qualified(str(req["id"]), str(req.get("profile") or profiles.DEFAULT))
+        for req in requirements
+        if req.get("outcome") == "failed" and not req.get("follows_from")
+    }
 
 
 def plan_from_results(

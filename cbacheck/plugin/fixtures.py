@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from cbacheck import profiles
 from cbacheck.chain import UpstreamFailure
 from cbacheck.config import Settings
 from cbacheck.errors import CbaCheckError, CertificateError
@@ -39,6 +40,35 @@ def cba_settings(pytestconfig: pytest.Config) -> Settings:
 def evidence(request: pytest.FixtureRequest) -> Evidence:
     """The evidence recorder of this check; what it records appears in every report."""
     return evidence_of(request.node)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A profile-dependent check runs once per profile when several are checked (ids like [security-compliance]).
+
+    With one profile nothing is parametrised, so a single-profile run keeps its node IDs.
+    """
+    marker = metafunc.definition.get_closest_marker("requirement")
+    if marker is None or not marker.args or marker.args[0] not in profiles.PROFILE_DEPENDENT:
+        return
+    if "cba_profile" not in metafunc.fixturenames:
+        return
+    names = settings_of(metafunc.config).profile
+    if len(names) > 1:
+        metafunc.parametrize("cba_profile", names, ids=names, indirect=True)
+
+
+@pytest.fixture
+def cba_profile(request: pytest.FixtureRequest, cba_settings: Settings) -> profiles.Profile:
+    """The profile this check proves: its parameter, or the first profile checked."""
+    name = getattr(request, "param", None) or profile_of_item(request.node, cba_settings)
+    return profiles.profile_named(name)
+
+
+def profile_of_item(item: pytest.Item, settings: Settings) -> str:
+    """The profile a check's result belongs to (the key's middle part)."""
+    callspec = getattr(item, "callspec", None)
+    param = callspec.params.get("cba_profile") if callspec is not None else None
+    return str(param) if param else (settings.profile[0] if settings.profile else profiles.DEFAULT)
 
 
 @pytest.fixture(scope="session")
@@ -138,6 +168,21 @@ def exchange_sp(request: pytest.FixtureRequest, tenant_facts: TenantFacts) -> Se
 
 
 @pytest.fixture
+def resource_sp(
+    request: pytest.FixtureRequest, tenant_facts: TenantFacts, cba_profile: profiles.Profile
+) -> ServicePrincipal | None:
+    """The service principal of the profile's resource application; None when the tenant has none."""
+    __tracebackhide__ = True
+    value = tenant_facts.resource_sp(cba_profile.permission.resource_app_id)
+    source = getattr(value, "source", None)
+    if isinstance(source, Source):
+        evidence_of(request.node).source(source)
+    if isinstance(value, Unavailable):
+        raise FactUnavailable(value)
+    return value
+
+
+@pytest.fixture
 def app_role_grants(request: pytest.FixtureRequest, tenant_facts: TenantFacts) -> tuple[AppRoleAssignment, ...]:
     """App roles granted to the app's service principal (admin consent)."""
     __tracebackhide__ = True
@@ -163,17 +208,34 @@ def role_eligibilities(
     return fact
 
 
+def _collected_for(profile: profiles.Profile, what: str) -> None:
+    """This version collects the token and the probe for exchange-online only: elsewhere, could not verify."""
+    __tracebackhide__ = True
+    if not profile.token_and_probe_collected:
+        reason = (
+            f"not collected for profile {profile.name}: its token audience and endpoint are UNCONFIRMED "
+            "(docs/profiles.md)"
+        )
+        raise FactUnavailable(Unavailable(f"{what} of profile {profile.name}", reason))
+
+
 @pytest.fixture
-def token_attempt(request: pytest.FixtureRequest, tenant_facts: TenantFacts) -> TokenAttempt:
+def token_attempt(
+    request: pytest.FixtureRequest, tenant_facts: TenantFacts, cba_profile: profiles.Profile
+) -> TokenAttempt:
     """The app's own attempt to get an Exchange Online token with its certificate."""
     __tracebackhide__ = True
+    _collected_for(cba_profile, "the app's token")
     fact: TokenAttempt = _tenant_fact(request, tenant_facts, "token")
     return fact
 
 
 @pytest.fixture
-def exchange_probe(request: pytest.FixtureRequest, tenant_facts: TenantFacts) -> ExchangeProbe | None:
+def exchange_probe(
+    request: pytest.FixtureRequest, tenant_facts: TenantFacts, cba_profile: profiles.Profile
+) -> ExchangeProbe | None:
     """The read-only Exchange cmdlet run with the app's token; None when there was no token to try."""
     __tracebackhide__ = True
+    _collected_for(cba_profile, "the Exchange probe")
     fact: ExchangeProbe | None = _tenant_fact(request, tenant_facts, "exchange")
     return fact

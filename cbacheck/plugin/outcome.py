@@ -12,6 +12,7 @@ from cbacheck.chain import UpstreamFailure
 from cbacheck.errors import CbaCheckError
 from cbacheck.evidence import SECRET_MARK, Evidence
 from cbacheck.facts import CertFacts
+from cbacheck.plugin.fixtures import profile_of_item
 from cbacheck.plugin.marker import RequirementMark
 from cbacheck.plugin.state import (
     deferred_failure_key,
@@ -21,7 +22,13 @@ from cbacheck.plugin.state import (
     state_of,
 )
 from cbacheck.report import gate
-from cbacheck.report.document import NOT_CONFIGURED_REASONS, follows_note, nearest_failed_upstream, redacted_record
+from cbacheck.report.document import (
+    NOT_CONFIGURED_REASONS,
+    follows_note,
+    nearest_failed_upstream,
+    outcomes_seen_by,
+    redacted_record,
+)
 from cbacheck.report.gate import NOT_SELECTED
 from cbacheck.report.html import render_evidence
 
@@ -143,8 +150,9 @@ def pytest_runtest_makereport(
     outcome, message, follows_from = _outcome(report, call)
     if outcome == "blocked" and follows_from is not None:
         outcome, message = _unless_not_configured(state.records.values(), follows_from, outcome, message)
+    profile = profile_of_item(item, state.settings) if state.settings is not None else None
     if follows_from is None and outcome in ("failed", "error"):
-        outcomes = {record["id"]: record["outcome"] for record in state.records.values()}
+        outcomes = outcomes_seen_by(profile, state.records.values())
         follows_from = nearest_failed_upstream(mark.id, outcomes)
         if follows_from is not None and follows_from not in message:
             message = f"{message} ({follows_note(follows_from)})"
@@ -152,6 +160,8 @@ def pytest_runtest_makereport(
     secrets = secrets_of(item.config)
     _withhold_secrets(report, secrets)
     record = _record(mark, outcome, message, follows_from, evidence, secrets)
+    if profile is not None:
+        record["profile"] = profile
     if state.settings is not None:
         record = gate.judged(record, state.settings, state.exceptions, state.started.date())
     report.cba = record  # type: ignore[attr-defined]  # a plain dict, so it survives xdist serialisation

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import cbacheck
-from cbacheck import catalogue
+from cbacheck import catalogue, profiles
 from cbacheck.config import Settings
 from cbacheck.errors import ExitCode
 from cbacheck.evidence import redacted
@@ -81,12 +81,22 @@ def follows_note(upstream: str) -> str:
     return f"follows from {upstream}, which failed"
 
 
+def outcomes_seen_by(profile: str | None, records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Outcome per requirement ID as a check of that profile sees its upstream: its own profile's results
+    and those reported once for every profile (the certificate, the app registration, ...)."""
+    return {
+        str(r["id"]): str(r["outcome"])
+        for r in records
+        if profile is None or r.get("profile") in (None, profile) or r["id"] not in profiles.PROFILE_DEPENDENT
+    }
+
+
 def fill_follows_from(requirements: Sequence[dict[str, Any]]) -> None:
     """Name the nearest failed upstream for each failure or error that does not name one yet."""
-    outcomes = {r["id"]: r["outcome"] for r in requirements}
     for record in requirements:
         if record["outcome"] not in ("failed", "error") or record.get("follows_from"):
             continue
+        outcomes = outcomes_seen_by(record.get("profile"), requirements)
         upstream = nearest_failed_upstream(record["id"], outcomes)
         if upstream is not None:
             record["follows_from"] = upstream

@@ -11,13 +11,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from cbacheck import catalogue
+from cbacheck import catalogue, profiles
 from cbacheck.config import GUID_RE, Settings
 from cbacheck.errors import ConfigError
 
-# The only profile this version checks; results, exceptions and comparisons already carry the key.
-PROFILE = "exchange-online"
-PROFILES = (PROFILE,)
+# The default profile, and every profile an exception may name (cbacheck/profiles.py).
+PROFILE = profiles.DEFAULT
+PROFILES = profiles.NAMES
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 KNOWN_KEYS = ("id", "app_id", "profile", "reason", "approver", "expires")
 MAX_EXCEPTIONS_BYTES = 1_000_000

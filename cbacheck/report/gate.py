@@ -79,8 +79,9 @@ def judged(
     An expired exception leaves the failure failed and says so. Remediation texts that speak of a
     reviewed exception point to the exceptions file.
     """
-    out = {**record, "app_id": settings.app_id, "profile": PROFILE, "exception": None}
-    entry = exceptions.matching(out["id"], settings.app_id, PROFILE) if exceptions else None
+    profile = str(record.get("profile") or PROFILE)
+    out = {**record, "app_id": settings.app_id, "profile": profile, "exception": None}
+    entry = exceptions.matching(out["id"], settings.app_id, profile) if exceptions else None
     if exceptions is not None and entry is not None and out["outcome"] == "failed":
         note = exception_note(entry, exceptions, today)
         out["exception"] = {**entry.as_dict(), "state": "expired" if entry.expired(today) else "current"}

@@ -8,7 +8,7 @@ from cbacheck import wellknown
 from cbacheck.sandbox.values import JsonObject, stable_guid
 
 # Flags that switch off the objects below (a state document's "builtins").
-BUILTIN_FLAGS: Final = ("exchangeServicePrincipal", "graphServicePrincipal", "roleDefinitions")
+BUILTIN_FLAGS: Final = ("exchangeServicePrincipal", "graphServicePrincipal", "roleDefinitions", "eopServicePrincipal")
 # The Microsoft services tenant that owns first-party applications such as Exchange and Graph.
 MICROSOFT_SERVICES_TENANT: Final = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 
@@ -62,6 +62,44 @@ def builtin_exchange_sp(tenant_id: str) -> JsonObject:
                 "Use Exchange Web Services with full access to all mailboxes",
                 "Allows the app to have full access via Exchange Web Services to all mailboxes "
                 "without a signed-in user.",
+            ),
+        ],
+    }
+
+
+def builtin_eop_sp(tenant_id: str) -> JsonObject:
+    """The Microsoft Exchange Online Protection service principal: Security & Compliance PowerShell's resource.
+
+    Its Exchange.ManageAsApp role id is documented
+    (https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2, the requiredResourceAccess
+    note); its display name, servicePrincipalNames (with wildcard entries) and its other roles follow a
+    public listing of a real tenant's service principal: UNCONFIRMED (docs/sandbox.md).
+    """
+    app_id = wellknown.EOP_APP_ID
+    return {
+        "id": stable_guid(tenant_id, app_id),
+        "accountEnabled": True,
+        "appDisplayName": wellknown.EOP_DISPLAY_NAME,
+        "appId": app_id,
+        "appOwnerOrganizationId": MICROSOFT_SERVICES_TENANT,
+        "displayName": wellknown.EOP_DISPLAY_NAME,
+        "servicePrincipalNames": [
+            "https://ps.protection.office365.us",
+            app_id,
+            f"{app_id}/*.dataservice.protection.outlook.com",
+            f"{app_id}/*.protection.outlook.com",
+            f"{app_id}/admin.protection.outlook.com",
+            "https://*.dataservice.protection.outlook.com",
+            "https://*.protection.outlook.com",
+        ],
+        "signInAudience": "AzureADMultipleOrgs",
+        "keyCredentials": [],
+        "appRoles": [
+            _app_role(
+                wellknown.EOP_MANAGE_AS_APP_ROLE_ID,
+                wellknown.EXCHANGE_MANAGE_AS_APP,
+                wellknown.EXCHANGE_MANAGE_AS_APP,
+                wellknown.EXCHANGE_MANAGE_AS_APP,
             ),
         ],
     }

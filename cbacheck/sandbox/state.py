@@ -144,6 +144,10 @@ class TenantState:
             names = sp.get("servicePrincipalNames") or []
             if any(str(n).lower().rstrip("/") == wanted for n in names):
                 return sp
+        # Then the wildcard names (Microsoft Exchange Online Protection lists https://*.protection.outlook.com).
+        for sp in self.data["servicePrincipals"]:
+            if any(wildcard_name_matches(str(n), wanted) for n in sp.get("servicePrincipalNames") or []):
+                return sp
         return None
 
     # propagation
@@ -431,3 +435,19 @@ def _service_principal_properties(body: Mapping[str, Any], writable: frozenset[s
     if "accountEnabled" in props and not isinstance(props["accountEnabled"], bool):
         raise InvalidRequest("invalid_value", name="accountEnabled", expected="true or false")
     return props
+
+
+def wildcard_name_matches(name: str, resource: str) -> bool:
+    """A servicePrincipalName like https://*.protection.outlook.com names https://eur05b.ps.compliance....
+
+    How Entra matches a wildcard name (one label or several) is UNCONFIRMED (docs/sandbox.md): here the
+    "*" stands for one or more DNS labels, and the rest must match exactly.
+    """
+    pattern = name.lower().rstrip("/")
+    if "*." not in pattern:
+        return False
+    head, _, tail = pattern.partition("*.")
+    if not resource.startswith(head) or not resource.endswith("." + tail):
+        return False
+    labels = resource[len(head) : -len(tail) - 1]
+    return bool(labels) and all(part.isalnum() or "-" in part for part in labels.split(".")) and "/" not in labels

@@ -14,6 +14,7 @@ from cbacheck import wellknown
 from cbacheck.sandbox.faults import SandboxStateError
 from cbacheck.sandbox.firstparty import (
     BUILTIN_FLAGS,
+    builtin_eop_sp,
     builtin_exchange_sp,
     builtin_graph_sp,
     builtin_role_definitions,
@@ -286,6 +287,8 @@ def _service_principals(check: _Check, data: JsonObject, tenant_id: str, builtin
             check.string(role, "value", f"{path}.appRoles[{j}]")
     if builtins.get("exchangeServicePrincipal", True) and not _has_app(sps, wellknown.EXCHANGE_ONLINE_APP_ID):
         sps.append(builtin_exchange_sp(tenant_id))
+    if builtins.get("eopServicePrincipal", True) and not _has_app(sps, wellknown.EOP_APP_ID):
+        sps.append(builtin_eop_sp(tenant_id))
     if builtins.get("graphServicePrincipal", True) and not _has_app(sps, wellknown.MICROSOFT_GRAPH_APP_ID):
         sps.append(builtin_graph_sp(tenant_id))
     check.unique(sps, "id", "$.servicePrincipals")

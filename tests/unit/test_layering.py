@@ -29,6 +29,7 @@ TALKERS = (
 PURE = (
     "cbacheck.errors",
     "cbacheck.wellknown",
+    "cbacheck.profiles",
     "cbacheck.facts",
     "cbacheck.catalogue",
     "cbacheck.chain",
@@ -42,6 +43,7 @@ PURE = (
     "cbacheck.fixers.certificate_planners",
     "cbacheck.fixers.access_planners",
     "cbacheck.fixers.rbac_planners",
+    "cbacheck.fixers.profile_planners",
     "cbacheck.report",
 )
 ABOVE_PURE = (

@@ -19,6 +19,12 @@ from cbacheck.chain import UpstreamFailure
 from cbacheck.evidence import Evidence
 from cbacheck.facts import FactUnavailable, RequiredResource, ResourceAccess, Unavailable
 from cbacheck.plugin import fixtures as plugin_fixtures
+from cbacheck.profiles import EXCHANGE_ONLINE as EXCHANGE_ONLINE_NAME
+from cbacheck.profiles import PROFILES
+
+EXCHANGE_ONLINE = PROFILES[EXCHANGE_ONLINE_NAME]
+# What CBA-PERM-002 reads besides the app: the tenant (for a role id found by value) and the profile.
+PERM_002: dict[str, Any] = {"tenant_facts": tf.tenant(), "cba_profile": EXCHANGE_ONLINE}
 
 
 def failure(check: Callable[..., object], *args: Any, **kwargs: Any) -> AssertionError:
@@ -362,7 +368,10 @@ def test_key_validity_follows_from_key_001_when_not_uploaded() -> None:
 
 def test_exchange_service_principal_present_passes() -> None:
     record = passes(
-        perm_checks.test_exchange_service_principal_exists, exchange_sp=tf.exchange_sp(), tenant_facts=tf.tenant()
+        perm_checks.test_exchange_service_principal_exists,
+        resource_sp=tf.exchange_sp(),
+        tenant_facts=tf.tenant(),
+        cba_profile=EXCHANGE_ONLINE,
     )
     observed = record["observed"]["Exchange service principal"]
     assert observed["id"] == tf.EXCHANGE_SP_ID and observed["has Exchange.ManageAsApp role"] is True
@@ -371,8 +380,9 @@ def test_exchange_service_principal_present_passes() -> None:
 def test_missing_exchange_service_principal_names_aadsts500011() -> None:
     message = own_failure(
         perm_checks.test_exchange_service_principal_exists,
-        exchange_sp=None,
+        resource_sp=None,
         tenant_facts=tf.tenant(exchange_sp=None),
+        cba_profile=EXCHANGE_ONLINE,
         evidence=Evidence(),
     )
     assert "AADSTS500011" in message and wellknown.EXCHANGE_ONLINE_APP_ID in message and tf.TENANT_ID in message
@@ -383,7 +393,7 @@ def test_missing_exchange_service_principal_names_aadsts500011() -> None:
 
 
 def test_manage_as_app_configured_passes() -> None:
-    record = passes(perm_checks.test_exchange_manage_as_app_configured, app=tf.application())
+    record = passes(perm_checks.test_exchange_manage_as_app_configured, **PERM_002, app=tf.application())
     [entry] = record["observed"]["requiredResourceAccess"]
     assert entry["resourceAppId"] == wellknown.EXCHANGE_ONLINE_APP_ID
     assert entry["resourceAccess"] == [{"id": wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID, "type": "Role"}]
@@ -392,6 +402,7 @@ def test_manage_as_app_configured_passes() -> None:
 def test_missing_manage_as_app_request_fails() -> None:
     message = own_failure(
         perm_checks.test_exchange_manage_as_app_configured,
+        **PERM_002,
         app=tf.application(required_resource_access=()),
         evidence=Evidence(),
     )
@@ -404,6 +415,7 @@ def test_manage_as_app_as_delegated_scope_is_not_configured() -> None:
     )
     message = own_failure(
         perm_checks.test_exchange_manage_as_app_configured,
+        **PERM_002,
         app=tf.application(required_resource_access=(scope,)),
         evidence=Evidence(),
     )
@@ -416,6 +428,7 @@ def test_wrong_exchange_permission_id_is_named() -> None:
     )
     message = own_failure(
         perm_checks.test_exchange_manage_as_app_configured,
+        **PERM_002,
         app=tf.application(required_resource_access=(wrong,)),
         evidence=Evidence(),
     )
@@ -428,8 +441,9 @@ def perm_003(**overrides: Any) -> dict[str, Any]:
     values: dict[str, Any] = {
         "app": tf.application(),
         "app_sp": tf.app_sp(),
-        "exchange_sp": tf.exchange_sp(),
+        "resource_sp": tf.exchange_sp(),
         "app_role_grants": (tf.grant(),),
+        "cba_profile": EXCHANGE_ONLINE,
         "evidence": Evidence(),
     }
     values.update(overrides)
@@ -445,7 +459,7 @@ def test_manage_as_app_granted_passes() -> None:
 
 
 def test_configured_without_consent_fails_perm_003_and_passes_perm_002() -> None:
-    passes(perm_checks.test_exchange_manage_as_app_configured, app=tf.application())
+    passes(perm_checks.test_exchange_manage_as_app_configured, **PERM_002, app=tf.application())
     err = failure(perm_003, app_role_grants=())
     assert not isinstance(err, UpstreamFailure)
     assert "configured in requiredResourceAccess but admin consent is not granted" in str(err)
@@ -470,7 +484,7 @@ def test_consent_check_follows_from_missing_service_principals() -> None:
         perm_003(app_sp=None)
     assert info.value.upstream == "CBA-APP-002"
     with pytest.raises(UpstreamFailure) as info:
-        perm_003(exchange_sp=None)
+        perm_003(resource_sp=None)
     assert info.value.upstream == "CBA-PERM-001"
 
 
@@ -508,6 +522,7 @@ def perm_005(*grants: Any, **settings: Any) -> dict[str, Any]:
         app_sp=tf.app_sp(),
         exchange_sp=tf.exchange_sp(),
         app_role_grants=grants,
+        tenant_facts=tf.tenant(),
         cba_settings=tf.settings(**settings),
     )
 
@@ -561,6 +576,7 @@ def role_001(
     eligible: tuple[Any, ...] = (),
     pim_note: str = "",
     facts: Any = None,
+    profile: str = EXCHANGE_ONLINE_NAME,
     **settings: Any,
 ) -> dict[str, Any]:
     return passes(
@@ -570,6 +586,7 @@ def role_001(
         role_eligibilities=eligible,
         tenant_facts=facts or tf.tenant(role_assignments=active, role_eligibilities=eligible, pim_note=pim_note),
         cba_settings=tf.settings(**settings),
+        cba_profile=PROFILES[profile],
     )
 
 
@@ -622,6 +639,7 @@ def test_role_check_follows_from_missing_service_principal() -> None:
         role_eligibilities=(),
         tenant_facts=tf.tenant(app_sp=None),
         cba_settings=tf.settings(),
+        cba_profile=EXCHANGE_ONLINE,
         evidence=Evidence(),
     )
     assert err.upstream == "CBA-APP-002"

@@ -76,6 +76,8 @@ class GrantAppRoleHandler(Handler[GrantAppRole]):
         return ctx.send("POST", f"/servicePrincipals/{principal}/appRoleAssignments", body)
 
     def probe(self, action: GrantAppRole, ctx: ProbeContext) -> Probe | None:
+        if not action.token_carries_role:
+            return None  # the re-check reads the grant from Graph
         return _claim_probe(
             action.id,
             ctx,

@@ -1,0 +1,207 @@
+"""The chains cbacheck can prove (profiles) as data: resource, permission, supported roles, probe, texts, domains."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from cbacheck import wellknown
+
+EXCHANGE_ONLINE: Final = "exchange-online"
+SECURITY_COMPLIANCE: Final = "security-compliance"
+EXCHANGE_ADMIN_API: Final = "exchange-admin-api"
+DEFAULT: Final = EXCHANGE_ONLINE
+
+# The resources' identifiers live in wellknown (the sandbox reads them there too).
+EOP_APP_ID: Final = wellknown.EOP_APP_ID
+EOP_DISPLAY_NAME: Final = wellknown.EOP_DISPLAY_NAME
+EOP_MANAGE_AS_APP_ROLE_ID: Final = wellknown.EOP_MANAGE_AS_APP_ROLE_ID
+EXCHANGE_MANAGE_AS_APP_V2: Final = wellknown.EXCHANGE_MANAGE_AS_APP_V2
+
+# Security & Compliance PowerShell column of the supported-roles table
+# (https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2, Step 5): no Exchange
+# Administrator, Exchange Recipient Administrator or Helpdesk Administrator.
+SECURITY_COMPLIANCE_SUPPORTED_ROLES: Final = frozenset(
+    {
+        wellknown.COMPLIANCE_ADMINISTRATOR,
+        wellknown.GLOBAL_ADMINISTRATOR,
+        wellknown.GLOBAL_READER,
+        wellknown.SECURITY_ADMINISTRATOR,
+        wellknown.SECURITY_READER,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Permission:
+    """One application permission (app role) on one resource application."""
+
+    resource_app_id: str
+    resource_display_name: str
+    value: str
+    app_role_id: str | None  # None: not published; resolved through the resource SP's appRoles
+    confirmed: bool = True
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One chain cbacheck proves: what the app must hold, which roles Microsoft documents, how it is probed."""
+
+    name: str
+    title: str
+    permission: Permission
+    supported_roles: frozenset[str]
+    least_privileged_role: str
+    # The read-only cmdlet that proves the chain, and the endpoint host it is sent to (global cloud).
+    probe_cmdlet: str
+    endpoint: str
+    # Hosts a redirect may lead to (the profile's service domains); anything else is refused.
+    service_domains: tuple[str, ...]
+    role_not_supported_text: str
+    # The app's Exchange RBAC as cbacheck reads it (Get-ServicePrincipal, role groups, assignments through
+    # the Exchange admin API) is this profile's: not so for Security & Compliance, whose role groups are
+    # its own and not read by this version.
+    exchange_rbac_collected: bool = True
+    # What this version collects for the profile: the token and the probe only for exchange-online.
+    token_and_probe_collected: bool = False
+    unconfirmed: tuple[str, ...] = ()
+
+
+EXCHANGE_ONLINE_PERMISSION: Final = Permission(
+    wellknown.EXCHANGE_ONLINE_APP_ID,
+    wellknown.EXCHANGE_ONLINE_DISPLAY_NAME,
+    wellknown.EXCHANGE_MANAGE_AS_APP,
+    wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID,
+)
+EOP_PERMISSION: Final = Permission(
+    EOP_APP_ID, EOP_DISPLAY_NAME, wellknown.EXCHANGE_MANAGE_AS_APP, EOP_MANAGE_AS_APP_ROLE_ID
+)
+ADMIN_API_PERMISSION: Final = Permission(
+    wellknown.EXCHANGE_ONLINE_APP_ID,
+    wellknown.EXCHANGE_ONLINE_DISPLAY_NAME,
+    EXCHANGE_MANAGE_AS_APP_V2,
+    None,
+    confirmed=False,
+)
+
+PROFILES: Final[dict[str, Profile]] = {
+    EXCHANGE_ONLINE: Profile(
+        EXCHANGE_ONLINE,
+        "Exchange Online PowerShell (Connect-ExchangeOnline)",
+        EXCHANGE_ONLINE_PERMISSION,
+        wellknown.EXCHANGE_SUPPORTED_ROLES,
+        wellknown.EXCHANGE_RECIPIENT_ADMINISTRATOR,
+        "Get-OrganizationConfig",
+        "outlook.office365.com",
+        ("outlook.office365.com", "outlook.office.com"),
+        wellknown.EXCHANGE_ROLE_NOT_SUPPORTED,
+        token_and_probe_collected=True,
+    ),
+    SECURITY_COMPLIANCE: Profile(
+        SECURITY_COMPLIANCE,
+        "Security & Compliance PowerShell (Connect-IPPSSession)",
+        EOP_PERMISSION,
+        SECURITY_COMPLIANCE_SUPPORTED_ROLES,
+        wellknown.COMPLIANCE_ADMINISTRATOR,
+        "Get-Label",
+        "ps.compliance.protection.outlook.com",
+        # The reported redirect to a regional host (eur05b.ps.compliance.protection.outlook.com) stays in it.
+        ("ps.compliance.protection.outlook.com",),
+        wellknown.EXCHANGE_ROLE_NOT_SUPPORTED,
+        exchange_rbac_collected=False,
+        unconfirmed=(
+            "the token audience and the REST endpoint of Security & Compliance PowerShell",
+            "the redirect from ps.compliance.protection.outlook.com to a regional host",
+            "the probe cmdlet Get-Label as the read-only proof",
+            "the error texts of the Security & Compliance endpoint",
+        ),
+    ),
+    EXCHANGE_ADMIN_API: Profile(
+        EXCHANGE_ADMIN_API,
+        "Exchange Online Admin API (preview)",
+        ADMIN_API_PERMISSION,
+        frozenset(),  # authorised through Exchange RBAC, not an Entra role (UNCONFIRMED)
+        "",
+        "Get-OrganizationConfig",
+        "outlook.office365.com",
+        ("outlook.office365.com", "outlook.office.com"),
+        wellknown.EXCHANGE_ROLE_NOT_SUPPORTED,
+        unconfirmed=(
+            "the app role id of Exchange.ManageAsAppV2 (resolved by value from the service principal's appRoles)",
+            "that the Admin API authorises through Exchange RBAC only",
+            "the Admin API's endpoint and error texts",
+        ),
+    ),
+}
+NAMES: Final = tuple(PROFILES)
+
+# National clouds: which permission each profile needs there, and whether Microsoft documents it.
+# GCC High and DoD "have access to Security & Compliance PowerShell only" and are documented with the
+# EOP permission (https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2, the
+# requiredResourceAccess note); the same article still shows Connect-ExchangeOnline for them, so what
+# exchange-online needs there is UNCONFIRMED. A permission whose cloud mapping is unconfirmed is never
+# written by a fix: the plan gives a manual step instead.
+_DOCUMENTED_IN_CLOUD: Final[dict[tuple[str, str], Permission]] = {
+    (SECURITY_COMPLIANCE, "gcchigh"): EOP_PERMISSION,
+    (SECURITY_COMPLIANCE, "dod"): EOP_PERMISSION,
+}
+_COMMERCIAL_CLOUDS: Final = ("global", "gcc")
+
+
+def profile_named(name: str) -> Profile:
+    """The profile of that name; KeyError names the known ones."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise KeyError(f"unknown profile {name!r}; known: {', '.join(NAMES)}") from None
+
+
+def permission_in(profile: Profile, cloud: str) -> tuple[Permission, bool]:
+    """The permission the profile needs in that cloud, and whether Microsoft documents that mapping."""
+    documented = _DOCUMENTED_IN_CLOUD.get((profile.name, cloud))
+    if documented is not None:
+        return documented, True
+    return profile.permission, cloud in _COMMERCIAL_CLOUDS and profile.permission.confirmed
+
+
+def permissions_of(names: Iterable[str]) -> tuple[Permission, ...]:
+    """The permissions the named profiles need (one each)."""
+    return tuple(profile_named(name).permission for name in names)
+
+
+# Exchange permissions cbacheck knows by id, so a grant is named even when its resource SP was not read.
+KNOWN_PERMISSION_NAMES: Final[dict[tuple[str, str], str]] = {
+    (wellknown.EXCHANGE_ONLINE_APP_ID, wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID): wellknown.EXCHANGE_MANAGE_AS_APP,
+    (wellknown.EXCHANGE_ONLINE_APP_ID, wellknown.FULL_ACCESS_AS_APP_ROLE_ID): wellknown.FULL_ACCESS_AS_APP,
+    (EOP_APP_ID, EOP_MANAGE_AS_APP_ROLE_ID): wellknown.EXCHANGE_MANAGE_AS_APP,
+}
+# Resource application ids whose permissions are "known Exchange permissions" (CBA-PERM-005 evidence).
+EXCHANGE_RESOURCE_APP_IDS: Final = frozenset({wellknown.EXCHANGE_ONLINE_APP_ID, EOP_APP_ID})
+
+# Requirements whose answer depends on the profile: reported once per profile checked. The others
+# (certificate, app registration, keys, full_access_as_app, extra permissions, over-privilege, the
+# -Organization value, the clock) are reported once, under the first profile checked.
+PROFILE_DEPENDENT: Final = frozenset(
+    {
+        "CBA-PERM-001",
+        "CBA-PERM-002",
+        "CBA-PERM-003",
+        "CBA-ROLE-001",
+        "CBA-ROLE-003",
+        "CBA-TOKEN-001",
+        "CBA-TOKEN-002",
+        "CBA-EXO-001",
+    }
+)
+
+
+def qualified(req_id: str, profile: str) -> str:
+    """The plan's name for a profile-dependent result of a profile other than the default (CBA-PERM-002@...)."""
+    return req_id if profile == DEFAULT or req_id not in PROFILE_DEPENDENT else f"{req_id}@{profile}"
+
+
+def failed_in(profile: str, failed: Iterable[str]) -> frozenset[str]:
+    """The requirement IDs that failed for that profile, from a set of (possibly qualified) IDs."""
+    suffix = f"@{profile}"
+    return frozenset(item.removesuffix(suffix) for item in failed if item.endswith(suffix))
