@@ -188,7 +188,6 @@ PROFILE_DEPENDENT: Final = frozenset(
         "CBA-PERM-002",
         "CBA-PERM-003",
         "CBA-ROLE-001",
-        "CBA-ROLE-003",
         "CBA-TOKEN-001",
         "CBA-TOKEN-002",
         "CBA-EXO-001",

@@ -166,6 +166,13 @@ def test_supported_role_assigned_at_tenant_scope(
         if cba_profile.token_and_probe_collected and tenant_facts.exchange_accepted():
             evidence.add("authorised by", [RBAC_UNREAD])
             return
+        if not cba_profile.exchange_rbac_collected:
+            held = "; and ".join(_why_no_tenant_wide_role(role_assignments, role_eligibilities, accepted))
+            cannot_verify(
+                f"whether profile {cba_profile.name} authorises the app",
+                f"service principal {principal.object_id} {held}, none of {accepted_names} at tenant scope; "
+                f"{unread}, so a role group there cannot be ruled out",
+            )
         cannot_verify("the app's Exchange RBAC", unread, permission=AUDITOR_EXCHANGE_NEEDS)
     evidence.add("authorised by", paths)
     no_rbac = ["has no Exchange RBAC role through a service principal pointer"]

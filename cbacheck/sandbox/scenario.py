@@ -270,7 +270,7 @@ def _service_principal_ids(state: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     orgs = state.get("organization")
     tenant_id = str(orgs[0].get("id")) if isinstance(orgs, list) and orgs and isinstance(orgs[0], dict) else ""
-    for app_id in (wellknown.EXCHANGE_ONLINE_APP_ID, wellknown.MICROSOFT_GRAPH_APP_ID):
+    for app_id in (wellknown.EXCHANGE_ONLINE_APP_ID, wellknown.MICROSOFT_GRAPH_APP_ID, wellknown.EOP_APP_ID):
         out[app_id] = stable_guid(tenant_id, app_id)
     for sp in state.get("servicePrincipals") or []:
         if isinstance(sp, dict) and isinstance(sp.get("appId"), str) and isinstance(sp.get("id"), str):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cbacheck import cli, results
+from cbacheck import cli, profiles, results
 from cbacheck.commands import demo as democommand
 from cbacheck.sandbox import Sandbox, scenario_names
 
@@ -63,7 +63,10 @@ def test_fix_apply_mends_what_it_plans_and_keeps_everything(name: str, tmp_path:
 
         after = json.loads(after_json.read_text(encoding="utf-8"))
         results.validate(after)  # the audit trail of applied actions matches the published schema
-        outcomes = {record["id"]: record["outcome"] for record in after["requirements"]}
+        # Keyed as the plan's mends name them: a profile-dependent result of another profile is ID@profile.
+        outcomes = {
+            profiles.qualified(record["id"], record["profile"]): record["outcome"] for record in after["requirements"]
+        }
         assert {req: outcomes[req] for req in fixable if outcomes[req] != "passed"} == {}
         assert after["fixes"]["applied"], "the after report must record the applied actions"
         for row in after["fixes"]["applied"]:
