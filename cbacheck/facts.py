@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -615,3 +615,8 @@ class TenantFacts:
         """The Exchange probe ran a cmdlet with the app's token: Exchange authorises the app somehow."""
         probe = self.known("exchange")
         return bool(probe is not None and probe.ok)
+
+
+# Every TenantFacts field that is collected and may be Unavailable, in declaration order: the report's
+# "facts" block and the collection's bookkeeping both list them from here.
+FACT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(TenantFacts) if "Unavailable" in str(f.type))

@@ -190,21 +190,22 @@ _parsed_lock = threading.Lock()
 def _load(data: bytes, path: Path, password: str | None, source: str, password_env: str) -> LoadedFile:
     digest = hashlib.sha256(data).digest()
     password_digest = hashlib.sha256(password.encode("utf-8")).digest() if password is not None else None
+    # The lock is held while parsing: the auditor's Graph and Exchange paths ask for the same key at once, and
+    # the second must find the first's result rather than parse again.
     with _parsed_lock:
         cached = _parsed.get((digest, password_digest))
-    if cached is not None:
-        return cached
-    try:
-        loaded = _load_by_format(data, path, password, source, password_env)
-    except CertificateError:
-        raise
-    except CERTIFICATE_REJECTED as err:
-        raise _malformed(path, source, err) from None
-    with _parsed_lock:
+        if cached is not None:
+            return cached
+        try:
+            loaded = _load_by_format(data, path, password, source, password_env)
+        except CertificateError:
+            raise
+        except CERTIFICATE_REJECTED as err:
+            raise _malformed(path, source, err) from None
         _parsed[(digest, password_digest)] = loaded
         while len(_parsed) > _PARSED_LIMIT:
             _parsed.popitem(last=False)
-    return loaded
+        return loaded
 
 
 def _load_by_format(data: bytes, path: Path, password: str | None, source: str, password_env: str) -> LoadedFile:

@@ -124,7 +124,7 @@ def probe_exchange(
     require_read_only_cmdlet(settings)
     cmdlet = settings.exchange_cmdlet
     url = invoke_command_url(settings.cloud_endpoints.exchange_url, tenant_for_url)
-    stats_of(session).exchange_requests += 1
+    stats_of(session).count("exchange_requests")
     sent = send(
         session,
         "POST",

@@ -152,8 +152,6 @@ def _signing_material(settings: Settings) -> certs.SigningMaterial | Certificate
         return err
 
 
-# Every TenantFacts field that is collected and may be Unavailable, in declaration order.
-FACT_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TenantFacts) if "Unavailable" in str(f.type))
 # What each Graph fact is, for the reason of an Unavailable.
 WHAT = {
     "organization": "the organization (tenant)",

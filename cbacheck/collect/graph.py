@@ -277,8 +277,8 @@ class GraphClient:
     def _request(self, method: str, url: str, *, body: Any = None, writes: bool = False) -> GraphResponse:
         session = writes_session(self.session) if writes else self.session
         headers = self._headers()
-        self.stats.graph_round_trips += 1
-        self.stats.graph_requests += 1
+        self.stats.count("graph_round_trips")
+        self.stats.count("graph_requests")
         sent = send(session, method, url, headers=headers, json=body)
         if sent.response is None:
             assert sent.failure is not None
@@ -342,7 +342,7 @@ class GraphClient:
         throttled = [r for r in chunk if answers[r.id].status == 429]
         if throttled:
             waits = [retry_after_s(answers[r.id].headers) for r in throttled]
-            self.stats.retries += 1
+            self.stats.count("retries")
             self.stats.pause(max(waits))
             answers.update(self._post_batch(throttled, retry=True))
         return answers
@@ -363,7 +363,7 @@ class GraphClient:
         writes = any(r.method.upper() != "GET" for r in chunk)
         outer = self._request("POST", f"{self.base_url}/$batch", body={"requests": items}, writes=writes)
         outer.raise_for_error()
-        self.stats.graph_requests += len(chunk) - 1  # the outer POST was counted once already
+        self.stats.count("graph_requests", len(chunk) - 1)  # the outer POST was counted once already
         responses_ = outer.body.get("responses") if isinstance(outer.body, dict) else None
         if not isinstance(responses_, list):
             raise GraphError(

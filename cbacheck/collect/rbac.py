@@ -66,7 +66,7 @@ class ExchangeCommands:
         access_token = self.provider.token(self.scope)
         _, claims = decode_without_verifying(access_token)
         anchor = str(claims.get("tid") or self.settings.tenant or "")
-        stats_of(self.session).exchange_requests += 1
+        stats_of(self.session).count("exchange_requests")
         sent = send(
             self.session,
             "POST",

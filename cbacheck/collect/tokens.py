@@ -275,7 +275,7 @@ class AzureIdentityProvider:
             return cached.value
         from azure.core.exceptions import AzureError  # azure-identity credentials only: not loaded for the others
 
-        self.stats.token_requests += 1
+        self.stats.count("token_requests")
         try:
             access = self.credential.get_token(scope)
         except AzureError as err:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -97,6 +97,9 @@ class RequestLog(list[Source]):
         return [source for _, _, source in ranked]
 
 
+Counter = Literal["graph_round_trips", "graph_requests", "token_requests", "exchange_requests", "retries"]
+
+
 @dataclass
 class TransportStats:
     """Counters and the request log one run shares across Graph, token and Exchange calls."""
@@ -114,6 +117,15 @@ class TransportStats:
     # that lets one identity's tenant discovery finish before another reads the cache.
     http_cache: dict[str, Any] = field(default_factory=dict)
     discovery_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # The auditor's and the app's paths run in threads: `+=` on a shared int is not atomic, so counts go
+    # through count().
+    counter_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, counter: Counter, n: int = 1) -> None:
+        """Add n to one of the request counters, safely from any collection thread."""
+        with self.counter_lock:
+            setattr(self, counter, getattr(self, counter) + n)
 
     def pause(self, seconds: float) -> None:
         self.waits_s.append(seconds)
@@ -139,7 +151,7 @@ class CountingRetry(Retry):
 
     def increment(self, *args: Any, **kwargs: Any) -> CountingRetry:
         fresh = super().increment(*args, **kwargs)  # raises MaxRetryError when the budget is spent
-        self.stats.retries += 1
+        self.stats.count("retries")
         response: BaseHTTPResponse | None = kwargs.get("response")
         if response is None and len(args) >= 3:
             response = args[2]
@@ -217,7 +229,7 @@ class CbaSession(requests.Session):
         text_method = method.decode() if isinstance(method, bytes) else method
         if not is_token_request(text_method, text_url):
             return super().request(method, url, *args, **kwargs)
-        self.stats.token_requests += 1
+        self.stats.count("token_requests")
         # Only method, URL (no query: the form body holds the assertion) and status are kept.
         shown_url = text_url.split("?", 1)[0]
         sent = _send_recorded(self.stats, text_method, shown_url, super().request, method, url, **kwargs)

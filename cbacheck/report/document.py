@@ -23,7 +23,7 @@ from cbacheck import catalogue, profiles
 from cbacheck.config import Settings
 from cbacheck.errors import ExitCode
 from cbacheck.evidence import redacted
-from cbacheck.facts import NOT_CONFIGURED, TenantFacts, Unavailable
+from cbacheck.facts import FACT_NAMES, NOT_CONFIGURED, TenantFacts, Unavailable
 from cbacheck.report import gate
 from cbacheck.report.gate import Decision
 
@@ -32,17 +32,6 @@ OUTCOMES = gate.OUTCOMES
 NO_CERTIFICATE = gate.NO_CERTIFICATE
 # Skips that only mean "this link was not asked for"; any other skip leaves the verdict incomplete.
 NOT_CONFIGURED_REASONS = (NOT_CONFIGURED, NO_CERTIFICATE)
-TENANT_FACT_FIELDS = (
-    "organization",
-    "app",
-    "app_sp",
-    "exchange_sp",
-    "app_role_grants",
-    "role_assignments",
-    "role_eligibilities",
-    "token",
-    "exchange",
-)
 
 
 def mark_pending(requirements: Iterable[dict[str, Any]], pending: Mapping[str, str]) -> None:
@@ -196,7 +185,7 @@ def tenant_summary(facts: TenantFacts | None) -> dict[str, Any] | None:
         "initial_domain": organization.initial_domain if organization else None,
         "app_display_name": app.display_name if app else None,
         "auditor": facts.auditor,
-        "facts": {name: _fact_state(getattr(facts, name)) for name in TENANT_FACT_FIELDS},
+        "facts": {name: _fact_state(getattr(facts, name)) for name in FACT_NAMES},
         "stats": dataclasses.asdict(facts.stats),
         "requests": [source.as_dict() for source in facts.requests],
     }
