@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from cbacheck import catalogue, wellknown
+from cbacheck import catalogue, profiles, wellknown
 from cbacheck.config import role_id
 from cbacheck.fixers.actions import (
     Action,
@@ -110,9 +110,29 @@ def plan_create_service_principal(ctx: PlanContext) -> list[Action]:
     ]
 
 
+def _unconfirmed_in_cloud(ctx: PlanContext, fix: str) -> ManualStep | None:
+    """In a cloud where Microsoft does not document Exchange Online's permission (GCC High, DoD: fidelity D3),
+    cbacheck writes none of it: a manual step instead."""
+    _, documented = profiles.permission_in(profiles.PROFILES[profiles.DEFAULT], ctx.settings.cloud)
+    if documented:
+        return None
+    return ManualStep(
+        id=f"{fix.replace('_', '-')}-unconfirmed-in-cloud",
+        mends=ctx.mends(fix),
+        reason=f"which Exchange Online permission the app needs in cloud {ctx.settings.cloud} is unconfirmed "
+        "(Microsoft documents only Security & Compliance PowerShell's there), so cbacheck does not write it",
+        explanation="Confirm the permission for your cloud in Microsoft's documentation, add it to the app's manifest "
+        "and grant admin consent by hand (docs/profiles.md); then run again.",
+        portal=catalogue.PORTAL_APP,
+    )
+
+
 @planner("add_exchange_permission")
 def plan_add_exchange_permission(ctx: PlanContext) -> list[Action]:
     """Add Exchange.ManageAsApp (Role) to the app's requiredResourceAccess."""
+    unconfirmed = _unconfirmed_in_cloud(ctx, "add_exchange_permission")
+    if unconfirmed is not None:
+        return [unconfirmed]
     handle = ctx.app_handle("add_exchange_permission")
     app = ctx.app
     if (
@@ -138,6 +158,9 @@ def plan_grant_exchange_consent(ctx: PlanContext) -> list[Action]:
     if ctx.tenant is None:
         return []
     fix = "grant_exchange_consent"
+    unconfirmed = _unconfirmed_in_cloud(ctx, fix)
+    if unconfirmed is not None:
+        return [unconfirmed]
     exchange_sp = ctx.require(fix, ctx.tenant.exchange_sp)
     if exchange_sp is None:
         return [

@@ -1,0 +1,304 @@
+"""Profiles: their data, the profile setting, per-profile permission checks, CBA-PERM-005 and the profile planners."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import cbacheck.checks.test_permission as perm_checks
+import cbacheck.checks.test_role as role_checks
+import pytest
+import tenantfactory as tf
+
+from cbacheck import profiles, wellknown
+from cbacheck.chain import UpstreamFailure
+from cbacheck.config import resolve
+from cbacheck.errors import ConfigError
+from cbacheck.evidence import Evidence
+from cbacheck.facts import AppRole, FactUnavailable, RequiredResource, ResourceAccess, ServicePrincipal
+from cbacheck.fixers.actions import AddRequiredResourceAccess, GrantAppRole, ManualStep
+from cbacheck.fixers.planners import failed_ids, plan
+from cbacheck.report.exceptions import PROFILES
+
+EOP_SP_ID = "e0000000-0000-4000-8000-0000000000e0"
+SC = profiles.PROFILES[profiles.SECURITY_COMPLIANCE]
+EXO = profiles.PROFILES[profiles.EXCHANGE_ONLINE]
+ADMIN_API = profiles.PROFILES[profiles.EXCHANGE_ADMIN_API]
+V2_ROLE_ID = "b2000000-0000-4000-8000-0000000000b2"
+
+
+def eop_sp() -> ServicePrincipal:
+    role = AppRole(wellknown.EOP_MANAGE_AS_APP_ROLE_ID, wellknown.EXCHANGE_MANAGE_AS_APP, "Manage", ("Application",))
+    return ServicePrincipal(EOP_SP_ID, wellknown.EOP_APP_ID, wellknown.EOP_DISPLAY_NAME, True, (role,))
+
+
+def eop_grant() -> Any:
+    return tf.grant(
+        wellknown.EOP_MANAGE_AS_APP_ROLE_ID,
+        resource_id=EOP_SP_ID,
+        resource_display_name=wellknown.EOP_DISPLAY_NAME,
+        grant_id="g-eop",
+    )
+
+
+def eop_entry() -> RequiredResource:
+    return RequiredResource(wellknown.EOP_APP_ID, (ResourceAccess(wellknown.EOP_MANAGE_AS_APP_ROLE_ID, "Role"),))
+
+
+def sc_tenant(**overrides: Any) -> Any:
+    values: dict[str, Any] = {
+        "resource_sps": {wellknown.EOP_APP_ID: eop_sp()},
+        "app": tf.application(required_resource_access=(eop_entry(),)),
+        "app_role_grants": (eop_grant(),),
+        "role_assignments": (tf.role(wellknown.COMPLIANCE_ADMINISTRATOR),),
+    }
+    values.update(overrides)
+    return tf.tenant(**values)
+
+
+# --- the data ---------------------------------------------------------------------------------------
+
+
+def test_security_compliance_is_the_documented_eop_permission_without_exchange_administrator() -> None:
+    assert SC.permission.resource_app_id == "00000007-0000-0ff1-ce00-000000000000"
+    assert SC.permission.app_role_id == "455e5cd2-84e8-4751-8344-5672145dfa17"
+    assert wellknown.COMPLIANCE_ADMINISTRATOR in SC.supported_roles
+    assert wellknown.EXCHANGE_ADMINISTRATOR not in SC.supported_roles
+    assert EXO.permission.app_role_id == wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID
+    assert ADMIN_API.permission.app_role_id is None and not ADMIN_API.permission.confirmed
+
+
+def test_national_clouds_map_only_what_is_documented() -> None:
+    assert profiles.permission_in(SC, "gcchigh") == (profiles.EOP_PERMISSION, True)
+    assert profiles.permission_in(SC, "dod") == (profiles.EOP_PERMISSION, True)
+    assert profiles.permission_in(EXO, "global")[1] is True
+    assert profiles.permission_in(EXO, "gcchigh")[1] is False  # the article's note names only S&C there
+    assert profiles.permission_in(ADMIN_API, "global")[1] is False
+
+
+def test_profiles_module_imports_only_wellknown() -> None:
+    source = Path(profiles.__file__).read_text(encoding="utf-8")
+    imported = {
+        alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert {name for name in imported if name.startswith("cbacheck")} == {"cbacheck.wellknown"}
+
+
+def test_exceptions_may_name_every_profile() -> None:
+    assert set(PROFILES) == set(profiles.NAMES)
+
+
+# --- the setting ------------------------------------------------------------------------------------
+
+
+def test_profile_setting_defaults_to_exchange_online_and_takes_a_list(tmp_path: Path) -> None:
+    assert resolve({}, env={}, cwd=tmp_path).profile == ("exchange-online",)
+    chosen = resolve({"profile": "exchange-online,security-compliance"}, env={}, cwd=tmp_path)
+    assert chosen.profile == ("exchange-online", "security-compliance")
+
+
+def test_an_unknown_profile_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="profile entry 'teams'"):
+        resolve({"profile": "teams"}, env={}, cwd=tmp_path)
+
+
+# --- the checks per profile -------------------------------------------------------------------------
+
+
+def run(check: Any, **kwargs: Any) -> dict[str, Any]:
+    evidence = Evidence()
+    check(**kwargs, evidence=evidence)
+    return evidence.as_dict()
+
+
+def test_security_compliance_permission_checks_read_the_eop_resource() -> None:
+    facts = sc_tenant()
+    run(perm_checks.test_exchange_service_principal_exists, resource_sp=eop_sp(), tenant_facts=facts, cba_profile=SC)
+    run(perm_checks.test_exchange_manage_as_app_configured, app=facts.app, tenant_facts=facts, cba_profile=SC)
+    run(
+        perm_checks.test_exchange_manage_as_app_granted,
+        app=facts.app,
+        app_sp=tf.app_sp(),
+        resource_sp=eop_sp(),
+        app_role_grants=facts.app_role_grants,
+        cba_profile=SC,
+    )
+
+
+def test_the_exchange_online_permission_does_not_satisfy_security_compliance() -> None:
+    facts = tf.tenant(resource_sps={wellknown.EOP_APP_ID: eop_sp()})  # Exchange Online's permission only
+    with pytest.raises(AssertionError, match="no Microsoft Exchange Online Protection permission"):
+        run(perm_checks.test_exchange_manage_as_app_configured, app=facts.app, tenant_facts=facts, cba_profile=SC)
+    with pytest.raises(AssertionError, match="has no grant of Exchange.ManageAsApp on Microsoft Exchange Online"):
+        run(
+            perm_checks.test_exchange_manage_as_app_granted,
+            app=facts.app,
+            app_sp=tf.app_sp(),
+            resource_sp=eop_sp(),
+            app_role_grants=facts.app_role_grants,
+            cba_profile=SC,
+        )
+
+
+def test_a_missing_eop_service_principal_blocks_consent_naming_it() -> None:
+    with pytest.raises(UpstreamFailure, match="Microsoft Exchange Online Protection") as caught:
+        run(
+            perm_checks.test_exchange_manage_as_app_granted,
+            app=tf.application(),
+            app_sp=tf.app_sp(),
+            resource_sp=None,
+            app_role_grants=(),
+            cba_profile=SC,
+        )
+    assert caught.value.upstream == "CBA-PERM-001"
+
+
+def test_admin_api_permission_id_is_resolved_by_value_or_not_verified() -> None:
+    with pytest.raises(FactUnavailable, match="Exchange.ManageAsAppV2"):
+        run(
+            perm_checks.test_exchange_manage_as_app_configured,
+            app=tf.application(),
+            tenant_facts=tf.tenant(),
+            cba_profile=ADMIN_API,
+        )
+    v2 = AppRole(V2_ROLE_ID, profiles.EXCHANGE_MANAGE_AS_APP_V2, "V2", ("Application",))
+    exchange = tf.exchange_sp()
+    exchange = ServicePrincipal(
+        exchange.object_id, exchange.app_id, exchange.display_name, True, (*exchange.app_roles, v2)
+    )
+    app = tf.application(
+        required_resource_access=(
+            RequiredResource(wellknown.EXCHANGE_ONLINE_APP_ID, (ResourceAccess(V2_ROLE_ID, "Role"),)),
+        )
+    )
+    run(
+        perm_checks.test_exchange_manage_as_app_configured,
+        app=app,
+        tenant_facts=tf.tenant(exchange_sp=exchange),
+        cba_profile=ADMIN_API,
+    )
+
+
+def test_exchange_administrator_alone_does_not_authorise_security_compliance() -> None:
+    facts = sc_tenant(role_assignments=(tf.role(),))  # Exchange Administrator
+    with pytest.raises(FactUnavailable, match="none of Compliance Administrator"):
+        run(
+            role_checks.test_supported_role_assigned_at_tenant_scope,
+            app_sp=tf.app_sp(),
+            role_assignments=facts.role_assignments,
+            role_eligibilities=(),
+            tenant_facts=facts,
+            cba_settings=tf.settings(profile=("security-compliance",)),
+            cba_profile=SC,
+        )
+    compliance = sc_tenant()
+    record = run(
+        role_checks.test_supported_role_assigned_at_tenant_scope,
+        app_sp=tf.app_sp(),
+        role_assignments=compliance.role_assignments,
+        role_eligibilities=(),
+        tenant_facts=compliance,
+        cba_settings=tf.settings(profile=("security-compliance",)),
+        cba_profile=SC,
+    )
+    assert record["details"]["profile"] == "security-compliance"
+
+
+# --- CBA-PERM-005 -----------------------------------------------------------------------------------
+
+
+def perm_005(grants: tuple[Any, ...], profile: tuple[str, ...], **facts: Any) -> dict[str, Any]:
+    return run(
+        perm_checks.test_no_permissions_beyond_allowed_list,
+        app_sp=tf.app_sp(),
+        exchange_sp=tf.exchange_sp(),
+        app_role_grants=grants,
+        tenant_facts=tf.tenant(**facts),
+        cba_settings=tf.settings(profile=profile),
+    )
+
+
+def test_the_eop_permission_is_not_extra_when_security_compliance_is_checked() -> None:
+    record = perm_005((tf.grant(), eop_grant()), ("exchange-online", "security-compliance"))
+    assert (
+        "Exchange.ManageAsApp on Microsoft Exchange Online Protection (profile security-compliance)"
+        in (record["details"]["known Exchange permissions"])
+    )
+
+
+def test_the_eop_permission_is_a_named_finding_when_its_profile_is_not_checked() -> None:
+    with pytest.raises(AssertionError, match="a known Exchange permission of profile security-compliance"):
+        perm_005((tf.grant(), eop_grant()), ("exchange-online",))
+
+
+def test_manage_as_app_v2_is_not_extra_for_the_admin_api_profile() -> None:
+    v2 = AppRole(V2_ROLE_ID, profiles.EXCHANGE_MANAGE_AS_APP_V2, "V2", ("Application",))
+    base = tf.exchange_sp()
+    exchange = ServicePrincipal(base.object_id, base.app_id, base.display_name, True, (*base.app_roles, v2))
+    grant = tf.grant(V2_ROLE_ID, grant_id="g-v2")
+    run(
+        perm_checks.test_no_permissions_beyond_allowed_list,
+        app_sp=tf.app_sp(),
+        exchange_sp=exchange,
+        app_role_grants=(grant,),
+        tenant_facts=tf.tenant(exchange_sp=exchange),
+        cba_settings=tf.settings(profile=("exchange-admin-api",)),
+    )
+    with pytest.raises(AssertionError, match="Exchange.ManageAsAppV2 on Office 365 Exchange Online \\(a known"):
+        run(
+            perm_checks.test_no_permissions_beyond_allowed_list,
+            app_sp=tf.app_sp(),
+            exchange_sp=exchange,
+            app_role_grants=(grant,),
+            tenant_facts=tf.tenant(exchange_sp=exchange),
+            cba_settings=tf.settings(),
+        )
+
+
+# --- plans ------------------------------------------------------------------------------------------
+
+
+def test_failed_ids_name_another_profiles_results_with_it() -> None:
+    records = [
+        {"id": "CBA-PERM-003", "profile": "exchange-online", "outcome": "failed", "follows_from": None},
+        {"id": "CBA-PERM-003", "profile": "security-compliance", "outcome": "failed", "follows_from": None},
+        {"id": "CBA-APP-004", "profile": "security-compliance", "outcome": "failed", "follows_from": None},
+    ]
+    assert failed_ids(records) == {"CBA-PERM-003", "CBA-PERM-003@security-compliance", "CBA-APP-004"}
+
+
+def test_security_compliance_plan_adds_and_grants_the_eop_permission_only() -> None:
+    facts = sc_tenant(app=tf.application(), app_role_grants=(tf.grant(),))
+    settings = tf.settings(profile=("exchange-online", "security-compliance"))
+    actions = plan(settings, facts, None, {"CBA-PERM-002@security-compliance", "CBA-PERM-003@security-compliance"})
+    add, grant = actions
+    assert isinstance(add, AddRequiredResourceAccess) and isinstance(grant, GrantAppRole)
+    assert (add.resource_app_id, add.app_role_id) == (wellknown.EOP_APP_ID, wellknown.EOP_MANAGE_AS_APP_ROLE_ID)
+    assert (grant.resource_id, grant.app_role_id) == (EOP_SP_ID, wellknown.EOP_MANAGE_AS_APP_ROLE_ID)
+    assert add.mends == ("CBA-PERM-002@security-compliance",) and not grant.token_carries_role
+
+
+def test_no_permission_is_written_where_its_cloud_mapping_is_unconfirmed() -> None:
+    for profile, failed in (
+        ("exchange-online", {"CBA-PERM-002", "CBA-PERM-003"}),
+        ("exchange-admin-api", {"CBA-PERM-002@exchange-admin-api"}),
+    ):
+        settings = tf.settings(cloud="gcchigh" if profile == "exchange-online" else "global", profile=(profile,))
+        actions = plan(settings, tf.tenant(app_role_grants=()), None, failed)
+        assert actions and all(isinstance(action, ManualStep) for action in actions), profile
+    # Security & Compliance's permission is documented for GCC High: it is planned there.
+    settings = tf.settings(cloud="gcchigh", profile=("security-compliance",))
+    actions = plan(
+        settings, sc_tenant(app=tf.application(), app_role_grants=()), None, {"CBA-PERM-002@security-compliance"}
+    )
+    assert [type(action) for action in actions] == [AddRequiredResourceAccess, GrantAppRole]
+
+
+def test_another_profiles_missing_role_is_a_manual_step_naming_its_least_privilege() -> None:
+    settings = tf.settings(profile=("security-compliance",))
+    [step] = plan(settings, sc_tenant(), None, {"CBA-ROLE-001@security-compliance"})
+    assert isinstance(step, ManualStep) and "Compliance Administrator" in step.explanation
