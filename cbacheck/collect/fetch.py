@@ -165,9 +165,14 @@ WHAT = {
 SECOND_ROUND_TRIP = ("app_role_grants", "role_assignments", "role_eligibilities")
 
 
-def _all_unavailable(names: tuple[str, ...] | list[str], err: CbaCheckError) -> dict[str, Any]:
+def _all_unavailable(
+    names: tuple[str, ...] | list[str], err: CbaCheckError, resources: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Every named fact unavailable for one reason (the auditor's sign-in, or the $batch itself failed)."""
-    return {name: unavailable_from(WHAT[name], err) for name in names}
+    facts: dict[str, Any] = {name: unavailable_from(WHAT[name], err) for name in names}
+    if resources:
+        facts["resource_sps"] = {r: unavailable_from(f"the service principal of resource {r}", err) for r in resources}
+    return facts
 
 
 def _collect_graph(
@@ -183,20 +188,20 @@ def _collect_graph(
     try:
         provider = graph_token_provider(settings, session, "auditor")
     except CredentialError as err:
-        return _all_unavailable(list(WHAT), err), f"not signed in: {err}"
+        return _all_unavailable(list(WHAT), err, profile_resources(settings)), f"not signed in: {err}"
     auditor = describe_provider(provider)
     scope = f"{cloud.graph_resource}/.default"
     graph = GraphClient(cloud.graph_url, provider, session, batching=settings.batching, scope=scope)
+    resources = profile_resources(settings)
     try:
         provider.token(scope)  # signed in while the app's own token is on its way
         known_id = app_sp_id()
-        resources = profile_resources(settings)
         requests_ = first_round_trip(settings.app_id, settings.tenant or "", resources)
         if known_id:
             requests_ += second_round_trip(known_id)
         first = graph.batch(requests_)
     except (GraphError, CredentialError) as err:
-        return _all_unavailable(list(WHAT), err), auditor
+        return _all_unavailable(list(WHAT), err, resources), auditor
     facts: dict[str, Any] = {
         "app": single_fact(WHAT["app"], first.get("app"), parse_application),
         "app_sp": single_fact(WHAT["app_sp"], first.get("app_sp"), parse_service_principal),

@@ -9,6 +9,10 @@ from cbacheck.sandbox.values import JsonObject, stable_guid
 
 # Flags that switch off the objects below (a state document's "builtins").
 BUILTIN_FLAGS: Final = ("exchangeServicePrincipal", "graphServicePrincipal", "roleDefinitions", "eopServicePrincipal")
+# The app role id of Exchange.ManageAsAppV2 (the Exchange Admin API preview's permission) on the Office 365
+# Exchange Online service principal: not published where it could be read, so the sandbox chooses one
+# (UNCONFIRMED, docs/sandbox.md); cbacheck finds it by value, as a real tenant's appRoles would give it.
+SANDBOX_MANAGE_AS_APP_V2_ROLE_ID: Final = "5e3f1b0a-7c42-4d8e-9a61-2b7c0d4e8f15"
 # The Microsoft services tenant that owns first-party applications such as Exchange and Graph.
 MICROSOFT_SERVICES_TENANT: Final = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 
@@ -55,6 +59,13 @@ def builtin_exchange_sp(tenant_id: str) -> JsonObject:
                 "user interaction. This includes mailboxes, groups, and other configuration "
                 "objects. To enable management actions, an admin must assign the appropriate "
                 "roles directly to the app.",
+            ),
+            _app_role(
+                SANDBOX_MANAGE_AS_APP_V2_ROLE_ID,
+                wellknown.EXCHANGE_MANAGE_AS_APP_V2,
+                "Manage Exchange As Application (Admin API)",
+                "Allows the app to call the Exchange Online Admin API without a signed-in user; what it may do is "
+                "decided by the Exchange RBAC roles assigned to its service principal.",
             ),
             _app_role(
                 wellknown.FULL_ACCESS_AS_APP_ROLE_ID,

@@ -1,0 +1,56 @@
+"""Several profiles in one run against the sandbox: each profile-dependent result once per profile, the rest once."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from cbacheck import cli, profiles, results
+from cbacheck.commands import demo as democommand
+from cbacheck.sandbox import Sandbox
+
+
+def run(name: str, tmp_path: Path, *extra: str) -> tuple[dict[str, Any], Path]:
+    results_file = tmp_path / "results.json"
+    with Sandbox(name, workdir=tmp_path / "sandbox") as sb:
+        options = democommand.sandbox_settings(sb, tmp_path / "reports")
+        args = [item for key, value in options.items() for item in (f"--{key.replace('_', '-')}", str(value))]
+        cli.main(["run", *args, "--json", str(results_file), *extra])
+    document = json.loads(results_file.read_text(encoding="utf-8"))
+    results.validate(document)
+    return document, next((tmp_path / "reports").glob("*.xml"))
+
+
+def test_two_profiles_report_each_dependent_requirement_per_profile_and_the_rest_once(tmp_path: Path) -> None:
+    document, junit = run("both-profiles-one-consent-missing", tmp_path)
+    keys = [(record["app_id"], record["profile"], record["id"]) for record in document["requirements"]]
+    assert len(keys) == len(set(keys)), "a result key (app, profile, ID) appears twice"
+    per_id = Counter(record["id"] for record in document["requirements"])
+    assert per_id["CBA-PERM-003"] == 2 and per_id["CBA-ROLE-001"] == 2
+    assert per_id["CBA-CERT-001"] == 1 and per_id["CBA-PERM-005"] == 1 and per_id["CBA-KEY-001"] == 1
+    by_key = {(record["profile"], record["id"]): record for record in document["requirements"]}
+    assert by_key[("exchange-online", "CBA-PERM-003")]["outcome"] == "passed"
+    failed = by_key[("security-compliance", "CBA-PERM-003")]
+    assert failed["outcome"] == "failed" and "Microsoft Exchange Online Protection" in failed["message"]
+    assert failed["nodeid"].endswith("[security-compliance]")
+    # The EOP grant is not counted as extra: its profile is checked.
+    assert by_key[("exchange-online", "CBA-PERM-005")]["outcome"] == "passed"
+    # The plan mends the other profile's result by its name, with its own resource.
+    [grant] = [action for action in document["fixes"]["plan"] if action["automated"]]
+    assert grant["mends"] == ["CBA-PERM-003@security-compliance"]
+    assert grant["request"]["body"]["appRoleId"] == profiles.EOP_MANAGE_AS_APP_ROLE_ID
+    names = {case.get("name") for case in ET.parse(junit).getroot().iter("testcase")}
+    assert any(name and name.endswith("[security-compliance]") for name in names), names
+
+
+def test_one_profile_keeps_node_ids_and_names_its_profile_in_every_result(tmp_path: Path) -> None:
+    document, _ = run("sc-healthy", tmp_path)
+    assert {record["profile"] for record in document["requirements"]} == {"security-compliance"}
+    assert not any("[" in record["nodeid"] for record in document["requirements"])
+    outcomes = {record["id"]: record["outcome"] for record in document["requirements"]}
+    assert outcomes["CBA-PERM-003"] == "passed" and outcomes["CBA-ROLE-001"] == "passed"
+    # Not collected for this profile yet: could not verify, never passed.
+    assert outcomes["CBA-TOKEN-001"] == "error" and outcomes["CBA-EXO-001"] == "error"
