@@ -302,3 +302,17 @@ def test_another_profiles_missing_role_is_a_manual_step_naming_its_least_privile
     settings = tf.settings(profile=("security-compliance",))
     [step] = plan(settings, sc_tenant(), None, {"CBA-ROLE-001@security-compliance"})
     assert isinstance(step, ManualStep) and "Compliance Administrator" in step.explanation
+
+
+# --- redirects --------------------------------------------------------------------------------------
+
+
+def test_a_regional_security_compliance_redirect_is_followed_only_within_its_service_domain() -> None:
+    from cbacheck.collect.transport import trusted_target
+
+    origin = f"https://{SC.endpoint}/adminapi/beta/contoso.onmicrosoft.com/InvokeCommand"
+    domains = SC.service_domains
+    assert trusted_target(origin, "https://eur05b.ps.compliance.protection.outlook.com/adminapi/beta/x", domains)
+    assert not trusted_target(origin, "https://ps.compliance.protection.outlook.com.evil.example/x", domains)
+    assert not trusted_target(origin, "https://outlook.office365.com/adminapi/beta/x", domains)
+    assert not trusted_target(origin, "http://eur05b.ps.compliance.protection.outlook.com/x", domains)
