@@ -316,3 +316,27 @@ def test_a_regional_security_compliance_redirect_is_followed_only_within_its_ser
     assert not trusted_target(origin, "https://ps.compliance.protection.outlook.com.evil.example/x", domains)
     assert not trusted_target(origin, "https://outlook.office365.com/adminapi/beta/x", domains)
     assert not trusted_target(origin, "http://eur05b.ps.compliance.protection.outlook.com/x", domains)
+
+
+# --- exceptions keyed by profile --------------------------------------------------------------------
+
+
+def test_an_exception_for_one_profile_accepts_only_that_profiles_result(tmp_path: Path) -> None:
+    from datetime import date
+
+    from cbacheck.report import gate
+    from cbacheck.report.exceptions import load_exceptions
+
+    path = tmp_path / "exceptions.toml"
+    path.write_text(
+        '[[exception]]\nid = "CBA-PERM-003"\nprofile = "security-compliance"\nreason = "pending change"\n'
+        'approver = "ciso@contoso.example"\nexpires = 2026-06-30\n',
+        encoding="utf-8",
+    )
+    settings = resolve({"exceptions": str(path), "profile": "exchange-online,security-compliance"}, {}, tmp_path)
+    exceptions = load_exceptions(settings)
+    failing = {"id": "CBA-PERM-003", "outcome": "failed", "severity": "critical", "message": "m", "remediation": ""}
+    today = date(2026, 6, 1)
+    judged = gate.judged({**failing, "profile": "security-compliance"}, settings, exceptions, today)
+    assert judged["outcome"] == "accepted" and judged["profile"] == "security-compliance"
+    assert gate.judged({**failing, "profile": "exchange-online"}, settings, exceptions, today)["outcome"] == "failed"
