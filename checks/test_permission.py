@@ -62,6 +62,9 @@ def permission_name(
         return None
     if grant.resource_display_name == wellknown.MICROSOFT_GRAPH_DISPLAY_NAME:
         return _GRAPH_PERMISSION_NAMES.get(grant.app_role_id)
+    # Another profile's check names Office 365 Exchange Online's grants by their known role ids.
+    if grant.resource_display_name == wellknown.EXCHANGE_ONLINE_DISPLAY_NAME:
+        return profiles.KNOWN_PERMISSION_NAMES.get((wellknown.EXCHANGE_ONLINE_APP_ID, grant.app_role_id))
     return None
 
 

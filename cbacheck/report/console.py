@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cbacheck.config import Settings, setting_fields
+from cbacheck.report import readable
 from cbacheck.report.compare import change_lines
 from cbacheck.report.document import describe_first_broken, describe_not_evaluated
 from cbacheck.report.gate import root_causes
@@ -126,12 +127,33 @@ def summary_lines(
     return [console_safe(line) for line in lines]
 
 
+def by_profile_label(records: Sequence[Mapping[str, Any]], first_profile: str) -> list[dict[str, Any]]:
+    """Copies whose "id" names another profile's result "ID [profile]", and whose follows_from names the
+    upstream of the same profile, so results of several profiles are told apart (one profile: unchanged)."""
+
+    def label(req_id: str, profile: str) -> str:
+        return req_id if profile == first_profile else f"{req_id} [{profile}]"
+
+    labels = {label(str(r["id"]), readable.profile_of(r)) for r in records}
+    out = []
+    for record in records:
+        profile = readable.profile_of(record)
+        upstream = record.get("follows_from")
+        if upstream and label(str(upstream), profile) in labels:
+            upstream = label(str(upstream), profile)
+        out.append({**record, "id": label(str(record["id"]), profile), "follows_from": upstream})
+    return out
+
+
 def cause_lines(requirements: Sequence[Mapping[str, Any]]) -> list[str]:
     """One line per root cause; what follows from it (directly or not) is listed under it by ID.
 
     A reviewer sees the causes, not one reason repeated (the reports keep every message in full).
     """
-    broken = [r for r in requirements if r["outcome"] in ("failed", "blocked", "error", "pending")]
+    broken = by_profile_label(
+        [r for r in requirements if r["outcome"] in ("failed", "blocked", "error", "pending")],
+        readable.profile_of(requirements[0]) if requirements else "",
+    )
     by_id = {r["id"]: r for r in broken}
 
     def root_of(record: Mapping[str, Any]) -> str:

@@ -340,3 +340,29 @@ def test_an_exception_for_one_profile_accepts_only_that_profiles_result(tmp_path
     judged = gate.judged({**failing, "profile": "security-compliance"}, settings, exceptions, today)
     assert judged["outcome"] == "accepted" and judged["profile"] == "security-compliance"
     assert gate.judged({**failing, "profile": "exchange-online"}, settings, exceptions, today)["outcome"] == "failed"
+
+
+def test_the_console_tells_two_profiles_results_apart() -> None:
+    from cbacheck.report.console import cause_lines
+
+    def record(req_id: str, profile: str, outcome: str, follows: str | None = None) -> dict[str, Any]:
+        return {
+            "id": req_id,
+            "profile": profile,
+            "outcome": outcome,
+            "severity": "critical",
+            "message": f"{req_id} in {profile}",
+            "follows_from": follows,
+        }
+
+    lines = cause_lines(
+        [
+            record("CBA-CERT-001", "exchange-online", "passed"),
+            record("CBA-PERM-003", "exchange-online", "failed"),
+            record("CBA-PERM-003", "security-compliance", "failed"),
+            record("CBA-TOKEN-002", "security-compliance", "blocked", "CBA-PERM-003"),
+        ]
+    )
+    assert any(line.startswith("  CBA-PERM-003 (critical) failed") for line in lines), lines
+    assert any(line.startswith("  CBA-PERM-003 [security-compliance] (critical) failed") for line in lines), lines
+    assert "      and, following from it: CBA-TOKEN-002 [security-compliance]" in lines
