@@ -518,6 +518,7 @@ NOT_CONFIGURED = "no tenant configured"
 EXCHANGE_ONLINE_RESOURCE = "00000002-0000-0ff1-ce00-000000000000"
 # Service principals of resource applications other than Office 365 Exchange Online, by appId (the
 # profiles' resources, e.g. Microsoft Exchange Online Protection); None: confirmed absent.
+ProfileTokens = Mapping[str, "TokenAttempt | Unavailable"]  # another profile's token attempt, by profile name
 ResourceServicePrincipals = Mapping[str, "ServicePrincipal | None | Unavailable"]
 
 
@@ -551,6 +552,7 @@ class TenantFacts:
     requests: tuple[Source, ...] = ()
     stats: CollectionStats = field(default_factory=CollectionStats)
     resource_sps: ResourceServicePrincipals = field(default_factory=dict)
+    profile_tokens: ProfileTokens = field(default_factory=dict)
     # Why role_eligibilities is empty without being read, e.g. a tenant without Entra ID P2 where
     # no eligible assignment can exist ("" when the eligibilities were read).
     pim_note: str = ""

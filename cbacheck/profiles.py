@@ -63,8 +63,10 @@ class Profile:
     # the Exchange admin API) is this profile's: not so for Security & Compliance, whose role groups are
     # its own and not read by this version.
     exchange_rbac_collected: bool = True
-    # What this version collects for the profile: the token and the probe only for exchange-online.
+    # What this version collects for the profile: the probe only for exchange-online; the app's token for
+    # another profile when it names the resource to ask for (global cloud only).
     token_and_probe_collected: bool = False
+    token_resource: str = ""
     unconfirmed: tuple[str, ...] = ()
 
 
@@ -110,6 +112,9 @@ PROFILES: Final[dict[str, Profile]] = {
         ("ps.compliance.protection.outlook.com",),
         wellknown.EXCHANGE_ROLE_NOT_SUPPORTED,
         exchange_rbac_collected=False,
+        # The audience Connect-IPPSSession asks for: UNCONFIRMED (not documented); Entra resolves it through
+        # the EOP service principal's wildcard name https://*.protection.outlook.com.
+        token_resource="https://ps.compliance.protection.outlook.com",
         unconfirmed=(
             "the token audience and the REST endpoint of Security & Compliance PowerShell",
             "the redirect from ps.compliance.protection.outlook.com to a regional host",
@@ -163,6 +168,11 @@ def permission_in(profile: Profile, cloud: str) -> tuple[Permission, bool]:
     if documented is not None:
         return documented, True
     return profile.permission, cloud in _COMMERCIAL_CLOUDS and profile.permission.confirmed
+
+
+def token_resource_in(profile: Profile, cloud: str) -> str:
+    """The resource another profile's token is asked for in that cloud ("" when this version does not ask)."""
+    return profile.token_resource if cloud in _COMMERCIAL_CLOUDS else ""
 
 
 def permissions_of(names: Iterable[str]) -> tuple[Permission, ...]:

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cbacheck import wellknown
+from cbacheck import profiles, wellknown
 from cbacheck.catalogue import chain_order
 from cbacheck.chain import cannot_verify, follows_from, require
-from cbacheck.config import GUID_RE, Settings, accepted_role_ids
+from cbacheck.config import GUID_RE, Settings, accepted_role_ids_for
 from cbacheck.diagnosis import diagnose_exchange_error, diagnose_token_error
 from cbacheck.facts import AppRoleAssignment, ExchangeProbe, Organization, ServicePrincipal, TenantFacts, TokenAttempt
+from cbacheck.profiles import Profile
 
 if TYPE_CHECKING:
     from cbacheck.evidence import Evidence
@@ -142,17 +143,16 @@ def test_app_obtains_exchange_token(token_attempt: TokenAttempt, tenant_facts: T
     diagnosis.fail("CBA-TOKEN-001", message)
 
 
-def _consent_in_graph(facts: TenantFacts) -> bool | None:
-    """Whether Graph shows Exchange.ManageAsApp granted to the app (None when that is unknown)."""
+def _consent_in_graph(facts: TenantFacts, profile: Profile = profiles.PROFILES[profiles.DEFAULT]) -> bool | None:
+    """Whether Graph shows the profile's permission granted to the app (None when that is unknown)."""
     grants: tuple[AppRoleAssignment, ...] | None = facts.known("app_role_grants")
     if grants is None:
         return None
-    exchange_sp: ServicePrincipal | None = facts.known("exchange_sp")
-    resource_id = exchange_sp.object_id if exchange_sp is not None else None
+    resource: ServicePrincipal | None = facts.known_resource_sp(profile.permission.resource_app_id)
+    resource_id = resource.object_id if resource is not None else None
+    role_id = profile.permission.app_role_id or (resource.role_id(profile.permission.value) if resource else None)
     return any(
-        grant.app_role_id == wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID
-        and (resource_id is None or grant.resource_id == resource_id)
-        for grant in grants
+        grant.app_role_id == role_id and (resource_id is None or grant.resource_id == resource_id) for grant in grants
     )
 
 
@@ -205,14 +205,16 @@ ROLE_CLAIM = GrantClaim(
 NO_WIDS_CLAIM = GrantClaim("CBA-ROLE-001", "", "")
 
 
-def _identity_findings(claims: dict[str, Any], resource: str, tenant_id: str | None, app_id: str) -> list[ClaimFinding]:
+def _identity_findings(
+    claims: dict[str, Any], resource: str, tenant_id: str | None, app_id: str, resource_app_id: str
+) -> list[ClaimFinding]:
     """aud, tid and appid (azp in v2 tokens): each wrong one is the token's own finding."""
     aud = str(claims.get("aud", ""))
     tid = str(claims.get("tid", "")).lower()
     app_claim = str(claims.get("appid") or claims.get("azp") or "").lower()
     # (claim, value in the token, value compared, accepted values or None when nothing can be compared, expected)
     rules: tuple[tuple[str, str, str, set[str] | None, str | None], ...] = (
-        ("aud", aud, aud.rstrip("/").lower(), {resource.lower(), wellknown.EXCHANGE_ONLINE_APP_ID}, resource),
+        ("aud", aud, aud.rstrip("/").lower(), {resource.lower(), resource_app_id}, resource),
         ("tid", tid, tid, None if tenant_id is None else {tenant_id}, tenant_id),
         ("appid", app_claim, app_claim, {app_id.lower()}, app_id),
     )
@@ -223,13 +225,17 @@ def _identity_findings(claims: dict[str, Any], resource: str, tenant_id: str | N
     ]
 
 
-def _grant_findings(attempt: TokenAttempt, facts: TenantFacts, accepted: frozenset[str]) -> list[ClaimFinding]:
-    """roles must carry Exchange.ManageAsApp, wids an accepted role; Graph tells propagation from absence."""
+def _grant_findings(
+    attempt: TokenAttempt, facts: TenantFacts, accepted: frozenset[str], profile: Profile
+) -> list[ClaimFinding]:
+    """roles must carry the profile's permission, wids an accepted role; Graph tells propagation from absence."""
     findings = []
-    if wellknown.EXCHANGE_MANAGE_AS_APP not in attempt.roles:
-        text = f"roles is {list(attempt.roles)!r}, without {wellknown.EXCHANGE_MANAGE_AS_APP}"
-        findings.append(CONSENT_CLAIM.finding(text, _consent_in_graph(facts)))
-    if not facts.wids_needed(accepted):
+    value = profile.permission.value
+    if value not in attempt.roles:
+        text = f"roles is {list(attempt.roles)!r}, without {value}"
+        findings.append(CONSENT_CLAIM.finding(text, _consent_in_graph(facts, profile)))
+    # A profile whose RBAC is not read: only its Entra roles can be seen, so wids must carry one.
+    if profile.exchange_rbac_collected and not facts.wids_needed(accepted):
         return findings  # Exchange RBAC authorises the app: wids matter only on the Entra-role path
     if "wids" not in attempt.claims:
         text = "the token carries no wids claim, so Exchange sees no directory role"
@@ -243,7 +249,11 @@ def _grant_findings(attempt: TokenAttempt, facts: TenantFacts, accepted: frozens
 
 @pytest.mark.requirement("CBA-TOKEN-002")
 def test_token_claims_are_right(
-    token_attempt: TokenAttempt, tenant_facts: TenantFacts, cba_settings: Settings, evidence: Evidence
+    token_attempt: TokenAttempt,
+    tenant_facts: TenantFacts,
+    cba_settings: Settings,
+    cba_profile: Profile,
+    evidence: Evidence,
 ) -> None:
     """The token carries the right audience, tenant, app, role and permission
 
@@ -252,17 +262,20 @@ def test_token_claims_are_right(
     for the directory role; new grants reach tokens only after propagation.
     """
     attempt = require(token_attempt if token_attempt.acquired else None, "CBA-TOKEN-001", _no_token(token_attempt))
-    resource = cba_settings.cloud_endpoints.exchange_resource.rstrip("/")
-    accepted = accepted_role_ids(cba_settings)
+    resource = (
+        profiles.token_resource_in(cba_profile, cba_settings.cloud) or cba_settings.cloud_endpoints.exchange_resource
+    ).rstrip("/")
+    resource_app_id = cba_profile.permission.resource_app_id
+    accepted = accepted_role_ids_for(cba_settings, cba_profile)
     tenant_id = _expected_tenant_id(tenant_facts)
     evidence.observed("token claims", attempt.claims)
     evidence.expected(
-        f"aud {resource} (or {wellknown.EXCHANGE_ONLINE_APP_ID}); tid {tenant_id or tenant_facts.tenant}; "
-        f"appid {tenant_facts.app_id}; roles containing {wellknown.EXCHANGE_MANAGE_AS_APP}; wids containing one "
+        f"aud {resource} (or {resource_app_id}); tid {tenant_id or tenant_facts.tenant}; "
+        f"appid {tenant_facts.app_id}; roles containing {cba_profile.permission.value}; wids containing one "
         f"of {', '.join(sorted(accepted))} (on the Entra-role path only, not for an app Exchange RBAC authorises)"
     )
-    findings = _identity_findings(attempt.claims, resource, tenant_id, tenant_facts.app_id)
-    findings += _grant_findings(attempt, tenant_facts, accepted)
+    findings = _identity_findings(attempt.claims, resource, tenant_id, tenant_facts.app_id, resource_app_id)
+    findings += _grant_findings(attempt, tenant_facts, accepted, cba_profile)
     if not findings and tenant_id is None:
         cannot_verify(
             "the tenant ID",

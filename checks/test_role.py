@@ -8,7 +8,7 @@ import pytest
 
 from cbacheck import profiles, wellknown
 from cbacheck.chain import cannot_verify, follows_from, require
-from cbacheck.config import Settings, accepted_role_ids
+from cbacheck.config import Settings, accepted_role_ids, accepted_role_ids_for
 from cbacheck.facts import DirectoryRoleAssignment, ExchangeRbac, ServicePrincipal, TenantFacts
 from cbacheck.profiles import Profile
 
@@ -25,15 +25,8 @@ AUDITOR_EXCHANGE_NEEDS = "Exchange.ManageAsApp and View-Only Organization Manage
 
 
 def accepted_for(profile: Profile, settings: Settings) -> frozenset[str]:
-    """The roles that satisfy CBA-ROLE-001 for the profile: the settings' roles it supports, else all it supports.
-
-    The default profile keeps the settings' roles as they are (required_role defaults to Exchange Administrator,
-    which Security & Compliance PowerShell does not support).
-    """
-    accepted = frozenset(accepted_role_ids(settings))
-    if profile.name == profiles.DEFAULT:
-        return accepted
-    return (accepted & profile.supported_roles) or profile.supported_roles
+    """The roles that satisfy CBA-ROLE-001 for the profile (config.accepted_role_ids_for)."""
+    return accepted_role_ids_for(settings, profile)
 
 
 def _rbac_of(profile: Profile, tenant_facts: TenantFacts) -> tuple[ExchangeRbac | None, str]:

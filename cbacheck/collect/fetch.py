@@ -291,6 +291,17 @@ class _AppPath:
 
     token: TokenAttempt | Unavailable
     exchange: ExchangeProbe | None | Unavailable
+    profile_tokens: dict[str, TokenAttempt | Unavailable] = dataclasses.field(default_factory=dict)
+
+
+def _profile_tokens(settings: Settings, session: requests.Session) -> dict[str, TokenAttempt | Unavailable]:
+    """The app's token for each other profile that names its resource (its claims only; the bearer is dropped)."""
+    tokens: dict[str, TokenAttempt | Unavailable] = {}
+    for name in settings.profile:
+        resource = profiles.token_resource_in(profiles.profile_named(name), settings.cloud)
+        if name != profiles.DEFAULT and resource:
+            tokens[name], _ = acquire_app_token(settings, session, _signing_material(settings), resource)
+    return tokens
 
 
 def _app_path(settings: Settings, session: requests.Session, token_known: Future[str | None]) -> _AppPath:
@@ -307,7 +318,7 @@ def _app_path(settings: Settings, session: requests.Session, token_known: Future
     elif isinstance(token, Unavailable):
         exchange = Unavailable("the Exchange Online probe", f"no token to call Exchange with: {token.reason}")
     del access_token  # the token is not kept beyond the probe
-    return _AppPath(token, exchange)
+    return _AppPath(token, exchange, _profile_tokens(settings, session))
 
 
 def _sp_id_from(token: TokenAttempt | Unavailable, settings: Settings) -> str | None:
@@ -371,6 +382,7 @@ def collect(settings: Settings, *, now: datetime | None = None, session: request
         organization_setting=settings.organization,
         token=app_path.token,
         exchange=app_path.exchange,
+        profile_tokens=app_path.profile_tokens,
         auditor=auditor,
         exchange_rbac=exchange_rbac,
         requests=tuple(stats.sources.in_lane_order()),

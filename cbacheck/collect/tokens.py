@@ -140,11 +140,15 @@ def acquire_app_token(
     settings: Settings,
     session: requests.Session,
     material: certs.SigningMaterial | CertificateError,
+    resource: str = "",
 ) -> tuple[TokenAttempt | Unavailable, str | None]:
-    """`attempt_app_token` plus the bearer string, for the Exchange probe only (the caller drops it)."""
+    """`attempt_app_token` plus the bearer string, for the Exchange probe only (the caller drops it).
+
+    `resource` is another profile's (Security & Compliance); Exchange Online's by default.
+    """
     cloud = settings.cloud_endpoints
-    scope = f"{cloud.exchange_resource}/.default"
-    what = "the app's Exchange token"
+    scope = f"{resource or cloud.exchange_resource}/.default"
+    what = f"the app's token for {resource}" if resource else "the app's Exchange token"
     if not (settings.tenant and settings.app_id):
         return Unavailable(what, "tenant and app_id must both be set to ask for a token"), None
     authority = f"{cloud.login_url}/{settings.tenant}"

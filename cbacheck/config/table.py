@@ -362,3 +362,16 @@ def accepted_role_ids(settings: Settings) -> frozenset[str]:
     """The required role plus any configured alternatives, as template IDs."""
     ids = {role_id(settings.required_role)} | {role_id(r) for r in settings.accepted_roles}
     return frozenset(i for i in ids if i)
+
+
+def accepted_role_ids_for(settings: Settings, profile: profiles.Profile) -> frozenset[str]:
+    """The roles that satisfy CBA-ROLE-001 for a profile: the settings' roles it supports, else all it supports.
+
+    The default profile keeps the settings' roles as they are (required_role defaults to Exchange
+    Administrator, which Security & Compliance PowerShell does not support).
+    """
+    accepted = accepted_role_ids(settings)
+    if profile.name == profiles.DEFAULT:
+        return accepted
+    return (accepted & profile.supported_roles) or profile.supported_roles
+

@@ -208,17 +208,17 @@ def role_eligibilities(
     return fact
 
 
+def _profile_dependent(request: pytest.FixtureRequest) -> bool:
+    marker = request.node.get_closest_marker("requirement")
+    return marker is not None and bool(marker.args) and marker.args[0] in profiles.PROFILE_DEPENDENT
+
+
 def _collected_for(request: pytest.FixtureRequest, profile: profiles.Profile, what: str) -> None:
     """This version collects the token and the probe for exchange-online only: a profile-dependent check of
     another profile could not verify (the clock check, reported once, reads whichever token there is)."""
     __tracebackhide__ = True
-    marker = request.node.get_closest_marker("requirement")
-    dependent = marker is not None and bool(marker.args) and marker.args[0] in profiles.PROFILE_DEPENDENT
-    if dependent and not profile.token_and_probe_collected:
-        reason = (
-            f"not collected for profile {profile.name}: its token audience and endpoint are UNCONFIRMED "
-            "(docs/profiles.md)"
-        )
+    if _profile_dependent(request) and not profile.token_and_probe_collected:
+        reason = f"not collected for profile {profile.name} by this version (docs/profiles.md, Not yet collected)"
         raise FactUnavailable(Unavailable(f"{what} of profile {profile.name}", reason))
 
 
@@ -226,8 +226,13 @@ def _collected_for(request: pytest.FixtureRequest, profile: profiles.Profile, wh
 def token_attempt(
     request: pytest.FixtureRequest, tenant_facts: TenantFacts, cba_profile: profiles.Profile
 ) -> TokenAttempt:
-    """The app's own attempt to get an Exchange Online token with its certificate."""
+    """The app's own attempt to get an Exchange Online token (or its profile's) with its certificate."""
     __tracebackhide__ = True
+    if _profile_dependent(request) and cba_profile.name in tenant_facts.profile_tokens:
+        value = tenant_facts.profile_tokens[cba_profile.name]
+        if isinstance(value, Unavailable):
+            raise FactUnavailable(value)
+        return value
     _collected_for(request, cba_profile, "the app's token")
     fact: TokenAttempt = _tenant_fact(request, tenant_facts, "token")
     return fact

@@ -52,5 +52,9 @@ def test_one_profile_keeps_node_ids_and_names_its_profile_in_every_result(tmp_pa
     assert not any("[" in record["nodeid"] for record in document["requirements"])
     outcomes = {record["id"]: record["outcome"] for record in document["requirements"]}
     assert outcomes["CBA-PERM-003"] == "passed" and outcomes["CBA-ROLE-001"] == "passed"
-    # Not collected for this profile yet: could not verify, never passed.
-    assert outcomes["CBA-TOKEN-001"] == "error" and outcomes["CBA-EXO-001"] == "error"
+    # The app's token for Security & Compliance is asked for and checked; its probe is not collected yet:
+    # could not verify, never passed.
+    assert outcomes["CBA-TOKEN-001"] == "passed" and outcomes["CBA-TOKEN-002"] == "passed"
+    assert outcomes["CBA-EXO-001"] == "error"
+    [token] = [r for r in document["requirements"] if r["id"] == "CBA-TOKEN-002"]
+    assert token["evidence"]["observed"]["token claims"]["aud"] == "https://ps.compliance.protection.outlook.com"

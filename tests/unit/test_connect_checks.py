@@ -14,6 +14,7 @@ from cbacheck import wellknown
 from cbacheck.chain import UpstreamFailure
 from cbacheck.evidence import Evidence
 from cbacheck.facts import FactUnavailable, Unavailable
+from cbacheck.profiles import DEFAULT, PROFILES
 
 AADSTS700027_NOT_REGISTERED = (
     "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on "
@@ -188,6 +189,7 @@ def token_002(attempt: Any = None, facts: Any = None, **settings: Any) -> dict[s
         token_attempt=attempt or tf.token(),
         tenant_facts=facts or tf.tenant(),
         cba_settings=tf.settings(**settings),
+        cba_profile=PROFILES[DEFAULT],
         evidence=evidence,
     )
     return recorded(evidence)

@@ -366,3 +366,37 @@ def test_the_console_tells_two_profiles_results_apart() -> None:
     assert any(line.startswith("  CBA-PERM-003 (critical) failed") for line in lines), lines
     assert any(line.startswith("  CBA-PERM-003 [security-compliance] (critical) failed") for line in lines), lines
     assert "      and, following from it: CBA-TOKEN-002 [security-compliance]" in lines
+
+
+# --- the Security & Compliance token ----------------------------------------------------------------
+
+
+def token_002(attempt: Any, facts: Any, profile: Any) -> dict[str, Any]:
+    import cbacheck.checks.test_connect as connect_checks
+
+    return run(
+        connect_checks.test_token_claims_are_right,
+        token_attempt=attempt,
+        tenant_facts=facts,
+        cba_settings=tf.settings(profile=("exchange-online", "security-compliance")),
+        cba_profile=profile,
+    )
+
+
+def test_a_security_compliance_token_is_judged_by_its_own_audience_and_roles() -> None:
+    sc_token = tf.token(aud=SC.token_resource, wids=[wellknown.COMPLIANCE_ADMINISTRATOR])
+    facts = sc_tenant(role_assignments=(tf.role(wellknown.COMPLIANCE_ADMINISTRATOR),))
+    record = token_002(sc_token, facts, SC)
+    assert record["expected"][0].startswith("aud https://ps.compliance.protection.outlook.com (or 00000007-")
+    # The same token is wrong for Exchange Online (audience), and Exchange Online's for S&C.
+    with pytest.raises(AssertionError, match="aud is 'https://ps.compliance.protection.outlook.com'"):
+        token_002(sc_token, facts, EXO)
+    with pytest.raises(AssertionError, match="aud is 'https://outlook.office365.com'"):
+        token_002(tf.token(wids=[wellknown.COMPLIANCE_ADMINISTRATOR]), facts, SC)
+
+
+def test_a_security_compliance_token_with_exchange_administrator_only_is_not_right() -> None:
+    sc_token = tf.token(aud=SC.token_resource, wids=[wellknown.EXCHANGE_ADMINISTRATOR])
+    facts = sc_tenant(role_assignments=(tf.role(),))
+    with pytest.raises(AssertionError, match="with none of the accepted roles: Compliance Administrator"):
+        token_002(sc_token, facts, SC)
