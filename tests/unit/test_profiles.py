@@ -118,7 +118,13 @@ def run(check: Any, **kwargs: Any) -> dict[str, Any]:
 def test_security_compliance_permission_checks_read_the_eop_resource() -> None:
     facts = sc_tenant()
     run(perm_checks.test_exchange_service_principal_exists, resource_sp=eop_sp(), tenant_facts=facts, cba_profile=SC)
-    run(perm_checks.test_exchange_manage_as_app_configured, app=facts.app, tenant_facts=facts, cba_profile=SC)
+    run(
+        perm_checks.test_exchange_manage_as_app_configured,
+        app=facts.app,
+        tenant_facts=facts,
+        cba_profile=SC,
+        cba_settings=tf.settings(),
+    )
     run(
         perm_checks.test_exchange_manage_as_app_granted,
         app=facts.app,
@@ -132,7 +138,13 @@ def test_security_compliance_permission_checks_read_the_eop_resource() -> None:
 def test_the_exchange_online_permission_does_not_satisfy_security_compliance() -> None:
     facts = tf.tenant(resource_sps={wellknown.EOP_APP_ID: eop_sp()})  # Exchange Online's permission only
     with pytest.raises(AssertionError, match="no Microsoft Exchange Online Protection permission"):
-        run(perm_checks.test_exchange_manage_as_app_configured, app=facts.app, tenant_facts=facts, cba_profile=SC)
+        run(
+            perm_checks.test_exchange_manage_as_app_configured,
+            app=facts.app,
+            tenant_facts=facts,
+            cba_profile=SC,
+            cba_settings=tf.settings(),
+        )
     with pytest.raises(AssertionError, match="has no grant of Exchange.ManageAsApp on Microsoft Exchange Online"):
         run(
             perm_checks.test_exchange_manage_as_app_granted,
@@ -164,6 +176,7 @@ def test_admin_api_permission_id_is_resolved_by_value_or_not_verified() -> None:
             app=tf.application(),
             tenant_facts=tf.tenant(),
             cba_profile=ADMIN_API,
+            cba_settings=tf.settings(),
         )
     v2 = AppRole(V2_ROLE_ID, profiles.EXCHANGE_MANAGE_AS_APP_V2, "V2", ("Application",))
     exchange = tf.exchange_sp()
@@ -180,7 +193,27 @@ def test_admin_api_permission_id_is_resolved_by_value_or_not_verified() -> None:
         app=app,
         tenant_facts=tf.tenant(exchange_sp=exchange),
         cba_profile=ADMIN_API,
+        cba_settings=tf.settings(),
     )
+
+
+def test_exchange_manage_as_app_in_gcc_high_is_checked_and_flagged_for_review() -> None:
+    record = run(
+        perm_checks.test_exchange_manage_as_app_configured,
+        app=tf.application(),
+        tenant_facts=tf.tenant(),
+        cba_profile=EXO,
+        cba_settings=tf.settings(cloud="gcchigh"),
+    )
+    assert "UNCONFIRMED" in record["details"]["cloud mapping"]
+    default = run(
+        perm_checks.test_exchange_manage_as_app_configured,
+        app=tf.application(),
+        tenant_facts=tf.tenant(),
+        cba_profile=EXO,
+        cba_settings=tf.settings(),
+    )
+    assert "cloud mapping" not in default["details"]
 
 
 def test_exchange_administrator_alone_does_not_authorise_security_compliance() -> None:

@@ -24,7 +24,7 @@ from cbacheck.profiles import PROFILES
 
 EXCHANGE_ONLINE = PROFILES[EXCHANGE_ONLINE_NAME]
 # What CBA-PERM-002 reads besides the app: the tenant (for a role id found by value) and the profile.
-PERM_002: dict[str, Any] = {"tenant_facts": tf.tenant(), "cba_profile": EXCHANGE_ONLINE}
+PERM_002: dict[str, Any] = {"tenant_facts": tf.tenant(), "cba_profile": EXCHANGE_ONLINE, "cba_settings": tf.settings()}
 
 
 def failure(check: Callable[..., object], *args: Any, **kwargs: Any) -> AssertionError:
