@@ -39,9 +39,10 @@ def mark_pending(requirements: Iterable[dict[str, Any]], pending: Mapping[str, s
     for record in requirements:
         if record["outcome"] not in ("failed", "blocked", "error"):
             continue
-        reason = pending.get(record["id"]) or next(
-            (pending[upstream] for upstream in catalogue.upstream_closure(record["id"]) if upstream in pending), None
-        )
+        # The plan names another profile's result ID@profile (profiles.qualified); the default profile's by ID.
+        profile = str(record.get("profile") or profiles.DEFAULT)
+        keys = [profiles.qualified(req, profile) for req in (record["id"], *catalogue.upstream_closure(record["id"]))]
+        reason = next((pending[key] for key in keys if key in pending), None)
         if reason:
             record["outcome"] = "pending"
             record["message"] = f"pending propagation: {reason}; last seen: {record['message']}"

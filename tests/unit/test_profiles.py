@@ -433,3 +433,14 @@ def test_a_security_compliance_token_with_exchange_administrator_only_is_not_rig
     facts = sc_tenant(role_assignments=(tf.role(),))
     with pytest.raises(AssertionError, match="with none of the accepted roles: Compliance Administrator"):
         token_002(sc_token, facts, SC)
+
+
+def test_a_fix_still_propagating_marks_pending_only_its_own_profiles_results() -> None:
+    from cbacheck.report.document import mark_pending
+
+    records = [
+        {"id": "CBA-TOKEN-002", "profile": "exchange-online", "outcome": "blocked", "message": "m"},
+        {"id": "CBA-TOKEN-002", "profile": "security-compliance", "outcome": "blocked", "message": "m"},
+    ]
+    mark_pending(records, {"CBA-PERM-003@security-compliance": "consent reaches tokens late"})
+    assert [r["outcome"] for r in records] == ["blocked", "pending"]
