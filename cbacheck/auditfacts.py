@@ -1,0 +1,44 @@
+"""Facts of a tenant audit: every principal holding an Exchange app-only permission, read from tenant-wide lists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cbacheck.facts import AppRegistration, DirectoryRoleAssignment, ServicePrincipal
+
+
+@dataclass(frozen=True)
+class Holder:
+    """One service principal and the Exchange app-only permissions granted to it (``resource/value``)."""
+
+    sp: ServicePrincipal
+    service_principal_type: str
+    permissions: tuple[str, ...]
+    app: AppRegistration | None = None
+
+    @property
+    def managed_identity(self) -> bool:
+        return self.service_principal_type == "ManagedIdentity"
+
+    def holds(self, value: str) -> bool:
+        return any(permission.endswith(f"/{value}") for permission in self.permissions)
+
+
+@dataclass(frozen=True)
+class AuditFacts:
+    """What one audit read: the holders, their roles, what could not be read and what the reads cost."""
+
+    collected_at: datetime
+    tenant: str
+    holders: tuple[Holder, ...]
+    # principal object id (lower case) -> its active and eligible directory role assignments
+    roles: dict[str, tuple[DirectoryRoleAssignment, ...]]
+    tools: frozenset[str] = frozenset()  # appIds of the auditor and admin identities: never findings
+    not_read: dict[str, str] = field(default_factory=dict)  # what -> why (the permission it needs)
+    requests_per_endpoint: dict[str, int] = field(default_factory=dict)
+    round_trips: int = 0
+    applications_seen: int = 0
+
+    def roles_of(self, sp_object_id: str) -> tuple[DirectoryRoleAssignment, ...]:
+        return self.roles.get(sp_object_id.lower(), ())

@@ -1,0 +1,194 @@
+"""Tenant-wide reads for `cbacheck audit`: every principal granted an Exchange app-only permission, from lists.
+
+Graph's identity throttling counts requests, not objects
+(https://learn.microsoft.com/graph/throttling-limits#identity-and-access-service-limits), so the audit
+reads 999-item pages of whole collections rather than one app at a time: the resource service
+principals in one $batch, then side by side (a bounded pool) each resource's ``appRoleAssignedTo``
+(https://learn.microsoft.com/graph/api/serviceprincipal-list-approleassignedto), the applications and
+service principals with ``$select``, and the directory role assignments and eligibilities. Each page is
+reduced to compact facts before the next arrives; Retry-After is followed by the session's retry policy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from cbacheck import wellknown
+from cbacheck.auditfacts import AuditFacts, Holder
+from cbacheck.collect.graph import BatchRequest, GraphClient, GraphResponse
+from cbacheck.collect.parse import parse_application, parse_role_assignments, parse_service_principal
+from cbacheck.collect.tokens import graph_token_provider
+from cbacheck.collect.transport import build_session, stats_of
+from cbacheck.config import Settings
+from cbacheck.errors import GraphError
+from cbacheck.facts import AppRegistration, DirectoryRoleAssignment, ServicePrincipal
+
+PAGE = "999"
+MAX_PARALLEL = 6
+RESOURCE_SELECT = "id,appId,displayName,appRoles"
+APP_SELECT = "id,appId,displayName,signInAudience,keyCredentials,passwordCredentials,requiredResourceAccess"
+SP_SELECT = "id,appId,displayName,accountEnabled,servicePrincipalType"
+RESOURCES = (
+    wellknown.EXCHANGE_ONLINE_APP_ID,
+    wellknown.EXCHANGE_ONLINE_PROTECTION_APP_ID,
+    wellknown.MICROSOFT_GRAPH_APP_ID,
+)
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def audited_roles(resource: ServicePrincipal) -> dict[str, str]:
+    """appRoleId (lower case) -> value of the resource's app roles the audit looks for."""
+    wanted = wellknown.AUDIT_EXCHANGE_ROLES.get(resource.app_id.lower())
+    out = {}
+    for role in resource.app_roles:
+        mailbox = resource.app_id.lower() == wellknown.MICROSOFT_GRAPH_APP_ID and role.value.startswith(
+            wellknown.GRAPH_MAILBOX_PREFIXES
+        )
+        if mailbox or (wanted is not None and role.value in wanted):
+            out[role.id.lower()] = role.value
+    return out
+
+
+def endpoint_of(url: str) -> str:
+    """A request's endpoint for the per-endpoint count: path without query, GUIDs and appId keys replaced."""
+    path = url.split("?", 1)[0].split("/v1.0", 1)[-1]
+    return _GUID.sub("{id}", path)
+
+
+def _resource_sps(graph: GraphClient) -> list[ServicePrincipal]:
+    requests_ = [
+        BatchRequest(f"r{i}", f"/servicePrincipals(appId='{app_id}')?$select={RESOURCE_SELECT}")
+        for i, app_id in enumerate(RESOURCES)
+    ]
+    answers = graph.batch(requests_)
+    found = []
+    for request in requests_:
+        answer = answers.get(request.id)
+        if answer is not None and answer.ok:
+            found.append(parse_service_principal(answer.body, answer.source))
+        elif answer is not None and answer.status != 404:
+            answer.raise_for_error()
+    return found
+
+
+def _grants(graph: GraphClient, resource: ServicePrincipal) -> dict[str, list[str]]:
+    """principal object id -> "resource/value" of every audited role granted on this resource."""
+    roles = audited_roles(resource)
+    held: dict[str, list[str]] = defaultdict(list)
+    if not roles:
+        return held
+    answer = graph.get_all(f"/servicePrincipals/{resource.object_id}/appRoleAssignedTo", {"$top": PAGE})
+    for item in answer.value:
+        value = roles.get(str(item.get("appRoleId", "")).lower())
+        if value and item.get("principalType", "ServicePrincipal") == "ServicePrincipal":
+            permission = f"{resource.display_name}/{value}"
+            principal = str(item.get("principalId", "")).lower()
+            if permission not in held[principal]:
+                held[principal].append(permission)
+    return held
+
+
+def _listing(graph: GraphClient, path: str, params: dict[str, str], keep: Callable[[dict[str, Any]], Any]) -> list[Any]:
+    """Every item of a collection that `keep` turns into a fact (None drops it)."""
+    answer = graph.get_all(path, {**params, "$top": PAGE})
+    return [fact for item in answer.value if isinstance(item, dict) and (fact := keep(item)) is not None]
+
+
+def _roles(graph: GraphClient, path: str, status: str, not_read: dict[str, str]) -> list[DirectoryRoleAssignment]:
+    try:
+        return list(parse_role_assignments(graph.get_all(path, {"$top": PAGE}).value, status))
+    except GraphError as err:
+        not_read[f"directory role {status} assignments"] = f"{err} (needs RoleManagement.Read.Directory)"
+        return []
+
+
+def collect_audit(
+    settings: Settings, *, now: datetime | None = None, session: requests.Session | None = None
+) -> AuditFacts:
+    """Read every Exchange app-only principal of the tenant with the auditor identity."""
+    session = session or build_session(settings)
+    cloud = settings.cloud_endpoints
+    provider = graph_token_provider(settings, session, "auditor")
+    graph = GraphClient(
+        cloud.graph_url, provider, session, batching=settings.batching, scope=f"{cloud.graph_resource}/.default"
+    )
+    read_at = now or datetime.now(UTC)
+    resources = _resource_sps(graph)
+    not_read: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="cbacheck-audit") as pool:
+        grant_futures = [pool.submit(_grants, graph, resource) for resource in resources]
+        apps_future = pool.submit(_listing, graph, "/applications", {"$select": APP_SELECT}, lambda item: item)
+        sps_future = pool.submit(_listing, graph, "/servicePrincipals", {"$select": SP_SELECT}, lambda item: item)
+        active = pool.submit(_roles, graph, "/roleManagement/directory/roleAssignments", "active", not_read)
+        eligible = pool.submit(
+            _roles, graph, "/roleManagement/directory/roleEligibilitySchedules", "eligible", not_read
+        )
+        held: dict[str, list[str]] = defaultdict(list)
+        for future in grant_futures:
+            for principal, permissions in future.result().items():
+                held[principal].extend(permissions)
+        holders = _holders(held, sps_future.result(), apps_future.result())
+        roles = _by_principal([*active.result(), *eligible.result()], held)
+    tools = frozenset(a.lower() for a in (settings.auditor_app_id, settings.admin_app_id) if a)
+    stats = stats_of(session)
+    counts = Counter(
+        endpoint_of(source.url) for source in stats.sources if "graph" in source.url or "/v1.0" in source.url
+    )
+    return AuditFacts(
+        collected_at=read_at,
+        tenant=settings.tenant or "",
+        holders=tuple(h for h in holders if h.sp.app_id.lower() not in tools),
+        roles=roles,
+        tools=tools,
+        not_read=not_read,
+        requests_per_endpoint=dict(counts),
+        round_trips=stats.graph_round_trips,
+        applications_seen=_count_of(apps_future.result()),
+    )
+
+
+def _count_of(items: list[Any]) -> int:
+    return len(items)
+
+
+def _holders(held: dict[str, list[str]], sps: Iterable[dict[str, Any]], apps: Iterable[dict[str, Any]]) -> list[Holder]:
+    """The holders' service principals and app registrations; every other object is dropped as it is read."""
+    sp_items = {str(item.get("id", "")).lower(): item for item in sps if str(item.get("id", "")).lower() in held}
+    wanted_apps = {str(item.get("appId", "")).lower() for item in sp_items.values()}
+    registrations: dict[str, AppRegistration] = {
+        str(item.get("appId", "")).lower(): parse_application(item)
+        for item in apps
+        if str(item.get("appId", "")).lower() in wanted_apps
+    }
+    holders = []
+    for sp_id, item in sp_items.items():
+        sp = parse_service_principal(item)
+        holders.append(
+            Holder(
+                sp=sp,
+                service_principal_type=str(item.get("servicePrincipalType") or "Application"),
+                permissions=tuple(held[sp_id]),
+                app=registrations.get(sp.app_id.lower()),
+            )
+        )
+    return sorted(holders, key=lambda h: (h.sp.display_name.lower(), h.sp.app_id))
+
+
+def _by_principal(
+    assignments: Iterable[DirectoryRoleAssignment], held: dict[str, list[str]]
+) -> dict[str, tuple[DirectoryRoleAssignment, ...]]:
+    grouped: dict[str, list[DirectoryRoleAssignment]] = defaultdict(list)
+    for assignment in assignments:
+        if assignment.principal_id.lower() in held:
+            grouped[assignment.principal_id.lower()].append(assignment)
+    return {principal: tuple(items) for principal, items in grouped.items()}
+
+
+__all__ = ["GraphResponse", "collect_audit"]

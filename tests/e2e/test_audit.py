@@ -1,0 +1,104 @@
+"""`cbacheck audit` against a generated sandbox tenant: every kind of principal, each app's outcomes as declared."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cbacheck import cli
+from cbacheck.catalogue import AUDIT_CATALOGUE
+from cbacheck.commands import demo as democommand
+from cbacheck.errors import ExitCode
+from cbacheck.report.audit import AUDIT_SCHEMA
+from cbacheck.sandbox import Sandbox, generate
+from cbacheck.sandbox.scenario import load_scenario
+
+SCENARIO = Path(__file__).resolve().parent / "scenarios" / "audit-generated.json"
+
+
+def _options(sb: Sandbox, tmp_path: Path) -> list[str]:
+    options = democommand.sandbox_settings(sb, tmp_path / "reports")
+    args: list[str] = []
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
+
+
+def _audit(sb: Sandbox, tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    out = tmp_path / "reports"
+    status = cli.main(["audit", *_options(sb, tmp_path), *extra])
+    return status, json.loads((out / "audit.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], Path, Sandbox]:
+    tmp_path = tmp_path_factory.mktemp("audit")
+    with Sandbox(SCENARIO, workdir=tmp_path / "sandbox") as sb:
+        status, document = _audit(sb, tmp_path)
+        return status, document, tmp_path, sb
+
+
+def test_every_generated_holder_fails_exactly_what_the_scenario_declares(audited: Any) -> None:
+    status, document, _, _ = audited
+    spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"], "test")
+    declared = generate.declared_breaks(spec)
+    apps = {app["appId"]: app for app in document["apps"]}
+    assert set(declared) <= set(apps), "a generated holder was not found"
+    kinds = {generate.kind_of(i, spec) for i in range(spec.applications)} - {None}
+    assert kinds == set(generate.KINDS), "the scenario must hold every kind of principal"
+    differences = {}
+    for app_id, breaks in declared.items():
+        failed = {r["id"] for r in apps[app_id]["requirements"] if r["outcome"] != "passed"}
+        if failed != set(breaks):
+            differences[apps[app_id]["displayName"]] = (sorted(failed), sorted(breaks))
+    assert not differences, f"(got, declared) per app: {differences}"
+    assert status == ExitCode.FAILED and document["verdict"] == "failed"
+
+
+def test_non_holders_and_the_auditor_are_not_listed(audited: Any) -> None:
+    _, document, _, sb = audited
+    listed = {app["appId"] for app in document["apps"]}
+    assert sb.identities["auditor"].app_id not in listed and sb.identities["admin"].app_id not in listed
+    assert not any(" app " in app["displayName"] for app in document["apps"])  # generated non-holders
+    assert document["counts"]["applications_seen"] > len(document["apps"])
+
+
+def test_managed_identities_are_judged_by_roles_and_permissions_only(audited: Any) -> None:
+    _, document, _, _ = audited
+    managed = [app for app in document["apps"] if app["type"] == "ManagedIdentity"]
+    assert managed
+    for app in managed:
+        assert {r["id"] for r in app["requirements"]} == {"CBA-AUD-007", "CBA-AUD-008"}
+
+
+def test_the_document_follows_its_schema_and_the_catalogue(audited: Any) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    _, document, _, _ = audited
+    jsonschema.validate(document, AUDIT_SCHEMA)
+    for app in document["apps"]:
+        for record in app["requirements"]:
+            entry = AUDIT_CATALOGUE[record["id"]]
+            assert (record["title"], record["severity"]) == (entry.title, entry.severity)
+
+
+def test_html_and_csv_list_every_principal(audited: Any) -> None:
+    _, document, tmp_path, _ = audited
+    html = (tmp_path / "reports" / "audit.html").read_text(encoding="utf-8")
+    rows = list(csv.DictReader((tmp_path / "reports" / "audit.csv").open(encoding="utf-8")))
+    assert len(rows) == len(document["apps"])
+    for app in document["apps"]:
+        assert f'id="app-{app["appId"]}"' in html
+    assert "<script" not in html
+
+
+def test_compare_names_the_principals_that_appeared_and_disappeared(tmp_path: Path) -> None:
+    earlier = {"schema": "cbacheck-audit", "apps": [{"appId": "gone-1", "displayName": "retired app"}]}
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier), encoding="utf-8")
+    with Sandbox(SCENARIO, workdir=tmp_path / "sandbox") as sb:
+        _, document = _audit(sb, tmp_path, "--compare", str(tmp_path / "earlier.json"))
+    assert document["compare"]["disappeared"] == ["retired app (gone-1)"]
+    assert len(document["compare"]["appeared"]) == len(document["apps"])
