@@ -38,6 +38,7 @@ class AuditFacts:
     not_read: dict[str, str] = field(default_factory=dict)  # what -> why (the permission it needs)
     requests_per_endpoint: dict[str, int] = field(default_factory=dict)
     round_trips: int = 0
+    sequential_round_trips: int = 0
     applications_seen: int = 0
 
     def roles_of(self, sp_object_id: str) -> tuple[DirectoryRoleAssignment, ...]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -22,10 +22,10 @@ import requests
 
 from cbacheck import wellknown
 from cbacheck.auditfacts import AuditFacts, Holder
-from cbacheck.collect.graph import BatchRequest, GraphClient, GraphResponse
+from cbacheck.collect.graph import BatchRequest, GraphClient
 from cbacheck.collect.parse import parse_application, parse_role_assignments, parse_service_principal
 from cbacheck.collect.tokens import graph_token_provider
-from cbacheck.collect.transport import build_session, stats_of
+from cbacheck.collect.transport import build_session, stats_of, trusted_target
 from cbacheck.config import Settings
 from cbacheck.errors import GraphError
 from cbacheck.facts import AppRegistration, DirectoryRoleAssignment, ServicePrincipal
@@ -78,35 +78,98 @@ def _resource_sps(graph: GraphClient) -> list[ServicePrincipal]:
     return found
 
 
-def _grants(graph: GraphClient, resource: ServicePrincipal) -> dict[str, list[str]]:
+class Pages:
+    """Pages of one collection, one at a time (nothing of a page is kept but what the caller keeps).
+
+    A nextLink carries the bearer token, so it is followed only where `transport.trusted_target` allows, as
+    `GraphClient.follow_pages` does; `count` is the lane's sequential round trips.
+    """
+
+    def __init__(self, graph: GraphClient, path: str, params: dict[str, str]) -> None:
+        self.graph, self.path, self.params = graph, path, {**params, "$top": PAGE}
+        self.count = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        page = self.graph.get(self.path, self.params)
+        seen: set[str] = set()
+        while True:
+            self.count += 1
+            yield from (item for item in page.value if isinstance(item, dict))
+            next_link = page.body.get("@odata.nextLink") if isinstance(page.body, dict) else None
+            if not isinstance(next_link, str):
+                return
+            if next_link in seen or not trusted_target(self.graph.base_url, next_link):
+                raise GraphError(
+                    "GET", self.path, page.status, "UntrustedNextLink", f"next page {next_link!r} not followed"
+                )
+            seen.add(next_link)
+            page = self.graph.get(next_link)
+
+
+def _grants(graph: GraphClient, resource: ServicePrincipal, lanes: dict[str, int]) -> dict[str, list[str]]:
     """principal object id -> "resource/value" of every audited role granted on this resource."""
     roles = audited_roles(resource)
     held: dict[str, list[str]] = defaultdict(list)
     if not roles:
         return held
-    answer = graph.get_all(f"/servicePrincipals/{resource.object_id}/appRoleAssignedTo", {"$top": PAGE})
-    for item in answer.value:
+    pages = Pages(graph, f"/servicePrincipals/{resource.object_id}/appRoleAssignedTo", {})
+    for item in pages:
         value = roles.get(str(item.get("appRoleId", "")).lower())
         if value and item.get("principalType", "ServicePrincipal") == "ServicePrincipal":
             permission = f"{resource.display_name}/{value}"
             principal = str(item.get("principalId", "")).lower()
             if permission not in held[principal]:
                 held[principal].append(permission)
+    lanes[f"appRoleAssignedTo {resource.display_name}"] = pages.count
     return held
 
 
-def _listing(graph: GraphClient, path: str, params: dict[str, str], keep: Callable[[dict[str, Any]], Any]) -> list[Any]:
-    """Every item of a collection that `keep` turns into a fact (None drops it)."""
-    answer = graph.get_all(path, {**params, "$top": PAGE})
-    return [fact for item in answer.value if isinstance(item, dict) and (fact := keep(item)) is not None]
+def _compact_app(item: dict[str, Any]) -> dict[str, Any]:
+    """An application as the audit keeps it: the certificate bytes dropped (thumbprints and dates stay)."""
+    for key in item.get("keyCredentials") or ():
+        if isinstance(key, dict):
+            key.pop("key", None)
+    return item
 
 
-def _roles(graph: GraphClient, path: str, status: str, not_read: dict[str, str]) -> list[DirectoryRoleAssignment]:
+def _listing(
+    graph: GraphClient, path: str, params: dict[str, str], keep: Callable[[dict[str, Any]], Any], lanes: dict[str, int]
+) -> list[Any]:
+    """Every item of a collection that `keep` turns into a fact, page by page."""
+    pages = Pages(graph, path, params)
+    kept = [fact for item in pages if (fact := keep(item)) is not None]
+    lanes[path] = pages.count
+    return kept
+
+
+def _roles(
+    graph: GraphClient, path: str, status: str, not_read: dict[str, str], lanes: dict[str, int]
+) -> list[DirectoryRoleAssignment]:
     try:
-        return list(parse_role_assignments(graph.get_all(path, {"$top": PAGE}).value, status))
+        return list(parse_role_assignments(_listing(graph, path, {}, lambda item: item, lanes), status))
     except GraphError as err:
         not_read[f"directory role {status} assignments"] = f"{err} (needs RoleManagement.Read.Directory)"
         return []
+
+
+def _read_side_by_side(
+    graph: GraphClient, resources: list[ServicePrincipal], not_read: dict[str, str], lanes: dict[str, int]
+) -> tuple[list[Holder], dict[str, tuple[DirectoryRoleAssignment, ...]], int]:
+    """Every lane at once (a bounded pool): grants per resource, applications, service principals, roles."""
+    with ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="cbacheck-audit") as pool:
+        grant_futures = [pool.submit(_grants, graph, resource, lanes) for resource in resources]
+        apps = pool.submit(_listing, graph, "/applications", {"$select": APP_SELECT}, _compact_app, lanes)
+        sps = pool.submit(_listing, graph, "/servicePrincipals", {"$select": SP_SELECT}, lambda i: i, lanes)
+        active = pool.submit(_roles, graph, "/roleManagement/directory/roleAssignments", "active", not_read, lanes)
+        eligible = pool.submit(
+            _roles, graph, "/roleManagement/directory/roleEligibilitySchedules", "eligible", not_read, lanes
+        )
+        held: dict[str, list[str]] = defaultdict(list)
+        for future in grant_futures:
+            for principal, permissions in future.result().items():
+                held[principal].extend(permissions)
+        holders = _holders(held, sps.result(), apps.result())
+        return holders, _by_principal([*active.result(), *eligible.result()], held), len(apps.result())
 
 
 def collect_audit(
@@ -122,20 +185,8 @@ def collect_audit(
     read_at = now or datetime.now(UTC)
     resources = _resource_sps(graph)
     not_read: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="cbacheck-audit") as pool:
-        grant_futures = [pool.submit(_grants, graph, resource) for resource in resources]
-        apps_future = pool.submit(_listing, graph, "/applications", {"$select": APP_SELECT}, lambda item: item)
-        sps_future = pool.submit(_listing, graph, "/servicePrincipals", {"$select": SP_SELECT}, lambda item: item)
-        active = pool.submit(_roles, graph, "/roleManagement/directory/roleAssignments", "active", not_read)
-        eligible = pool.submit(
-            _roles, graph, "/roleManagement/directory/roleEligibilitySchedules", "eligible", not_read
-        )
-        held: dict[str, list[str]] = defaultdict(list)
-        for future in grant_futures:
-            for principal, permissions in future.result().items():
-                held[principal].extend(permissions)
-        holders = _holders(held, sps_future.result(), apps_future.result())
-        roles = _by_principal([*active.result(), *eligible.result()], held)
+    lanes: dict[str, int] = {}
+    holders, roles, applications_seen = _read_side_by_side(graph, resources, not_read, lanes)
     tools = frozenset(a.lower() for a in (settings.auditor_app_id, settings.admin_app_id) if a)
     stats = stats_of(session)
     counts = Counter(
@@ -150,12 +201,10 @@ def collect_audit(
         not_read=not_read,
         requests_per_endpoint=dict(counts),
         round_trips=stats.graph_round_trips,
-        applications_seen=_count_of(apps_future.result()),
+        # The $batch of resource principals, then the longest lane of pages read side by side.
+        sequential_round_trips=1 + max(lanes.values(), default=0),
+        applications_seen=applications_seen,
     )
-
-
-def _count_of(items: list[Any]) -> int:
-    return len(items)
 
 
 def _holders(held: dict[str, list[str]], sps: Iterable[dict[str, Any]], apps: Iterable[dict[str, Any]]) -> list[Holder]:
@@ -189,6 +238,3 @@ def _by_principal(
         if assignment.principal_id.lower() in held:
             grouped[assignment.principal_id.lower()].append(assignment)
     return {principal: tuple(items) for principal, items in grouped.items()}
-
-
-__all__ = ["GraphResponse", "collect_audit"]

@@ -210,7 +210,11 @@ def audit_document(facts: AuditFacts, settings: Settings) -> dict[str, Any]:
             "last sign-in": "not read (needs AuditLog.Read.All; not read by this version)",
             "app management policy": "not read (needs Policy.Read.All; not read by this version)",
         },
-        "requests": {"per_endpoint": facts.requests_per_endpoint, "round_trips": facts.round_trips},
+        "requests": {
+            "per_endpoint": facts.requests_per_endpoint,
+            "round_trips": facts.round_trips,
+            "sequential_round_trips": facts.sequential_round_trips,
+        },
         "apps": apps,
     }
 
