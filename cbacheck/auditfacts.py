@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cbacheck.facts import AppRegistration, DirectoryRoleAssignment, ServicePrincipal
+from cbacheck.facts import AppRegistration, DirectoryRoleAssignment, ExchangeRbac, ServicePrincipal
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,24 @@ class Holder:
 
 
 @dataclass(frozen=True)
+class EwsPolicy:
+    """The organization's EWS switch and app-id allow list (Get-OrganizationConfig)."""
+
+    enabled: bool | None  # None: not configured ($null)
+    allowed_app_ids: frozenset[str]  # lower case
+
+    def accepts(self, app_id: str) -> bool:
+        """Whether EWS takes the app's calls now: $false blocks every app; $true with a non-empty list admits only
+        the listed apps; $null (or $true with an empty list) restricts nobody by app id
+        (https://learn.microsoft.com/powershell/module/exchangepowershell/set-organizationconfig, -EwsAllowedAppIDs)."""
+        if self.enabled is False:
+            return False
+        if self.enabled is True and self.allowed_app_ids:
+            return app_id.lower() in self.allowed_app_ids
+        return True
+
+
+@dataclass(frozen=True)
 class AuditFacts:
     """What one audit read: the holders, their roles, what could not be read and what the reads cost."""
 
@@ -34,6 +52,9 @@ class AuditFacts:
     holders: tuple[Holder, ...]
     # principal object id (lower case) -> its active and eligible directory role assignments
     roles: dict[str, tuple[DirectoryRoleAssignment, ...]]
+    # Exchange RBAC of the ManageAsApp holders without a tenant-wide Entra role, and the EWS policy; None: not read.
+    exchange_rbac: ExchangeRbac | None = None
+    ews: EwsPolicy | None = None
     tools: frozenset[str] = frozenset()  # appIds of the auditor and admin identities: never findings
     not_read: dict[str, str] = field(default_factory=dict)  # what -> why (the permission it needs)
     requests_per_endpoint: dict[str, int] = field(default_factory=dict)

@@ -15,20 +15,29 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
 from cbacheck import wellknown
-from cbacheck.auditfacts import AuditFacts, Holder
+from cbacheck.auditfacts import AuditFacts, EwsPolicy, Holder
 from cbacheck.collect.graph import BatchRequest, GraphClient
 from cbacheck.collect.parse import parse_application, parse_role_assignments, parse_service_principal
+from cbacheck.collect.rbac import ExchangeCommandError, ExchangeCommands, _assignment, _pointer, exchange_tenant
 from cbacheck.collect.tokens import graph_token_provider
 from cbacheck.collect.transport import build_session, stats_of, trusted_target
 from cbacheck.config import Settings
-from cbacheck.errors import GraphError
-from cbacheck.facts import AppRegistration, DirectoryRoleAssignment, ServicePrincipal
+from cbacheck.errors import CredentialError, GraphError
+from cbacheck.facts import (
+    AppRegistration,
+    DirectoryRoleAssignment,
+    ExchangeRbac,
+    ExchangeServicePrincipal,
+    ManagementRoleAssignment,
+    ServicePrincipal,
+)
 
 PAGE = "999"
 MAX_PARALLEL = 6
@@ -41,6 +50,17 @@ RESOURCES = (
     wellknown.MICROSOFT_GRAPH_APP_ID,
 )
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """What the side-by-side lanes read."""
+
+    holders: list[Holder]
+    roles: dict[str, tuple[DirectoryRoleAssignment, ...]]
+    applications_seen: int
+    ews: EwsPolicy | None
+    rbac: ExchangeRbac | None
 
 
 def audited_roles(resource: ServicePrincipal) -> dict[str, str]:
@@ -153,8 +173,12 @@ def _roles(
 
 
 def _read_side_by_side(
-    graph: GraphClient, resources: list[ServicePrincipal], not_read: dict[str, str], lanes: dict[str, int]
-) -> tuple[list[Holder], dict[str, tuple[DirectoryRoleAssignment, ...]], int]:
+    graph: GraphClient,
+    commands: ExchangeCommands,
+    resources: list[ServicePrincipal],
+    not_read: dict[str, str],
+    lanes: dict[str, int],
+) -> SideBySide:
     """Every lane at once (a bounded pool): grants per resource, applications, service principals, roles."""
     with ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="cbacheck-audit") as pool:
         grant_futures = [pool.submit(_grants, graph, resource, lanes) for resource in resources]
@@ -168,8 +192,65 @@ def _read_side_by_side(
         for future in grant_futures:
             for principal, permissions in future.result().items():
                 held[principal].extend(permissions)
+        exchange = pool.submit(_exchange_reads, commands, not_read)
         holders = _holders(held, sps.result(), apps.result())
-        return holders, _by_principal([*active.result(), *eligible.result()], held), len(apps.result())
+        ews, pointers = exchange.result()
+        rbac = None
+        if pointers is not None:
+            try:
+                rbac = _rbac_of(commands, pointers, holders, pool)
+            except (ExchangeCommandError, CredentialError) as err:
+                not_read["Exchange RBAC"] = f"Exchange RBAC not read: {err}"
+        roles = _by_principal([*active.result(), *eligible.result()], held)
+        return SideBySide(holders, roles, len(apps.result()), ews, rbac)
+
+
+def _exchange_reads(
+    commands: ExchangeCommands, not_read: dict[str, str]
+) -> tuple[EwsPolicy | None, list[ExchangeServicePrincipal] | None]:
+    """The EWS policy (Get-OrganizationConfig) and every Exchange service principal pointer (Get-ServicePrincipal
+    without -Identity returns all, https://learn.microsoft.com/powershell/module/exchangepowershell/get-serviceprincipal)."""
+    ews: EwsPolicy | None = None
+    try:
+        config = commands.run("Get-OrganizationConfig", {})
+        first = config[0] if config else {}
+        enabled = first.get("EwsEnabled")
+        allowed = first.get("EwsAllowedAppIDs") or []
+        ews = EwsPolicy(
+            enabled if isinstance(enabled, bool) else None,
+            frozenset(str(a).lower() for a in (allowed if isinstance(allowed, list) else str(allowed).split(","))),
+        )
+    except (ExchangeCommandError, CredentialError) as err:
+        not_read["EWS status"] = f"EWS status not read: {err} (needs an Exchange role with Get-OrganizationConfig)"
+    try:
+        return ews, [_pointer(item) for item in commands.run("Get-ServicePrincipal", {})]
+    except (ExchangeCommandError, CredentialError) as err:
+        not_read["Exchange RBAC"] = f"Exchange RBAC not read: {err} (needs View-Only Organization Management)"
+        return ews, None
+
+
+def _rbac_of(
+    commands: ExchangeCommands,
+    pointers: list[ExchangeServicePrincipal],
+    holders: list[Holder],
+    pool: ThreadPoolExecutor,
+) -> ExchangeRbac:
+    """The pointers of Exchange.ManageAsApp holders (ObjectId = the holder's service principal) and their role
+    assignments, direct and via role groups (-RoleAssignee), one request per such pointer, side by side."""
+    manage = {h.sp.object_id.lower() for h in holders if h.holds(wellknown.EXCHANGE_MANAGE_AS_APP)}
+    matched = [p for p in pointers if p.object_id.lower() in manage]
+
+    def assignments(pointer: ExchangeServicePrincipal) -> list[ManagementRoleAssignment]:
+        try:
+            found = commands.run("Get-ManagementRoleAssignment", {"RoleAssignee": pointer.object_id})
+        except ExchangeCommandError as err:
+            if err.status == 404:  # a pointer that holds nothing
+                return []
+            raise
+        return [_assignment(pointer.object_id, item) for item in found]
+
+    held = [a for found in pool.map(assignments, matched) for a in found]
+    return ExchangeRbac(tuple(matched), tuple(held), ())
 
 
 def collect_audit(
@@ -186,7 +267,8 @@ def collect_audit(
     resources = _resource_sps(graph)
     not_read: dict[str, str] = {}
     lanes: dict[str, int] = {}
-    holders, roles, applications_seen = _read_side_by_side(graph, resources, not_read, lanes)
+    commands = ExchangeCommands(settings, session, provider, exchange_tenant(settings, None))
+    read = _read_side_by_side(graph, commands, resources, not_read, lanes)
     tools = frozenset(a.lower() for a in (settings.auditor_app_id, settings.admin_app_id) if a)
     stats = stats_of(session)
     counts = Counter(
@@ -195,15 +277,17 @@ def collect_audit(
     return AuditFacts(
         collected_at=read_at,
         tenant=settings.tenant or "",
-        holders=tuple(h for h in holders if h.sp.app_id.lower() not in tools),
-        roles=roles,
+        holders=tuple(h for h in read.holders if h.sp.app_id.lower() not in tools),
+        roles=read.roles,
+        exchange_rbac=read.rbac,
+        ews=read.ews,
         tools=tools,
         not_read=not_read,
         requests_per_endpoint=dict(counts),
         round_trips=stats.graph_round_trips,
         # The $batch of resource principals, then the longest lane of pages read side by side.
         sequential_round_trips=1 + max(lanes.values(), default=0),
-        applications_seen=applications_seen,
+        applications_seen=read.applications_seen,
     )
 
 

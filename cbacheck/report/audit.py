@@ -110,13 +110,19 @@ def authorised(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome
     if any(r.grants_tenant_wide(accepted) for r in roles):
         names = [r.role_display_name for r in roles if r.grants_tenant_wide(accepted)]
         return Outcome("CBA-AUD-008", "passed", f"Entra role {', '.join(names)} tenant-wide")
-    if "directory role active assignments" in facts.not_read:
-        return Outcome("CBA-AUD-008", "error", f"not read ({facts.not_read['directory role active assignments']})")
+    rbac = facts.exchange_rbac
+    if rbac is not None and rbac.authorised(holder.sp.object_id):
+        # The RBAC path as CBA-ROLE-001 judges it: the pointer whose ObjectId is the service principal's holds
+        # an enabled management role assignment (ExchangeRbac.authorised).
+        return Outcome("CBA-AUD-008", "passed", f"Exchange RBAC: {', '.join(rbac.roles_of(holder.sp.object_id))}")
+    unread = [facts.not_read[k] for k in ("directory role active assignments", "Exchange RBAC") if k in facts.not_read]
+    if unread:
+        return Outcome("CBA-AUD-008", "error", f"no tenant-wide Entra role seen; not read: {'; '.join(unread)}")
     return Outcome(
         "CBA-AUD-008",
         "failed",
-        "no supported Entra role tenant-wide; Exchange RBAC not read by this audit (run `cbacheck run` for this app "
-        "to judge the RBAC path)",
+        "neither a supported Entra role tenant-wide nor an Exchange RBAC role assignment on the pointer whose "
+        f"ObjectId is {holder.sp.object_id}",
     )
 
 
@@ -127,8 +133,21 @@ def in_manifest(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcom
 
 
 def ews_status(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome:
-    status = facts.not_read.get("EWS status", "EWS status not read (needs Exchange View-Only Configuration)")
-    return Outcome("CBA-AUD-010", "failed", f"full_access_as_app: EWS access to every mailbox; {status}")
+    if facts.ews is None:
+        status = facts.not_read.get("EWS status", "EWS status not read")
+    elif facts.ews.accepts(holder.sp.app_id):
+        status = "EWS accepts it now (EwsEnabled " + _ews_switch(facts.ews.enabled) + ")"
+    else:
+        status = "EWS refuses it (EwsEnabled " + _ews_switch(facts.ews.enabled) + ", not on EwsAllowedAppIDs)"
+    return Outcome(
+        "CBA-AUD-010",
+        "failed",
+        f"full_access_as_app: EWS access to every mailbox; {status}. Microsoft is retiring EWS in Exchange Online",
+    )
+
+
+def _ews_switch(enabled: bool | None) -> str:
+    return {True: "$true", False: "$false", None: "$null"}[enabled]
 
 
 def graph_mailbox(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome:
@@ -180,6 +199,7 @@ def app_entry(holder: Holder, facts: AuditFacts, settings: Settings) -> dict[str
         "roles": sorted(
             {f"{r.role_display_name or r.template_id} ({r.status})" for r in facts.roles_of(holder.sp.object_id)}
         ),
+        "exchangeRbac": list(facts.exchange_rbac.roles_of(holder.sp.object_id)) if facts.exchange_rbac else None,
         "credentials": [
             {"kind": "certificate", "keyId": k.key_id, "daysLeft": (k.end - now).days if k.end else None} for k in keys
         ]

@@ -34,7 +34,7 @@ def _cells(app: Mapping[str, Any]) -> dict[str, str]:
         "appId": app["appId"],
         "type": app["type"],
         "permissions": ", ".join(app["permissions"]),
-        "roles": ", ".join(app["roles"]) or "none",
+        "roles": ", ".join([*app["roles"], *(f"Exchange RBAC {r}" for r in app.get("exchangeRbac") or ())]) or "none",
         "credentials": _credentials(app),
         "owners": "not read" if app["owners"] is None else ", ".join(app["owners"]),
         "lastSignIn": "not read" if app["lastSignIn"] is None else str(app["lastSignIn"]),

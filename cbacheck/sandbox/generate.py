@@ -35,9 +35,13 @@ KINDS: Final[dict[str, frozenset[str]]] = {
     "multi-tenant": frozenset({"CBA-AUD-002"}),
     "long-lived-key": frozenset({"CBA-AUD-005"}),
     "not-in-manifest": frozenset({"CBA-AUD-009"}),
+    "rbac-only": frozenset(),  # no Entra role; an Exchange pointer with a direct management role assignment
 }
 KIND_ORDER: Final = tuple(KINDS)
-_GENERATE_KEYS: Final = frozenset({"applications", "exchange_share", "certificate", "seed", "owners"})
+_GENERATE_KEYS: Final = frozenset({"applications", "exchange_share", "certificate", "seed", "ews"})
+# "ews": "allow-list" sets EwsEnabled true with every second full_access_as_app holder on EwsAllowedAppIDs;
+# "disabled" sets EwsEnabled false; absent leaves EwsEnabled unset ($null).
+EWS_MODES: Final = ("allow-list", "disabled")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class GenerateSpec:
     exchange_share: float
     certificate: str
     seed: str
+    ews: str | None = None
 
 
 def parse_spec(raw: Any, source: str) -> GenerateSpec:
@@ -60,9 +65,12 @@ def parse_spec(raw: Any, source: str) -> GenerateSpec:
             exchange_share=float(raw.get("exchange_share", 0.1)),
             certificate=str(raw.get("certificate", "")),
             seed=str(raw.get("seed", "generated")),
+            ews=None if raw.get("ews") is None else str(raw["ews"]),
         )
     except (TypeError, ValueError) as exc:
         raise SandboxStateError(f"{source}: $.generate: {exc}. Fix the file.") from None
+    if spec.ews is not None and spec.ews not in EWS_MODES:
+        raise SandboxStateError(f"{source}: $.generate.ews: expected one of {', '.join(EWS_MODES)}. Fix the file.")
     if spec.applications < 0 or not 0 < spec.exchange_share <= 1:
         raise SandboxStateError(f"{source}: $.generate: applications >= 0 and 0 < exchange_share <= 1. Fix the file.")
     return spec
@@ -83,6 +91,15 @@ def app_id_of(index: int, spec: GenerateSpec) -> str:
 def declared_breaks(spec: GenerateSpec) -> dict[str, frozenset[str]]:
     """appId -> the audit requirements the scenario declares broken, for every generated holder."""
     return {app_id_of(i, spec): KINDS[kind] for i in range(spec.applications) if (kind := kind_of(i, spec)) is not None}
+
+
+def ews_accepts(spec: GenerateSpec) -> dict[str, bool]:
+    """appId -> whether EWS accepts the app, for every generated full_access_as_app holder."""
+    holders = [i for i in range(spec.applications) if kind_of(i, spec) == "full-access"]
+    if spec.ews == "disabled":
+        return {app_id_of(i, spec): False for i in holders}
+    allowed = set(holders[::2]) if spec.ews == "allow-list" else set(holders)
+    return {app_id_of(i, spec): i in allowed for i in holders}
 
 
 class _Builder:
@@ -134,7 +151,9 @@ class _Builder:
                 "createdDateTime": graph_time(self.now - timedelta(days=30)),
             }
         )
-        if permission == "Exchange.ManageAsApp" and kind != "no-role":
+        if kind == "rbac-only":
+            self._exchange_pointer(index, app_id, sp_id)
+        elif permission == "Exchange.ManageAsApp" and kind != "no-role":
             role = wellknown.GLOBAL_ADMINISTRATOR if kind == "global-admin" else wellknown.EXCHANGE_ADMINISTRATOR
             self.state["roleAssignments"].append(
                 {
@@ -144,6 +163,15 @@ class _Builder:
                     "directoryScopeId": "/",
                 }
             )
+
+    def _exchange_pointer(self, index: int, app_id: str, sp_id: str) -> None:
+        exchange = self.state.setdefault("exchange", {})
+        exchange.setdefault("servicePrincipals", []).append(
+            {"AppId": app_id, "ObjectId": sp_id, "DisplayName": f"generated rbac-only {index:05d}"}
+        )
+        exchange.setdefault("managementRoleAssignments", []).append(
+            {"Role": "View-Only Configuration", "RoleAssignee": sp_id, "Name": f"generated-{index:05d}"}
+        )
 
     def _application(self, index: int, kind: str | None, app_id: str) -> JsonObject:
         keys = [self.key(index, -30, 10 if kind == "expiring-key" else 300)]
@@ -205,3 +233,7 @@ def expand(
     builder = _Builder(state, spec, certificates[spec.certificate], now, sp_ids)
     for index in range(spec.applications):
         builder.add(index)
+    if spec.ews is not None:
+        allowed = [app_id for app_id, accepted in ews_accepts(spec).items() if accepted]
+        config = {"EwsEnabled": spec.ews == "allow-list", "EwsAllowedAppIDs": allowed}
+        state.setdefault("exchange", {})["organizationConfig"] = [config]

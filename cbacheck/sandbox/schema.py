@@ -21,7 +21,13 @@ COLLECTIONS: Final = (
     "mailboxes",
 )
 # The lists of the state's `exchange` object (Exchange RBAC, in the shape the cmdlets print).
-EXCHANGE_COLLECTIONS: Final = ("servicePrincipals", "roleGroups", "managementRoleAssignments", "managementRoles")
+EXCHANGE_COLLECTIONS: Final = (
+    "servicePrincipals",
+    "roleGroups",
+    "managementRoleAssignments",
+    "managementRoles",
+    "organizationConfig",  # at most one object: the EWS settings Get-OrganizationConfig adds (sandbox.md)
+)
 
 # --- object templates: the full Graph shape, filled in when an object is rendered ---------------
 

@@ -102,3 +102,24 @@ def test_compare_names_the_principals_that_appeared_and_disappeared(tmp_path: Pa
         _, document = _audit(sb, tmp_path, "--compare", str(tmp_path / "earlier.json"))
     assert document["compare"]["disappeared"] == ["retired app (gone-1)"]
     assert len(document["compare"]["appeared"]) == len(document["apps"])
+
+
+def test_each_full_access_holder_is_listed_with_whether_ews_accepts_it(audited: Any) -> None:
+    _, document, _, _ = audited
+    spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"], "test")
+    apps = {app["appId"]: app for app in document["apps"]}
+    accepts = generate.ews_accepts(spec)
+    assert set(accepts.values()) == {True, False}, "the scenario must hold both"
+    for app_id, accepted in accepts.items():
+        (record,) = [r for r in apps[app_id]["requirements"] if r["id"] == "CBA-AUD-010"]
+        assert ("EWS accepts it now" in record["message"]) is accepted, record
+        assert ("EWS refuses it" in record["message"]) is not accepted, record
+
+
+def test_an_exchange_rbac_holder_is_authorised_as_cbacheck_run_judges_it(audited: Any) -> None:
+    _, document, _, _ = audited
+    rbac_only = [app for app in document["apps"] if "rbac-only" in app["displayName"]]
+    assert rbac_only
+    for app in rbac_only:
+        (record,) = [r for r in app["requirements"] if r["id"] == "CBA-AUD-008"]
+        assert record["outcome"] == "passed" and "Exchange RBAC: View-Only Configuration" in record["message"]
