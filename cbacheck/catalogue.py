@@ -231,6 +231,17 @@ CATALOGUE: Final[dict[str, Requirement]] = {
             "Upload a current certificate (type AsymmetricX509Cert, usage Verify) and switch the automation to it.",
             after=("CBA-KEY-001",),
         ),
+        Requirement(
+            "CBA-KEY-003",
+            3,
+            "No uploaded key expires within expiry_days",
+            "high",
+            "rotate_certificate",
+            "Upload a new certificate before the old key expires, switch the automation to it, then remove the "
+            "old key.",
+            after=("CBA-APP-001",),
+            reference=DOC_CERT_CREDENTIALS,
+        ),
         # Link 4: the permission and consent.
         Requirement(
             "CBA-PERM-001",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -215,6 +215,11 @@ class AppRegistration:
     def keys_matching(self, sha1_hex: str) -> tuple[KeyCredential, ...]:
         """The keyCredentials that hold the certificate with this SHA-1 thumbprint."""
         return tuple(key for key in self.key_credentials if key.matches_thumbprint(sha1_hex))
+
+    def keys_expiring(self, now: datetime, days: int) -> tuple[KeyCredential, ...]:
+        """The keyCredentials valid until some moment in (now, now + days]: a rotation is due (CBA-KEY-003)."""
+        limit = now + timedelta(days=days)
+        return tuple(key for key in self.key_credentials if key.end is not None and now < key.end <= limit)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from cbacheck import wellknown
@@ -68,8 +67,7 @@ def no_secrets(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome
 
 def key_expiry(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome:
     assert holder.app is not None
-    limit = facts.collected_at + timedelta(days=settings.expiry_days)
-    soon = [k for k in holder.app.key_credentials if k.end is not None and facts.collected_at < k.end <= limit]
+    soon = holder.app.keys_expiring(facts.collected_at, settings.expiry_days)  # CBA-KEY-003's rule
     problems = [f"key {k.key_id} expires {k.end.date().isoformat()}" for k in soon if k.end is not None]
     return _judge("CBA-AUD-004", problems, f"no key expires within {settings.expiry_days} days")
 
