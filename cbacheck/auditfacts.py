@@ -16,6 +16,9 @@ class Holder:
     service_principal_type: str
     permissions: tuple[str, ...]
     app: AppRegistration | None = None
+    # Read with $batch for apps registered here; None: not read (no registration here, or the read failed).
+    owners: tuple[str, ...] | None = None
+    federated_credentials: tuple[str, ...] | None = None  # "name: issuer / subject"
 
     @property
     def managed_identity(self) -> bool:

@@ -532,5 +532,15 @@ AUDIT_CATALOGUE: Final[dict[str, Requirement]] = {
             "Mail/Calendars/Contacts permissions.",
             reference=DOC_RBAC_FOR_APPS,
         ),
+        Requirement(
+            "CBA-AUD-012",
+            2,
+            "The app has no owners who could add a credential",
+            "medium",
+            "manual",
+            "Remove the owners of apps that hold Exchange app-only access; manage them through a role "
+            "(Cloud Application Administrator) whose use is logged and reviewed.",
+            reference=DOC_APP_MANAGEMENT,
+        ),
     )
 }

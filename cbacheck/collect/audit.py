@@ -11,6 +11,7 @@ reduced to compact facts before the next arrives; Retry-After is followed by the
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -201,8 +202,52 @@ def _read_side_by_side(
                 rbac = _rbac_of(commands, pointers, holders, pool)
             except (ExchangeCommandError, CredentialError) as err:
                 not_read["Exchange RBAC"] = f"Exchange RBAC not read: {err}"
+        holders = _relations(graph, holders, pool)
         roles = _by_principal([*active.result(), *eligible.result()], held)
         return SideBySide(holders, roles, len(apps.result()), ews, rbac)
+
+
+OWNER_SELECT = "id,displayName,userPrincipalName,appId"
+BATCH_ITEMS = 20  # Graph's JSON batch limit (https://learn.microsoft.com/graph/json-batching)
+
+
+def _owner_name(item: dict[str, Any]) -> str:
+    return str(item.get("userPrincipalName") or item.get("appId") or item.get("displayName") or item.get("id", ""))
+
+
+def _federated_name(item: dict[str, Any]) -> str:
+    return f"{item.get('name', '')}: {item.get('issuer', '')} / {item.get('subject', '')}"
+
+
+def _relations(graph: GraphClient, holders: list[Holder], pool: ThreadPoolExecutor) -> list[Holder]:
+    """Each registered holder's owners (who can add a credential and act as the app) and federated credentials,
+    two $batch items per app (https://learn.microsoft.com/graph/api/application-list-owners,
+    https://learn.microsoft.com/graph/api/application-list-federatedidentitycredentials), batches side by side."""
+    registered = [h for h in holders if h.app is not None]
+    requests_ = [
+        request
+        for i, holder in enumerate(registered)
+        if holder.app is not None
+        for request in (
+            BatchRequest(f"o{i}", f"/applications/{holder.app.object_id}/owners?$select={OWNER_SELECT}"),
+            BatchRequest(f"f{i}", f"/applications/{holder.app.object_id}/federatedIdentityCredentials"),
+        )
+    ]
+    chunks = [requests_[start : start + BATCH_ITEMS] for start in range(0, len(requests_), BATCH_ITEMS)]
+    answers: dict[str, Any] = {}
+    for answered in pool.map(graph.batch, chunks):
+        answers.update(answered)
+    read: dict[str, Holder] = {}
+    for i, holder in enumerate(registered):
+        owners, federated = answers.get(f"o{i}"), answers.get(f"f{i}")
+        read[holder.sp.object_id] = dataclasses.replace(
+            holder,
+            owners=tuple(_owner_name(o) for o in owners.value) if owners is not None and owners.ok else None,
+            federated_credentials=(
+                tuple(_federated_name(f) for f in federated.value) if federated is not None and federated.ok else None
+            ),
+        )
+    return [read.get(h.sp.object_id, h) for h in holders]
 
 
 def _exchange_reads(

@@ -91,6 +91,13 @@ def expired_leftovers(holder: Holder, facts: AuditFacts, settings: Settings) -> 
     return _judge("CBA-AUD-006", [f"expired credential(s) {', '.join(expired)}"] if expired else [], "none")
 
 
+def no_owners(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome:
+    if holder.owners is None:
+        return Outcome("CBA-AUD-012", "error", "owners not read (needs Application.Read.All)")
+    problems = [f"{len(holder.owners)} owner(s) can add a credential and act as the app: {', '.join(holder.owners)}"]
+    return _judge("CBA-AUD-012", problems if holder.owners else [], "no owners")
+
+
 def not_over_privileged(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome:
     over = [
         r.role_display_name or r.template_id
@@ -163,7 +170,7 @@ def rules_for(holder: Holder) -> Iterator[Rule]:
         yield sp_enabled
         yield audience
         if holder.app is not None:
-            yield from (no_secrets, key_expiry, key_lifetime, expired_leftovers)
+            yield from (no_secrets, key_expiry, key_lifetime, expired_leftovers, no_owners)
     yield not_over_privileged
     if any(holder.holds(value) for value in MANAGE_AS_APP):
         yield authorised
@@ -201,8 +208,9 @@ def app_entry(holder: Holder, facts: AuditFacts, settings: Settings) -> dict[str
         "credentials": [
             {"kind": "certificate", "keyId": k.key_id, "daysLeft": (k.end - now).days if k.end else None} for k in keys
         ]
-        + [{"kind": "secret", "keyId": p.key_id, "daysLeft": (p.end - now).days if p.end else None} for p in secrets],
-        "owners": None,
+        + [{"kind": "secret", "keyId": p.key_id, "daysLeft": (p.end - now).days if p.end else None} for p in secrets]
+        + [{"kind": "federated", "keyId": f, "daysLeft": None} for f in holder.federated_credentials or ()],
+        "owners": None if holder.owners is None else list(holder.owners),
         "lastSignIn": None,
         "verdict": verdict_of(outcomes, settings.fail_on),
         "requirements": [o.as_dict() for o in outcomes],
@@ -224,7 +232,6 @@ def audit_document(facts: AuditFacts, settings: Settings) -> dict[str, Any]:
         "counts": {"apps": len(apps), "failed": failed, "error": errors, "applications_seen": facts.applications_seen},
         "not_read": dict(facts.not_read)
         | {
-            "owners": "not read by this version",
             "last sign-in": "not read (needs AuditLog.Read.All; not read by this version)",
             "app management policy": "not read (needs Policy.Read.All; not read by this version)",
         },

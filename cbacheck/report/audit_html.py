@@ -22,7 +22,9 @@ details{margin:.4rem 0}summary{cursor:pointer}
 
 def _credentials(app: Mapping[str, Any]) -> str:
     parts = [
-        f"{c['kind']} {c['daysLeft']}d" if c["daysLeft"] is not None else f"{c['kind']} no end"
+        f"{c['kind']} {c['daysLeft']}d"
+        if c["daysLeft"] is not None
+        else (f"federated {c['keyId']}" if c["kind"] == "federated" else f"{c['kind']} no end")
         for c in app["credentials"]
     ]
     return ", ".join(parts) or "none"

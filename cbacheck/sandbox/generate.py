@@ -36,6 +36,8 @@ KINDS: Final[dict[str, frozenset[str]]] = {
     "long-lived-key": frozenset({"CBA-AUD-005"}),
     "not-in-manifest": frozenset({"CBA-AUD-009"}),
     "rbac-only": frozenset(),  # no Entra role; an Exchange pointer with a direct management role assignment
+    "owned": frozenset({"CBA-AUD-012"}),  # a user owns the app: it can add a credential and act as the app
+    "federated": frozenset(),  # a federated identity credential (listed with the credentials, no finding)
 }
 KIND_ORDER: Final = tuple(KINDS)
 _GENERATE_KEYS: Final = frozenset({"applications", "exchange_share", "certificate", "seed", "ews"})
@@ -137,7 +139,9 @@ class _Builder:
         }
         self.state["servicePrincipals"].append(sp)
         if not managed:
-            self.state["applications"].append(self._application(index, kind, app_id))
+            application = self._application(index, kind, app_id)
+            self.state["applications"].append(application)
+            self._relations(index, kind, str(application["id"]))
         if kind is None:
             return
         permission = {"full-access": "full_access_as_app", "graph-mail": "Mail.Read"}.get(kind, "Exchange.ManageAsApp")
@@ -163,6 +167,29 @@ class _Builder:
                     "directoryScopeId": "/",
                 }
             )
+
+    def _relations(self, index: int, kind: str | None, app_object_id: str) -> None:
+        """Owners and federated credentials in Graph's shapes (directoryObject user; federatedIdentityCredential)."""
+        if kind == "owned":
+            self.state.setdefault("owners", {})[app_object_id] = [
+                {
+                    "@odata.type": "#microsoft.graph.user",
+                    "id": stable_guid(self.spec.seed, "owner", str(index)),
+                    "displayName": f"Owner {index:05d}",
+                    "userPrincipalName": f"owner{index:05d}@contosolab.onmicrosoft.com",
+                }
+            ]
+        if kind == "federated":
+            self.state.setdefault("federatedIdentityCredentials", {})[app_object_id] = [
+                {
+                    "id": stable_guid(self.spec.seed, "federated", str(index)),
+                    "name": "github-deploy",
+                    "issuer": "https://token.actions.githubusercontent.com",
+                    "subject": "repo:contoso/exchange-automation:environment:production",
+                    "audiences": ["api://AzureADTokenExchange"],
+                    "description": None,
+                }
+            ]
 
     def _exchange_pointer(self, index: int, app_id: str, sp_id: str) -> None:
         exchange = self.state.setdefault("exchange", {})

@@ -21,6 +21,9 @@ COLLECTIONS: Final = (
     "mailboxes",
 )
 # The lists of the state's `exchange` object (Exchange RBAC, in the shape the cmdlets print).
+# Application relationships kept beside the objects (never inside them, so no GET of an application shows them):
+# application object id -> directoryObjects (owners) or federatedIdentityCredential objects.
+RELATIONS: Final = ("owners", "federatedIdentityCredentials")
 EXCHANGE_COLLECTIONS: Final = (
     "servicePrincipals",
     "roleGroups",

@@ -123,3 +123,17 @@ def test_an_exchange_rbac_holder_is_authorised_as_cbacheck_run_judges_it(audited
     for app in rbac_only:
         (record,) = [r for r in app["requirements"] if r["id"] == "CBA-AUD-008"]
         assert record["outcome"] == "passed" and "Exchange RBAC: View-Only Configuration" in record["message"]
+
+
+def test_owners_and_federated_credentials_are_read_in_batches_and_shown(audited: Any) -> None:
+    _, document, tmp_path, _ = audited
+    owned = [app for app in document["apps"] if "owned" in app["displayName"]]
+    federated = [app for app in document["apps"] if "federated" in app["displayName"]]
+    assert owned and federated
+    assert all(app["owners"] and app["owners"][0].startswith("owner") for app in owned)
+    assert all(any(c["kind"] == "federated" for c in app["credentials"]) for app in federated)
+    others = [app for app in document["apps"] if app["type"] == "Application" and app not in owned]
+    assert all(app["owners"] == [] for app in others if "multi" not in app["displayName"])
+    html = (tmp_path / "reports" / "audit.html").read_text(encoding="utf-8")
+    assert "token.actions.githubusercontent.com" in html and owned[0]["owners"][0] in html
+    assert document["requests"]["per_endpoint"]["/applications/{id}/owners"] >= len(owned)

@@ -59,6 +59,7 @@ class GraphService:
                 "PATCH": self.update_application,
                 "DELETE": self.delete_application,
             },
+            "applicationRelation": {"GET": self.list_application_relation},
             "servicePrincipals": {"GET": self.list_service_principals, "POST": self.create_service_principal},
             "servicePrincipal": {
                 "GET": self.get_service_principal,
@@ -155,6 +156,17 @@ class GraphService:
         require(request.caller, "applications.write")
         self.state.delete_application(self._application(request))
         return GraphResult(204)
+
+    def list_application_relation(self, request: GraphRequest) -> GraphResult:
+        """GET /applications/{id}/owners (https://learn.microsoft.com/graph/api/application-list-owners) or
+        /federatedIdentityCredentials (https://learn.microsoft.com/graph/api/application-list-federatedidentitycredentials).
+        The sandbox answers every item in one page and ignores $select (docs/sandbox.md)."""
+        require(request.caller, "applications.read")
+        app, relation = self._application(request), str(request.args["relation"])
+        items = self.state.relations[relation].get(str(app["id"]).lower(), [])
+        entity = "directoryObjects" if relation == "owners" else f"applications('{app['id']}')/{relation}"
+        context = f"{request.call.base_url}/v1.0/$metadata#{entity}"
+        return GraphResult(200, {"@odata.context": context, "value": [dict(item) for item in items]})
 
     # service principals --------------------------------------------------------------------------
     def _service_principal(self, request: GraphRequest) -> JsonObject:
