@@ -28,7 +28,7 @@ from cbacheck.collect.graph import BatchRequest, GraphClient
 from cbacheck.collect.parse import parse_application, parse_role_assignments, parse_service_principal
 from cbacheck.collect.rbac import ExchangeCommandError, ExchangeCommands, _assignment, _pointer, exchange_tenant
 from cbacheck.collect.tokens import graph_token_provider
-from cbacheck.collect.transport import build_session, stats_of, trusted_target
+from cbacheck.collect.transport import build_session, is_token_request, stats_of, trusted_target
 from cbacheck.config import Settings
 from cbacheck.errors import CredentialError, GraphError
 from cbacheck.facts import (
@@ -79,7 +79,11 @@ def audited_roles(resource: ServicePrincipal) -> dict[str, str]:
 
 def endpoint_of(url: str) -> str:
     """A request's endpoint for the per-endpoint count: path without query, GUIDs and appId keys replaced."""
-    path = url.split("?", 1)[0].split("/v1.0", 1)[-1]
+    path = url.split("?", 1)[0]
+    if "/v1.0" in path:
+        path = path.split("/v1.0", 1)[1]  # Graph: relative to the version root, as $batch items name it
+    elif "/adminapi/" in path:
+        path = "Exchange " + "/adminapi/" + path.split("/adminapi/", 1)[1].split("/", 2)[0] + "/{tenant}/InvokeCommand"
     return _GUID.sub("{id}", path)
 
 
@@ -179,9 +183,15 @@ def _read_side_by_side(
     resources: list[ServicePrincipal],
     not_read: dict[str, str],
     lanes: dict[str, int],
+    later: list[int],
 ) -> SideBySide:
-    """Every lane at once (a bounded pool): grants per resource, applications, service principals, roles."""
-    with ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="cbacheck-audit") as pool:
+    """Every lane at once: Graph's lists in one bounded pool, Exchange's reads in another (each service throttles
+    on its own); owner batches and the RBAC reads of the holders follow the lists, side by side."""
+    with (
+        ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="cbacheck-audit") as pool,
+        ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="cbacheck-audit-exo") as exo,
+    ):
+        exchange = exo.submit(_exchange_reads, commands, not_read)
         grant_futures = [pool.submit(_grants, graph, resource, lanes) for resource in resources]
         apps = pool.submit(_listing, graph, "/applications", {"$select": APP_SELECT}, _compact_app, lanes)
         sps = pool.submit(_listing, graph, "/servicePrincipals", {"$select": SP_SELECT}, lambda i: i, lanes)
@@ -193,18 +203,28 @@ def _read_side_by_side(
         for future in grant_futures:
             for principal, permissions in future.result().items():
                 held[principal].extend(permissions)
-        exchange = pool.submit(_exchange_reads, commands, not_read)
         holders = _holders(held, sps.result(), apps.result())
         ews, pointers = exchange.result()
-        rbac = None
-        if pointers is not None:
-            try:
-                rbac = _rbac_of(commands, pointers, holders, pool)
-            except (ExchangeCommandError, CredentialError) as err:
-                not_read["Exchange RBAC"] = f"Exchange RBAC not read: {err}"
-        holders = _relations(graph, holders, pool)
+        rbac = pool.submit(_rbac_or_none, commands, pointers, holders, exo, not_read)
+        holders = _relations(graph, holders, pool, later)
         roles = _by_principal([*active.result(), *eligible.result()], held)
-        return SideBySide(holders, roles, len(apps.result()), ews, rbac)
+        return SideBySide(holders, roles, len(apps.result()), ews, rbac.result())
+
+
+def _rbac_or_none(
+    commands: ExchangeCommands,
+    pointers: list[ExchangeServicePrincipal] | None,
+    holders: list[Holder],
+    pool: ThreadPoolExecutor,
+    not_read: dict[str, str],
+) -> ExchangeRbac | None:
+    if pointers is None:
+        return None
+    try:
+        return _rbac_of(commands, pointers, holders, pool)
+    except (ExchangeCommandError, CredentialError) as err:
+        not_read["Exchange RBAC"] = f"Exchange RBAC not read: {err}"
+        return None
 
 
 OWNER_SELECT = "id,displayName,userPrincipalName,appId"
@@ -219,7 +239,7 @@ def _federated_name(item: dict[str, Any]) -> str:
     return f"{item.get('name', '')}: {item.get('issuer', '')} / {item.get('subject', '')}"
 
 
-def _relations(graph: GraphClient, holders: list[Holder], pool: ThreadPoolExecutor) -> list[Holder]:
+def _relations(graph: GraphClient, holders: list[Holder], pool: ThreadPoolExecutor, later: list[int]) -> list[Holder]:
     """Each registered holder's owners (who can add a credential and act as the app) and federated credentials,
     two $batch items per app (https://learn.microsoft.com/graph/api/application-list-owners,
     https://learn.microsoft.com/graph/api/application-list-federatedidentitycredentials), batches side by side."""
@@ -237,6 +257,7 @@ def _relations(graph: GraphClient, holders: list[Holder], pool: ThreadPoolExecut
     answers: dict[str, Any] = {}
     for answered in pool.map(graph.batch, chunks):
         answers.update(answered)
+    later.append(-(-len(chunks) // MAX_PARALLEL))  # rounds of side-by-side batches after the lists
     read: dict[str, Holder] = {}
     for i, holder in enumerate(registered):
         owners, federated = answers.get(f"o{i}"), answers.get(f"f{i}")
@@ -312,13 +333,12 @@ def collect_audit(
     resources = _resource_sps(graph)
     not_read: dict[str, str] = {}
     lanes: dict[str, int] = {}
+    later: list[int] = []
     commands = ExchangeCommands(settings, session, provider, exchange_tenant(settings, None))
-    read = _read_side_by_side(graph, commands, resources, not_read, lanes)
+    read = _read_side_by_side(graph, commands, resources, not_read, lanes, later)
     tools = frozenset(a.lower() for a in (settings.auditor_app_id, settings.admin_app_id) if a)
     stats = stats_of(session)
-    counts = Counter(
-        endpoint_of(source.url) for source in stats.sources if "graph" in source.url or "/v1.0" in source.url
-    )
+    counts = Counter(endpoint_of(source.url) for source in stats.sources if not is_token_request("POST", source.url))
     return AuditFacts(
         collected_at=read_at,
         tenant=settings.tenant or "",
@@ -331,7 +351,9 @@ def collect_audit(
         requests_per_endpoint=dict(counts),
         round_trips=stats.graph_round_trips,
         # The $batch of resource principals, then the longest lane of pages read side by side.
-        sequential_round_trips=1 + max(lanes.values(), default=0),
+        # The $batch of resource principals, the longest lane of pages read side by side, then the rounds of
+        # owner batches (the Exchange reads run beside the lists; the RBAC reads beside the owner batches).
+        sequential_round_trips=1 + max(lanes.values(), default=0) + sum(later),
         applications_seen=read.applications_seen,
     )
 
