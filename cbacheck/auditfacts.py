@@ -56,6 +56,9 @@ class AuditFacts:
     # principal object id (lower case) -> its active and eligible directory role assignments
     roles: dict[str, tuple[DirectoryRoleAssignment, ...]]
     # Exchange RBAC of the ManageAsApp holders without a tenant-wide Entra role, and the EWS policy; None: not read.
+    # appId (lower case) -> last app-only sign-in (ISO 8601) from the beta report; None: report not read.
+    last_sign_in: dict[str, str] | None = None
+    app_management_policy: dict[str, object] | None = None  # the default policy's summary; None: not read
     exchange_rbac: ExchangeRbac | None = None
     ews: EwsPolicy | None = None
     tools: frozenset[str] = frozenset()  # appIds of the auditor and admin identities: never findings

@@ -62,6 +62,8 @@ class SideBySide:
     applications_seen: int
     ews: EwsPolicy | None
     rbac: ExchangeRbac | None
+    last_sign_in: dict[str, str] | None
+    app_management_policy: dict[str, object] | None
 
 
 def audited_roles(resource: ServicePrincipal) -> dict[str, str]:
@@ -80,8 +82,9 @@ def audited_roles(resource: ServicePrincipal) -> dict[str, str]:
 def endpoint_of(url: str) -> str:
     """A request's endpoint for the per-endpoint count: path without query, GUIDs and appId keys replaced."""
     path = url.split("?", 1)[0]
-    if "/v1.0" in path:
-        path = path.split("/v1.0", 1)[1]  # Graph: relative to the version root, as $batch items name it
+    if "/v1.0/" in path or "/beta/" in path:
+        # Graph: relative to the version root, as $batch items name it (beta marked)
+        path = path.split("/v1.0", 1)[1] if "/v1.0/" in path else "beta " + path.split("/beta", 1)[1]
     elif "/adminapi/" in path:
         path = "Exchange " + "/adminapi/" + path.split("/adminapi/", 1)[1].split("/", 2)[0] + "/{tenant}/InvokeCommand"
     return _GUID.sub("{id}", path)
@@ -199,6 +202,8 @@ def _read_side_by_side(
         eligible = pool.submit(
             _roles, graph, "/roleManagement/directory/roleEligibilitySchedules", "eligible", not_read, lanes
         )
+        sign_ins = pool.submit(_sign_ins, graph, not_read, lanes)
+        policy = pool.submit(_app_management_policy, graph, not_read)
         held: dict[str, list[str]] = defaultdict(list)
         for future in grant_futures:
             for principal, permissions in future.result().items():
@@ -208,7 +213,42 @@ def _read_side_by_side(
         rbac = pool.submit(_rbac_or_none, commands, pointers, holders, exo, not_read)
         holders = _relations(graph, holders, pool, later)
         roles = _by_principal([*active.result(), *eligible.result()], held)
-        return SideBySide(holders, roles, len(apps.result()), ews, rbac.result())
+        return SideBySide(holders, roles, len(apps.result()), ews, rbac.result(), sign_ins.result(), policy.result())
+
+
+def _sign_ins(graph: GraphClient, not_read: dict[str, str], lanes: dict[str, int]) -> dict[str, str] | None:
+    """appId -> last app-only sign-in, from GET /beta/reports/servicePrincipalSignInActivities (AuditLog.Read.All,
+    https://learn.microsoft.com/graph/api/reportroot-list-serviceprincipalsigninactivities); None when unreadable."""
+    url = graph.base_url.rsplit("/v1.0", 1)[0] + "/beta/reports/servicePrincipalSignInActivities"
+    try:
+        items = _listing(graph, url, {}, lambda item: item, lanes)
+    except GraphError as err:
+        not_read["last sign-in"] = f"not read: {err.status} {err.code} (needs AuditLog.Read.All)"
+        return None
+    out: dict[str, str] = {}
+    for item in items:
+        activity = item.get("applicationAuthenticationClientSignInActivity") or item.get("lastSignInActivity") or {}
+        when = activity.get("lastSignInDateTime") if isinstance(activity, dict) else None
+        if when:
+            out[str(item.get("appId", "")).lower()] = str(when)
+    return out
+
+
+def _app_management_policy(graph: GraphClient, not_read: dict[str, str]) -> dict[str, object] | None:
+    """The tenant's default app management policy (Policy.Read.All,
+    https://learn.microsoft.com/graph/api/tenantappmanagementpolicy-get): whether it restricts credentials."""
+    try:
+        body = graph.get("/policies/defaultAppManagementPolicy").body
+    except GraphError as err:
+        not_read["app management policy"] = f"not read: {err.status} {err.code} (needs Policy.Read.All)"
+        return None
+    body = body if isinstance(body, dict) else {}
+    restrictions = body.get("applicationRestrictions") or {}
+    return {
+        "isEnabled": body.get("isEnabled"),
+        "passwordCredentials": [r.get("restrictionType") for r in restrictions.get("passwordCredentials") or []],
+        "keyCredentials": [r.get("restrictionType") for r in restrictions.get("keyCredentials") or []],
+    }
 
 
 def _rbac_or_none(
@@ -345,6 +385,8 @@ def collect_audit(
         holders=tuple(h for h in read.holders if h.sp.app_id.lower() not in tools),
         roles=read.roles,
         exchange_rbac=read.rbac,
+        last_sign_in=read.last_sign_in,
+        app_management_policy=read.app_management_policy,
         ews=read.ews,
         tools=tools,
         not_read=not_read,

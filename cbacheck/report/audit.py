@@ -211,7 +211,9 @@ def app_entry(holder: Holder, facts: AuditFacts, settings: Settings) -> dict[str
         + [{"kind": "secret", "keyId": p.key_id, "daysLeft": (p.end - now).days if p.end else None} for p in secrets]
         + [{"kind": "federated", "keyId": f, "daysLeft": None} for f in holder.federated_credentials or ()],
         "owners": None if holder.owners is None else list(holder.owners),
-        "lastSignIn": None,
+        "lastSignIn": None
+        if facts.last_sign_in is None
+        else facts.last_sign_in.get(holder.sp.app_id.lower(), "none recorded"),
         "verdict": verdict_of(outcomes, settings.fail_on),
         "requirements": [o.as_dict() for o in outcomes],
     }
@@ -230,11 +232,8 @@ def audit_document(facts: AuditFacts, settings: Settings) -> dict[str, Any]:
         "verdict": "failed" if failed else ("error" if errors else "passed"),
         "fail_on": settings.fail_on,
         "counts": {"apps": len(apps), "failed": failed, "error": errors, "applications_seen": facts.applications_seen},
-        "not_read": dict(facts.not_read)
-        | {
-            "last sign-in": "not read (needs AuditLog.Read.All; not read by this version)",
-            "app management policy": "not read (needs Policy.Read.All; not read by this version)",
-        },
+        "not_read": dict(facts.not_read),
+        "app_management_policy": facts.app_management_policy,
         "requests": {
             "per_endpoint": facts.requests_per_endpoint,
             "round_trips": facts.round_trips,

@@ -88,6 +88,9 @@ def audit_html(document: Mapping[str, Any], compared: Mapping[str, list[str]] | 
             + "</tr>"
         )
     not_read = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in document["not_read"].items())
+    policy = document.get("app_management_policy")
+    if policy is not None:
+        not_read += f"<li>read: app management policy {escape(str(policy))}</li>"
     changes = ""
     if compared is not None:
         changes = (

@@ -137,3 +137,11 @@ def test_owners_and_federated_credentials_are_read_in_batches_and_shown(audited:
     html = (tmp_path / "reports" / "audit.html").read_text(encoding="utf-8")
     assert "token.actions.githubusercontent.com" in html and owned[0]["owners"][0] in html
     assert document["requests"]["per_endpoint"]["/applications/{id}/owners"] >= len(owned)
+
+
+def test_sign_in_activity_and_app_management_policy_unreadable_are_named_and_the_audit_goes_on(audited: Any) -> None:
+    _, document, _, _ = audited
+    assert "needs AuditLog.Read.All" in document["not_read"]["last sign-in"]
+    assert "needs Policy.Read.All" in document["not_read"]["app management policy"]
+    assert all(app["lastSignIn"] is None for app in document["apps"])
+    assert document["counts"]["apps"] > 0
