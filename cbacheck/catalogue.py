@@ -234,7 +234,7 @@ CATALOGUE: Final[dict[str, Requirement]] = {
         Requirement(
             "CBA-KEY-003",
             3,
-            "No uploaded key expires within expiry_days",
+            "No uploaded key expires within expiry_days without a successor",
             "high",
             "rotate_certificate",
             "Upload a new certificate before the old key expires, switch the automation to it, then remove the "
@@ -459,7 +459,7 @@ AUDIT_CATALOGUE: Final[dict[str, Requirement]] = {
         Requirement(
             "CBA-AUD-004",
             3,
-            "No uploaded key expires within expiry_days",
+            "No uploaded key expires within expiry_days without a successor",
             "high",
             "rotate_certificate",
             "Upload a new certificate before the old one expires and switch the automation to it.",

@@ -217,9 +217,11 @@ class AppRegistration:
         return tuple(key for key in self.key_credentials if key.matches_thumbprint(sha1_hex))
 
     def keys_expiring(self, now: datetime, days: int) -> tuple[KeyCredential, ...]:
-        """The keyCredentials valid until some moment in (now, now + days]: a rotation is due (CBA-KEY-003)."""
+        """Keys ending in (now, now + days] while no key valid now outlives that window: a rotation is due."""
         limit = now + timedelta(days=days)
-        return tuple(key for key in self.key_credentials if key.end is not None and now < key.end <= limit)
+        soon = tuple(key for key in self.key_credentials if key.end is not None and now < key.end <= limit)
+        successor = any(k.end and k.end > limit and (k.start is None or k.start <= now) for k in self.key_credentials)
+        return () if successor else soon
 
 
 @dataclass(frozen=True)

@@ -749,3 +749,14 @@ def test_keys_expiring_later_or_already_expired_pass_key_003() -> None:
         tenant_facts=tf.tenant(),
         cba_settings=tf.settings(),
     )
+
+
+def test_a_key_expiring_soon_with_its_successor_uploaded_passes_key_003() -> None:
+    old = tf.key_credential(key_id="k-old", end=tf.NOW + timedelta(days=10))
+    successor = tf.key_credential(key_id="k-new", start=tf.NOW - timedelta(hours=1), end=tf.NOW + timedelta(days=365))
+    passes(
+        key_checks.test_no_uploaded_key_expires_within_rotation_window,
+        app=tf.application(key_credentials=(old, successor)),
+        tenant_facts=tf.tenant(),
+        cba_settings=tf.settings(),
+    )
