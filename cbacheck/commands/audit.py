@@ -13,7 +13,7 @@ from cbacheck.collect.audit import collect_audit
 from cbacheck.commands.run_options import add_setting_options, setting_dest
 from cbacheck.errors import ExitCode, InputError
 from cbacheck.report.audit import audit_document, compare_principals
-from cbacheck.report.audit_html import audit_csv, audit_html
+from cbacheck.report.audit_html import audit_csv, audit_html, audit_markdown
 
 HELP = "list every app that can act on Exchange Online as itself, and judge each without its private key"
 
@@ -28,7 +28,7 @@ def add_parser(subparsers: Any) -> None:
             "and list every service principal granted Exchange.ManageAsApp, Exchange.ManageAsAppV2, "
             "full_access_as_app or Microsoft Graph mail, calendar or contacts application permissions, managed "
             "identities included, each judged by the requirements CBA-AUD-* (docs/requirements.md). Writes "
-            "audit.json, audit.html and audit.csv to report_dir; with --compare (an earlier "
+            "audit.json, audit.html, audit.csv and audit.md (summary) to report_dir; with --compare (an earlier "
             "audit.json) it says which principals appeared or disappeared. Exit codes as for `run`."
         ),
     )
@@ -71,6 +71,7 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     (folder / "audit.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     (folder / "audit.html").write_text(audit_html(document, compared), encoding="utf-8")
     (folder / "audit.csv").write_text(audit_csv(document), encoding="utf-8")
+    (folder / "audit.md").write_text(audit_markdown(document), encoding="utf-8")
     counts = document["counts"]
     print(
         f"cbacheck audit: {counts['apps']} principals with Exchange app-only permissions among "

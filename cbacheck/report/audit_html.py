@@ -1,4 +1,4 @@
-"""The tenant audit rendered for readers: the overview table and a drill-down per app (HTML), and CSV."""
+"""The tenant audit rendered for readers: the overview table and a drill-down per app (HTML), CSV and Markdown."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import io
 from collections.abc import Mapping
 from html import escape
 from typing import Any
+
+from cbacheck.report.markdown import md
 
 CSV_COLUMNS = ("displayName", "appId", "type", "permissions", "roles", "credentials", "owners", "lastSignIn", "verdict")
 _STYLE = """
@@ -112,3 +114,25 @@ def audit_html(document: Mapping[str, Any], compared: Mapping[str, list[str]] | 
         f"<table><tr>{head}</tr>{body}</table>{changes}<h2>Not read</h2><ul>{not_read}</ul>"
         "<h2>Per principal</h2>" + "".join(_drill_down(app) for app in document["apps"]) + "</body></html>"
     )
+
+
+def audit_markdown(document: Mapping[str, Any]) -> str:
+    """The CI summary: verdict, counts and one row per principal that did not pass (Markdown-escaped)."""
+    counts = document["counts"]
+    lines = [
+        f"### cbacheck audit: {md(document['verdict'])}",
+        "",
+        f"{counts['apps']} principals hold Exchange app-only permissions among {counts['applications_seen']} "
+        f"applications; {counts['failed']} failed, {counts['error']} not verified.",
+        "",
+        "| app | appId | verdict | requirements not passed |",
+        "|---|---|---|---|",
+    ]
+    for app in document["apps"]:
+        if app["verdict"] == "passed":
+            continue
+        open_ids = ", ".join(r["id"] for r in app["requirements"] if r["outcome"] != "passed")
+        lines.append(f"| {md(app['displayName'])} | {md(app['appId'])} | {md(app['verdict'])} | {md(open_ids)} |")
+    for kind, names in (document.get("compare") or {}).items():
+        lines.append(f"\n{md(kind)}: {md(', '.join(names) or 'none')}")
+    return "\n".join(lines) + "\n"

@@ -145,3 +145,11 @@ def test_sign_in_activity_and_app_management_policy_unreadable_are_named_and_the
     assert "needs Policy.Read.All" in document["not_read"]["app management policy"]
     assert all(app["lastSignIn"] is None for app in document["apps"])
     assert document["counts"]["apps"] > 0
+
+
+def test_the_markdown_summary_lists_every_principal_that_did_not_pass(audited: Any) -> None:
+    _, document, tmp_path, _ = audited
+    summary = (tmp_path / "reports" / "audit.md").read_text(encoding="utf-8")
+    failing = [app for app in document["apps"] if app["verdict"] != "passed"]
+    assert failing and all(app["appId"] in summary for app in failing)
+    assert not any(app["appId"] in summary for app in document["apps"] if app["verdict"] == "passed")
