@@ -14,6 +14,7 @@ from cbacheck.commands.run_options import add_setting_options, setting_dest
 from cbacheck.errors import ExitCode, InputError
 from cbacheck.report.audit import audit_document, compare_principals
 from cbacheck.report.audit_html import audit_csv, audit_html, audit_markdown
+from cbacheck.report.exceptions import load_exceptions
 
 HELP = "list every app that can act on Exchange Online as itself, and judge each without its private key"
 
@@ -62,7 +63,8 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     stdout = out or sys.stdout
     settings = _settings(args)
     earlier = _earlier(settings.compare)
-    document = audit_document(collect_audit(settings), settings)
+    exceptions = load_exceptions(settings)  # read (and refused, exit 2) before any request
+    document = audit_document(collect_audit(settings), settings, exceptions)
     compared = compare_principals(document, earlier) if earlier is not None else None
     if compared is not None:
         document["compare"] = compared

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from cbacheck import wellknown
@@ -17,6 +18,7 @@ from cbacheck.auditfacts import AuditFacts, Holder
 from cbacheck.catalogue import AUDIT_CATALOGUE
 from cbacheck.config import Settings
 from cbacheck.config.table import accepted_role_ids
+from cbacheck.report.exceptions import PROFILE, ExceptionsFile, exception_note
 from cbacheck.report.gate import at_or_above
 
 SCHEMA_VERSION = 1
@@ -26,7 +28,7 @@ MANAGE_AS_APP = (wellknown.EXCHANGE_MANAGE_AS_APP, wellknown.EXCHANGE_MANAGE_AS_
 @dataclass(frozen=True)
 class Outcome:
     id: str
-    outcome: str  # passed | failed | error
+    outcome: str  # passed | failed | error | accepted (a failure an exception covers)
     message: str
 
     def as_dict(self) -> dict[str, Any]:
@@ -190,8 +192,23 @@ def verdict_of(outcomes: Sequence[Outcome], fail_on: str) -> str:
     return "passed"
 
 
-def app_entry(holder: Holder, facts: AuditFacts, settings: Settings) -> dict[str, Any]:
-    outcomes = [rule(holder, facts, settings) for rule in rules_for(holder)]
+def accepted(outcome: Outcome, app_id: str, exceptions: ExceptionsFile | None, today: date) -> Outcome:
+    """A failure an unexpired exception of the exceptions file covers (by ID and, when it names one, app) is
+    `accepted`, with the exception's note; an expired one leaves it failed, saying so."""
+    entry = exceptions.matching(outcome.id, app_id, PROFILE) if exceptions and outcome.outcome == "failed" else None
+    if entry is None or exceptions is None:
+        return outcome
+    note = exception_note(entry, exceptions, today)
+    return Outcome(outcome.id, "failed" if entry.expired(today) else "accepted", f"{outcome.message}; {note}")
+
+
+def app_entry(
+    holder: Holder, facts: AuditFacts, settings: Settings, exceptions: ExceptionsFile | None = None
+) -> dict[str, Any]:
+    today = facts.collected_at.date()
+    outcomes = [
+        accepted(rule(holder, facts, settings), holder.sp.app_id, exceptions, today) for rule in rules_for(holder)
+    ]
     keys = holder.app.key_credentials if holder.app else ()
     secrets = holder.app.password_credentials if holder.app else ()
     now = facts.collected_at
@@ -219,9 +236,9 @@ def app_entry(holder: Holder, facts: AuditFacts, settings: Settings) -> dict[str
     }
 
 
-def audit_document(facts: AuditFacts, settings: Settings) -> dict[str, Any]:
+def audit_document(facts: AuditFacts, settings: Settings, exceptions: ExceptionsFile | None = None) -> dict[str, Any]:
     """The audit's JSON document (schema `AUDIT_SCHEMA`)."""
-    apps = [app_entry(holder, facts, settings) for holder in facts.holders]
+    apps = [app_entry(holder, facts, settings, exceptions) for holder in facts.holders]
     failed = sum(1 for app in apps if app["verdict"] == "failed")
     errors = sum(1 for app in apps if app["verdict"] == "error")
     return {
@@ -272,7 +289,7 @@ AUDIT_SCHEMA: dict[str, Any] = {
                         "items": {
                             "type": "object",
                             "required": ["id", "outcome", "severity", "message"],
-                            "properties": {"outcome": {"enum": ["passed", "failed", "error"]}},
+                            "properties": {"outcome": {"enum": ["passed", "failed", "error", "accepted"]}},
                         },
                     },
                 },

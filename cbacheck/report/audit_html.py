@@ -16,7 +16,7 @@ body{font-family:system-ui,sans-serif;margin:1.5rem;color:#1b1b1b}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top}
 th{background:#f2f2f2}
-.failed{color:#a4000f;font-weight:600}.error{color:#8a5300;font-weight:600}.passed{color:#0b6a0b}
+.failed{color:#a4000f;font-weight:600}.accepted{color:#555}.error{color:#8a5300;font-weight:600}.passed{color:#0b6a0b}
 details{margin:.4rem 0}summary{cursor:pointer}
 @media print{details{display:block}}
 """

@@ -153,3 +153,22 @@ def test_the_markdown_summary_lists_every_principal_that_did_not_pass(audited: A
     failing = [app for app in document["apps"] if app["verdict"] != "passed"]
     assert failing and all(app["appId"] in summary for app in failing)
     assert not any(app["appId"] in summary for app in document["apps"] if app["verdict"] == "passed")
+
+
+def test_an_exception_naming_an_app_accepts_its_finding_and_no_other(tmp_path: Path) -> None:
+    spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"], "test")
+    secret_apps = [app_id for app_id, breaks in generate.declared_breaks(spec).items() if breaks == {"CBA-AUD-003"}]
+    accepted_app, other_app = secret_apps[:2]
+    exceptions = tmp_path / "exceptions.toml"
+    exceptions.write_text(
+        f'[[exception]]\nid = "CBA-AUD-003"\napp_id = "{accepted_app}"\nreason = "vendor tool, secret rotated monthly"\n'
+        'approver = "security@contoso.example"\nexpires = "2099-12-31"\n',
+        encoding="utf-8",
+    )
+    with Sandbox(SCENARIO, workdir=tmp_path / "sandbox") as sb:
+        _, document = _audit(sb, tmp_path, "--exceptions", str(exceptions))
+    apps = {app["appId"]: app for app in document["apps"]}
+    assert apps[accepted_app]["verdict"] == "passed"
+    (record,) = [r for r in apps[accepted_app]["requirements"] if r["id"] == "CBA-AUD-003"]
+    assert record["outcome"] == "accepted" and "security@contoso.example" in record["message"]
+    assert apps[other_app]["verdict"] == "failed"
