@@ -162,7 +162,8 @@ def test_an_exception_naming_an_app_accepts_its_finding_and_no_other(tmp_path: P
     exceptions = tmp_path / "exceptions.toml"
     exceptions.write_text(
         f'[[exception]]\nid = "CBA-AUD-003"\napp_id = "{accepted_app}"\n'
-        'reason = "vendor tool, secret rotated monthly"\napprover = "security@contoso.example"\nexpires = "2099-12-31"\n',
+        'reason = "vendor tool, secret rotated monthly"\napprover = "security@contoso.example"\n'
+        'expires = "2099-12-31"\n',
         encoding="utf-8",
     )
     with Sandbox(SCENARIO, workdir=tmp_path / "sandbox") as sb:
