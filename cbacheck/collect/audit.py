@@ -82,11 +82,12 @@ def audited_roles(resource: ServicePrincipal) -> dict[str, str]:
 def endpoint_of(url: str) -> str:
     """A request's endpoint for the per-endpoint count: path without query, GUIDs and appId keys replaced."""
     path = url.split("?", 1)[0]
-    if "/v1.0/" in path or "/beta/" in path:
-        # Graph: relative to the version root, as $batch items name it (beta marked)
-        path = path.split("/v1.0", 1)[1] if "/v1.0/" in path else "beta " + path.split("/beta", 1)[1]
-    elif "/adminapi/" in path:
-        path = "Exchange " + "/adminapi/" + path.split("/adminapi/", 1)[1].split("/", 2)[0] + "/{tenant}/InvokeCommand"
+    if "/adminapi/" in path:
+        return "Exchange InvokeCommand"
+    if "/v1.0/" in path:
+        return _GUID.sub("{id}", path.split("/v1.0", 1)[1])  # relative to the version root, as $batch names it
+    if "/beta/" in path:
+        return "beta " + _GUID.sub("{id}", path.split("/beta", 1)[1])
     return _GUID.sub("{id}", path)
 
 
