@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cbacheck import config
-from cbacheck.collect.audit import collect_audit
 from cbacheck.commands.run_options import add_setting_options, setting_dest
 from cbacheck.errors import ExitCode, InputError
 from cbacheck.report.audit import audit_document, compare_principals
@@ -64,6 +63,9 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     settings = _settings(args)
     earlier = _earlier(settings.compare)
     exceptions = load_exceptions(settings)  # read (and refused, exit 2) before any request
+    # Imported here so `cbacheck audit --help` loads no network library (tests/unit/test_startup.py).
+    from cbacheck.collect.audit import collect_audit
+
     document = audit_document(collect_audit(settings), settings, exceptions)
     compared = compare_principals(document, earlier) if earlier is not None else None
     if compared is not None:
