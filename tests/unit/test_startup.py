@@ -1,4 +1,4 @@
-"""Start-up: `--version` and the commands' `--help` import no command they do not run; every command keeps its help line."""
+"""Start-up: `--version` and each `--help` import no command they do not run; every command keeps its help line."""
 
 from __future__ import annotations
 
