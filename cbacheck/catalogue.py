@@ -231,6 +231,17 @@ CATALOGUE: Final[dict[str, Requirement]] = {
             "Upload a current certificate (type AsymmetricX509Cert, usage Verify) and switch the automation to it.",
             after=("CBA-KEY-001",),
         ),
+        Requirement(
+            "CBA-KEY-003",
+            3,
+            "No uploaded key expires within expiry_days without a successor",
+            "high",
+            "rotate_certificate",
+            "Upload a new certificate before the old key expires, switch the automation to it, then remove the "
+            "old key.",
+            after=("CBA-APP-001",),
+            reference=DOC_CERT_CREDENTIALS,
+        ),
         # Link 4: the permission and consent.
         Requirement(
             "CBA-PERM-001",
@@ -404,3 +415,132 @@ def chain_order(req_id: str) -> tuple[int, str]:
     """Sort key: link first, then ID, so the report reads in chain order."""
     req = CATALOGUE.get(req_id)
     return (req.link if req else 99, req_id)
+
+
+# --- The tenant audit (`cbacheck audit`): requirements judged per principal, without any private key ----
+# Link 0 is "the tenant's principals"; these IDs are evaluated by report/audit.py, not by checks/.
+DOC_APP_MANAGEMENT = "https://learn.microsoft.com/entra/identity/enterprise-apps/manage-application-permissions"
+DOC_EWS_RETIREMENT = (
+    "https://learn.microsoft.com/exchange/clients-and-mobile-in-exchange-online/deprecation-of-ews-exchange-online"
+)
+DOC_RBAC_FOR_APPS = "https://learn.microsoft.com/exchange/permissions-exo/application-rbac"
+
+AUDIT_CATALOGUE: Final[dict[str, Requirement]] = {
+    r.id: r
+    for r in (
+        Requirement(
+            "CBA-AUD-001",
+            2,
+            "The principal's service principal is enabled",
+            "high",
+            "manual",
+            "Enable the service principal, or remove its Exchange permissions if it is retired.",
+            reference=DOC_APP_MANAGEMENT,
+        ),
+        Requirement(
+            "CBA-AUD-002",
+            2,
+            "The app registration lives in this tenant and is single-tenant",
+            "medium",
+            "manual",
+            "Set signInAudience to AzureADMyOrg, or review why another tenant's app holds "
+            "Exchange app-only access here.",
+            reference=DOC_APP_MANAGEMENT,
+        ),
+        Requirement(
+            "CBA-AUD-003",
+            3,
+            "The app holds no client secrets",
+            "high",
+            "manual",
+            "Remove the client secrets (Certificates & secrets); Exchange app-only access needs a certificate.",
+            reference=DOC_CERT_CREDENTIALS,
+        ),
+        Requirement(
+            "CBA-AUD-004",
+            3,
+            "No uploaded key expires within expiry_days without a successor",
+            "high",
+            "rotate_certificate",
+            "Upload a new certificate before the old one expires and switch the automation to it.",
+            reference=DOC_CERT_CREDENTIALS,
+        ),
+        Requirement(
+            "CBA-AUD-005",
+            3,
+            "No uploaded key lives longer than max_lifetime_days",
+            "medium",
+            "manual",
+            "Replace long-lived certificates with ones inside max_lifetime_days.",
+            reference=DOC_CERT_CREDENTIALS,
+        ),
+        Requirement(
+            "CBA-AUD-006",
+            3,
+            "No expired keys or secrets are left on the app",
+            "low",
+            "remove_expired_keys",
+            "Remove expired keyCredentials and passwordCredentials.",
+            reference=DOC_CERT_CREDENTIALS,
+        ),
+        Requirement(
+            "CBA-AUD-007",
+            5,
+            "The principal holds no over-privileged directory role",
+            "high",
+            "manual",
+            "Replace Global Administrator or Privileged Role Administrator with Exchange Administrator or "
+            "Exchange RBAC.",
+            reference=DOC_EXO_ROLE_OPTIONS,
+        ),
+        Requirement(
+            "CBA-AUD-008",
+            5,
+            "An Exchange.ManageAsApp holder is authorised in Exchange Online",
+            "critical",
+            "manual",
+            "Assign a supported Entra role tenant-wide, or an Exchange RBAC role group "
+            "(option 3 of the app-only article).",
+            reference=DOC_EXO_ROLE_OPTIONS,
+        ),
+        Requirement(
+            "CBA-AUD-009",
+            4,
+            "An Exchange.ManageAsApp holder requests the permission in its manifest",
+            "low",
+            "manual",
+            "Add Office 365 Exchange Online > Exchange.ManageAsApp to requiredResourceAccess "
+            "so the manifest says what is granted.",
+        ),
+        Requirement(
+            "CBA-AUD-010",
+            4,
+            "A full_access_as_app holder is listed with its EWS status",
+            "medium",
+            "manual",
+            "Move the app from EWS to Microsoft Graph with RBAC for Applications before EWS is "
+            "switched off; remove full_access_as_app when done.",
+            reference=DOC_EWS_RETIREMENT,
+        ),
+        Requirement(
+            "CBA-AUD-011",
+            4,
+            "Graph mailbox permissions are scoped",
+            "high",
+            "manual",
+            "Scope the app with RBAC for Applications (management scopes) instead of tenant-wide Graph "
+            "Mail/Calendars/Contacts permissions.",
+            reference=DOC_RBAC_FOR_APPS,
+        ),
+        Requirement(
+            "CBA-AUD-012",
+            2,
+            "The app has no owners who could add a credential",
+            "medium",
+            "manual",
+            "Remove the owners of apps that hold Exchange app-only access; manage them through a role "
+            "(Cloud Application Administrator) whose use is logged and reviewed.",
+            reference=DOC_APP_MANAGEMENT,
+        ),
+    )
+}

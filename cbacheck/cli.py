@@ -32,6 +32,7 @@ COMMANDS = {
     "demo": "run every check against the local sandbox tenant (a scenario with broken links)",
     "sandbox": "run the sandbox tenant (local Entra ID, Graph and Exchange over HTTPS)",
     "cert": "create or inspect the app's certificate",
+    "audit": "list every app that can act on Exchange Online as itself, and judge each without its private key",
 }
 
 
@@ -49,6 +50,10 @@ def _register(subparsers: Any, name: str) -> None:
         from cbacheck.sandbox import command as sandboxcommand
 
         sandboxcommand.add_parser(subparsers)
+    elif name == "audit":
+        from cbacheck.commands import audit
+
+        audit.add_parser(subparsers)
     else:
         from cbacheck.commands import cert
 
@@ -80,11 +85,18 @@ def _handle_cert(args: argparse.Namespace) -> int:
     return cert.run(args)
 
 
+def _handle_audit(args: argparse.Namespace) -> int:
+    from cbacheck.commands import audit
+
+    return audit.run(args)
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _handle_run,
     "demo": _handle_demo,
     "sandbox": _handle_sandbox,
     "cert": _handle_cert,
+    "audit": _handle_audit,
 }
 
 

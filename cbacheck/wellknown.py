@@ -188,3 +188,26 @@ CLOUDS: Final[dict[str, Cloud]] = {
         ".partner.onmschina.cn",
     ),
 }
+
+# --- Tenant audit (cbacheck audit) ------------------------------------------------------------
+# Exchange Online Protection's resource service principal, which also offers Exchange.ManageAsApp
+# (https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2).
+EXCHANGE_ONLINE_PROTECTION_APP_ID: Final = EOP_APP_ID
+# App role values that let a principal act on Exchange Online as itself, per resource appId; matched by
+# value against the resource service principal's appRoles, so renamed ids in a tenant are still found.
+AUDIT_EXCHANGE_ROLES: Final[dict[str, frozenset[str]]] = {
+    EXCHANGE_ONLINE_APP_ID: frozenset({EXCHANGE_MANAGE_AS_APP, EXCHANGE_MANAGE_AS_APP_V2, FULL_ACCESS_AS_APP}),
+    EXCHANGE_ONLINE_PROTECTION_APP_ID: frozenset({EXCHANGE_MANAGE_AS_APP}),
+}
+# Graph application permissions over every mailbox's mail, calendar or contacts
+# (https://learn.microsoft.com/graph/permissions-reference).
+GRAPH_MAILBOX_PREFIXES: Final = ("Mail.", "Calendars.", "Contacts.", "MailboxSettings.")
+GRAPH_MAILBOX_PERMISSION_IDS: Final[dict[str, str]] = {
+    "Mail.Read": "810c84a8-4a9e-49e6-bf7d-12d183f40d01",
+    "Mail.ReadWrite": "e2a3a72e-5f79-4c64-b1b1-878b674786c9",
+    "Mail.Send": "b633e1c5-b582-4048-a93e-9f11b44c7e96",
+    "Calendars.Read": "798ee544-9d2d-430c-a058-570e29e34338",
+    "Calendars.ReadWrite": "ef54d2bf-783f-4e0f-bca1-3210c0444d99",
+    "Contacts.Read": "089fe4d0-434a-44c5-8827-41ba8a0b17f5",
+    "Contacts.ReadWrite": "6918b873-d17a-4dc1-b314-35f528134491",
+}

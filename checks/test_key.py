@@ -10,6 +10,7 @@ from cbacheck.chain import require
 from cbacheck.facts import AppRegistration, CertFacts, KeyCredential, TenantFacts
 
 if TYPE_CHECKING:
+    from cbacheck.config import Settings
     from cbacheck.evidence import Evidence
 
 CERT_TYPE = "AsymmetricX509Cert"
@@ -105,4 +106,30 @@ def test_uploaded_key_valid_now(
         f"app {application.app_id} holds the certificate {cert.sha1_thumbprint} but no copy is usable now: "
         f"{reasons}; expected one valid at {tenant_facts.collected_at.isoformat()} with type {CERT_TYPE} "
         f"and usage {CERT_USAGE}"
+    )
+
+
+@pytest.mark.requirement("CBA-KEY-003")
+def test_no_uploaded_key_expires_within_rotation_window(
+    app: AppRegistration | None, tenant_facts: TenantFacts, cba_settings: Settings, evidence: Evidence
+) -> None:
+    """No uploaded key expires within expiry_days without a successor
+
+    Read from the tenant alone, so it needs no private key: a key that expires soon stops every automation
+    signing with it. `cbacheck audit` judges every Exchange app-only principal by the same rule (CBA-AUD-004).
+    """
+    application = require(app, "CBA-APP-001", NO_APP)
+    now = tenant_facts.collected_at
+    window = cba_settings.expiry_days
+    soon = application.keys_expiring(now, window)
+    evidence.observed("keyCredentials", [key.summary() for key in application.key_credentials])
+    evidence.add("collected_at", now.isoformat())
+    evidence.expected(
+        f"no keyCredential with {now.isoformat()} < endDateTime <= now + {window} days (expiry_days), "
+        "unless a key valid now outlives that window"
+    )
+    expiring = ", ".join(f"{key.key_id} on {key.end.date().isoformat()}" for key in soon if key.end is not None)
+    assert not soon, (
+        f"app {application.app_id} holds {len(soon)} key(s) expiring within {window} days: {expiring}; "
+        f"expected none, or a successor key valid beyond {window} days (expiry_days)"
     )

@@ -29,27 +29,7 @@ def add_parser(subparsers: Any) -> None:
             "Arguments after a bare -- go to pytest unchanged."
         ),
     )
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for spec in setting_fields():
-        if not spec.metadata["cli"]:
-            continue
-        group_name = spec.metadata["group"]
-        if group_name not in groups:
-            groups[group_name] = parser.add_argument_group(f"{group_name} settings")
-        help_text = spec.metadata["help"]
-        if spec.metadata["choices"]:
-            help_text += f" (one of: {', '.join(spec.metadata['choices'])})"
-        if spec.metadata["kind"] == "bool":
-            groups[group_name].add_argument(
-                option_name(spec.name),
-                dest=setting_dest(spec.name),
-                action=argparse.BooleanOptionalAction,
-                help=help_text,
-            )
-        else:
-            groups[group_name].add_argument(
-                option_name(spec.name), dest=setting_dest(spec.name), metavar=spec.name.upper(), help=help_text
-            )
+    add_setting_options(parser)
     parser.add_argument(
         "--config", type=Path, metavar="PATH", help="trusted TOML config file: may set any setting (or CBACHECK_CONFIG)"
     )
@@ -86,3 +66,28 @@ def add_parser(subparsers: Any) -> None:
         metavar="DIR",
         help="a folder of custom checks to run as well (repeatable)",
     )
+
+
+def add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """One option per setting of the table (secrets have none), grouped as the table groups them."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for spec in setting_fields():
+        if not spec.metadata["cli"]:
+            continue
+        group_name = spec.metadata["group"]
+        if group_name not in groups:
+            groups[group_name] = parser.add_argument_group(f"{group_name} settings")
+        help_text = spec.metadata["help"]
+        if spec.metadata["choices"]:
+            help_text += f" (one of: {', '.join(spec.metadata['choices'])})"
+        if spec.metadata["kind"] == "bool":
+            groups[group_name].add_argument(
+                option_name(spec.name),
+                dest=setting_dest(spec.name),
+                action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
+        else:
+            groups[group_name].add_argument(
+                option_name(spec.name), dest=setting_dest(spec.name), metavar=spec.name.upper(), help=help_text
+            )

@@ -22,6 +22,7 @@ from cbacheck.plugin.state import (
     state_of,
 )
 from cbacheck.report import gate
+from cbacheck.report.console import console_safe
 from cbacheck.report.document import (
     NOT_CONFIGURED_REASONS,
     follows_note,
@@ -159,6 +160,7 @@ def pytest_runtest_makereport(
     evidence = evidence_of(item)
     secrets = secrets_of(item.config)
     _withhold_secrets(report, secrets)
+    _console_safe_failure(report)
     record = _record(mark, outcome, message, follows_from, evidence, secrets)
     if profile is not None:
         record["profile"] = profile
@@ -204,6 +206,27 @@ def _withhold_secrets(report: pytest.TestReport, secrets: list[str]) -> None:
     elif report.longrepr is not None and any(secret in report.longreprtext for secret in secrets):
         report.longrepr = _withheld_lines(report.longreprtext, secrets)
     report.sections = [(title, _withheld_lines(content, secrets)) for title, content in report.sections]
+
+
+def _console_safe_failure(report: pytest.TestReport) -> None:
+    """pytest prints a failure's message in its own summary (whole, when CI is set): escape what the tenant wrote.
+
+    A check's message quotes tenant text (display names, Graph and Exchange messages); control characters in
+    it could forge or erase lines of a pipeline log. Newlines between traceback lines stay; within one
+    line, and in the one-line crash message of the short summary, every control character is escaped.
+    """
+    longrepr = report.longrepr
+    chain = getattr(longrepr, "chain", None)
+    parts = [(tb, crash) for tb, crash, _ in chain] if chain else [(getattr(longrepr, "reprtraceback", None), None)]
+    crashes = [crash for _, crash in parts] + [getattr(longrepr, "reprcrash", None)]
+    for crash in crashes:
+        if crash is not None and isinstance(getattr(crash, "message", None), str):
+            crash.message = console_safe(crash.message)
+    for traceback, _ in parts:
+        for entry in getattr(traceback, "reprentries", None) or []:
+            lines = getattr(entry, "lines", None)
+            if isinstance(lines, list):
+                entry.lines = [console_safe(line) for line in lines]
 
 
 def _record(

@@ -128,7 +128,7 @@ def _entry(raw: Any, where: str, problems: list[str]) -> RiskException | None:
     if extra:
         problems.append(f"{where}: unknown key(s) {', '.join(extra)} (known: {', '.join(KNOWN_KEYS)})")
     req_id = _text(raw, "id", where, problems, True)
-    if req_id is not None and req_id not in catalogue.CATALOGUE:
+    if req_id is not None and req_id not in catalogue.CATALOGUE and req_id not in catalogue.AUDIT_CATALOGUE:
         problems.append(f"{where}: id {req_id!r} is not a requirement ID of the catalogue")
     reason = _text(raw, "reason", where, problems, True)
     approver = _text(raw, "approver", where, problems, True)

@@ -345,8 +345,19 @@ class ExchangeService(RbacCmdlets):
                     f"MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e@{initial}"
                 ],
                 "ShortName": name,
+                **self._ews_settings(),
             }
         ]
+
+    def _ews_settings(self) -> JsonObject:
+        """EwsEnabled ($null when not configured) and EwsAllowedAppIDs, as Set-OrganizationConfig documents them
+        (https://learn.microsoft.com/powershell/module/exchangepowershell/set-organizationconfig). UNCONFIRMED: that
+        Get-OrganizationConfig prints the allow list as EwsAllowedAppIDs (docs/sandbox.md)."""
+        configured = (self.state.exchange.get("organizationConfig") or [{}])[0]
+        return {
+            "EwsEnabled": configured.get("EwsEnabled"),
+            "EwsAllowedAppIDs": list(configured.get("EwsAllowedAppIDs") or []),
+        }
 
     def get_accepted_domain(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
         out: list[JsonObject] = []

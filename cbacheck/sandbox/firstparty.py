@@ -121,7 +121,7 @@ def builtin_graph_sp(tenant_id: str) -> JsonObject:
     app_id = wellknown.MICROSOFT_GRAPH_APP_ID
     roles = [
         _app_role(role_id, name, name, f"Application permission {name}.")
-        for name, role_id in wellknown.GRAPH_PERMISSION_IDS.items()
+        for name, role_id in {**wellknown.GRAPH_PERMISSION_IDS, **wellknown.GRAPH_MAILBOX_PERMISSION_IDS}.items()
     ]
     return {
         "id": stable_guid(tenant_id, app_id),

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from cbacheck import wellknown
+from cbacheck.sandbox import generate
 from cbacheck.sandbox.faults import SandboxStateError
 from cbacheck.sandbox.validation import read_json_file, validate
 from cbacheck.sandbox.values import (
@@ -39,7 +40,7 @@ _HASHES: Final[dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]]] =
 _RELATIVE_TIME: Final = re.compile(r"^now(?:([+-]\d+)d)?$")
 _SP_REFERENCE: Final = re.compile(r"^\{sp:([0-9a-fA-F-]{36})\}$")
 _SCENARIO_KEYS: Final = frozenset(
-    {"description", "breaks", "certificates", "identities", "tenant", "organization", "settings", "state"}
+    {"description", "breaks", "certificates", "identities", "tenant", "organization", "settings", "state", "generate"}
 )
 
 
@@ -320,8 +321,13 @@ def build(scenario: Scenario, *, now: datetime | None = None) -> BuiltScenario:
         index = counters.get(spec.key_size, 0)
         counters[spec.key_size] = index + 1
         certs[spec.name] = generate_certificate(spec, now=now, key=_pooled_key(spec.key_size, index))
-    state = _expand_strings(doc["state"], now, _service_principal_ids(doc["state"]))
+    sp_ids = _service_principal_ids(doc["state"])
+    state = _expand_strings(doc["state"], now, sp_ids)
     _expand_key_credentials(state, certs, scenario.name, source)
+    if "generate" in doc:
+        # Generated objects are appended after the shorthands are expanded: they carry absolute values.
+        generated = generate.parse_spec(doc["generate"], source)
+        generate.expand(state, generated, {n: c.der for n, c in certs.items()}, now, sp_ids, source)
     data = validate(state, source)
     identities = _identities(doc, certs, source)
     tenant_id = str(data["organization"][0]["id"])

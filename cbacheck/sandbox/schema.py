@@ -21,7 +21,16 @@ COLLECTIONS: Final = (
     "mailboxes",
 )
 # The lists of the state's `exchange` object (Exchange RBAC, in the shape the cmdlets print).
-EXCHANGE_COLLECTIONS: Final = ("servicePrincipals", "roleGroups", "managementRoleAssignments", "managementRoles")
+# Application relationships kept beside the objects (never inside them, so no GET of an application shows them):
+# application object id -> directoryObjects (owners) or federatedIdentityCredential objects.
+RELATIONS: Final = ("owners", "federatedIdentityCredentials")
+EXCHANGE_COLLECTIONS: Final = (
+    "servicePrincipals",
+    "roleGroups",
+    "managementRoleAssignments",
+    "managementRoles",
+    "organizationConfig",  # at most one object: the EWS settings Get-OrganizationConfig adds (sandbox.md)
+)
 
 # --- object templates: the full Graph shape, filled in when an object is rendered ---------------
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from cbacheck.sandbox import payloads
 from cbacheck.sandbox.faults import Conflict, InvalidRequest, ObjectNotFound
-from cbacheck.sandbox.schema import COLLECTIONS, EXCHANGE_COLLECTIONS
+from cbacheck.sandbox.schema import COLLECTIONS, EXCHANGE_COLLECTIONS, RELATIONS
 from cbacheck.sandbox.values import (
     JsonObject,
     assignment_id,
@@ -51,6 +51,9 @@ class TenantState:
         exchange = data.get("exchange") or {}
         self.exchange: dict[str, list[JsonObject]] = {
             name: list(exchange.get(name, [])) for name in EXCHANGE_COLLECTIONS
+        }
+        self.relations: dict[str, dict[str, list[JsonObject]]] = {
+            name: {k.lower(): list(v) for k, v in (data.get(name) or {}).items()} for name in RELATIONS
         }
         self.propagation_s = propagation_s
         self.clock = clock
@@ -423,6 +426,9 @@ class TenantState:
                 doc["builtins"] = off
             if any(self.exchange.values()):
                 doc["exchange"] = copy.deepcopy(self.exchange)
+            for name, related in self.relations.items():
+                if related:
+                    doc[name] = copy.deepcopy(related)
             return doc
 
 

@@ -20,7 +20,7 @@ from cbacheck.sandbox.firstparty import (
     builtin_role_definitions,
 )
 from cbacheck.sandbox.rbac import BUILTIN_ROLE_GROUPS, DEFAULT_WRITE_SCOPE, ROLE_CMDLETS
-from cbacheck.sandbox.schema import COLLECTIONS, EXCHANGE_COLLECTIONS
+from cbacheck.sandbox.schema import COLLECTIONS, EXCHANGE_COLLECTIONS, RELATIONS
 from cbacheck.sandbox.values import (
     DEFAULT_ACCESS_ROLE,
     JsonObject,
@@ -32,7 +32,7 @@ from cbacheck.sandbox.values import (
     stable_guid,
 )
 
-KNOWN_TOP_LEVEL: Final = frozenset(COLLECTIONS) | {"builtins", "exchange", "@odata.context"}
+KNOWN_TOP_LEVEL: Final = frozenset(COLLECTIONS) | {"builtins", "exchange", "@odata.context"} | set(RELATIONS)
 # The largest state the sandbox loads (a 10,000-application tenant is about 12 MiB) and the deepest
 # nesting it accepts (Graph JSON nests a few levels; deeper input only threatens the recursion limit).
 MAX_STATE_BYTES: Final = 64 * 2**20
@@ -199,6 +199,8 @@ def validate(doc: object, source: str) -> JsonObject:
         check.string(mbx, "PrimarySmtpAddress", f"$.mailboxes[{i}]")
     data["builtins"] = {flag: builtins.get(flag, True) for flag in BUILTIN_FLAGS}
     data["exchange"] = _exchange(check, root.get("exchange", {}))
+    for relation in RELATIONS:
+        data[relation] = _relation(check, relation, root.get(relation, {}), data["applications"])
     return data
 
 
@@ -402,6 +404,20 @@ def _exchange(check: _Check, value: object) -> JsonObject:
         ra.setdefault("Name", f"{role}-{assignee}")
         ra.setdefault("Identity", ra["Name"])
     check.unique(out["managementRoleAssignments"], "Name", "$.exchange.managementRoleAssignments")
+    return out
+
+
+def _relation(check: _Check, name: str, value: object, apps: list[JsonObject]) -> JsonObject:
+    """An application relationship (owners, federatedIdentityCredentials): application object id -> objects."""
+    root = check.obj(value, f"$.{name}")
+    known = {str(a["id"]).lower() for a in apps}
+    out: JsonObject = {}
+    for app_id, items in root.items():
+        if app_id.lower() not in known:
+            raise check.fail(f"$.{name}.{app_id}", "expected the object id of an application in $.applications")
+        out[app_id.lower()] = check.items(items, f"$.{name}.{app_id}")
+        for i, item in enumerate(out[app_id.lower()]):
+            check.string(item, "id", f"$.{name}.{app_id}[{i}]")
     return out
 
 

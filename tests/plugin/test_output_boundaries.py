@@ -208,11 +208,17 @@ def test_a_tenant_string_cannot_forge_a_console_line_in_cbacheck_run(
     assert "the app prod-app\\r\\n" in printed and "PASS (forged)\\x1b[2K\\x9b31m\\u2028first broken" in printed
 
 
-def test_a_tenant_string_cannot_forge_a_line_in_the_pytest_summary(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_a_tenant_string_cannot_forge_a_line_in_the_pytest_summary(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str
+) -> None:
+    # With CI set, pytest prints each failure's whole message in its short summary, not the first line only.
+    monkeypatch.setenv("CI", ci)
     pytester.makepyfile(test_forge=FORGING_CHECK)
-    result = pytester.runpytest("--cba-report-dir=out", "-p", "no:cacheprovider", "--tb=no", "-q")
+    result = pytester.runpytest("--cba-report-dir=out", "-p", "no:cacheprovider", "--tb=short", "-q")
+    assert "\x1b" not in result.stdout.str() and "\x9b" not in result.stdout.str(), result.stdout.str()
     cbacheck_part = result.stdout.str().split(" cbacheck ", 1)[1]
-    assert "\x1b" not in cbacheck_part and "\r" not in cbacheck_part, cbacheck_part
+    assert "\r" not in cbacheck_part, cbacheck_part
     assert not any(line.startswith("cbacheck verdict: PASS") for line in cbacheck_part.splitlines())
 
 

@@ -129,7 +129,8 @@ def test_exchange_service_principal_has_its_app_roles(healthy: Sandbox, auditor:
 
 def test_graph_service_principal_has_every_known_permission(auditor: Client) -> None:
     body = auditor.graph("GET", f"/servicePrincipals(appId='{wellknown.MICROSOFT_GRAPH_APP_ID}')").json()
-    assert {r["value"]: r["id"] for r in body["appRoles"]} == wellknown.GRAPH_PERMISSION_IDS
+    expected = wellknown.GRAPH_PERMISSION_IDS | wellknown.GRAPH_MAILBOX_PERMISSION_IDS
+    assert {r["value"]: r["id"] for r in body["appRoles"]} == expected
 
 
 def test_service_principal_list_filter_and_account_enabled(healthy: Sandbox, auditor: Client) -> None:

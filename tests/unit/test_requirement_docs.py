@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cbacheck.catalogue import CATALOGUE
+from cbacheck.catalogue import AUDIT_CATALOGUE, CATALOGUE
+from cbacheck.report import audit as auditreport
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = ROOT / "checks"
@@ -111,4 +112,15 @@ def test_every_check_in_the_folder_is_in_the_catalogue() -> None:
 
 def test_docs_name_no_requirement_the_catalogue_lacks() -> None:
     documented = set(re.findall(r"^### (CBA-[A-Z]+-\d{3}):", DOC_TEXT, flags=re.M))
-    assert documented == set(CATALOGUE)
+    assert documented == set(CATALOGUE) | set(AUDIT_CATALOGUE)
+
+
+@pytest.mark.parametrize("req_id", sorted(AUDIT_CATALOGUE))
+def test_audit_requirement_is_documented_and_has_one_rule(req_id: str) -> None:
+    entry = AUDIT_CATALOGUE[req_id]
+    section = doc_section(req_id)
+    assert section.splitlines()[0] == f"### {req_id}: {entry.title}"
+    assert f"Severity: **{entry.severity}** · Fix: `{entry.fix}`" in section
+    rule = section.split("Audit: `cbacheck/report/audit.py::", 1)[1].split("`", 1)[0]
+    assert rule in vars(auditreport), f"{req_id} names a rule report/audit.py lacks: {rule}"
+    assert req_id not in CATALOGUE

@@ -1,4 +1,4 @@
-"""Start-up: `--version` and `run --help` import no command they do not run, and every command keeps its help line."""
+"""Start-up: `--version` and each `--help` import no command they do not run; every command keeps its help line."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def modules_after(argv: list[str]) -> set[str]:
     return set(json.loads(done.stderr.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["run", "--help"]])
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["run", "--help"], ["audit", "--help"]])
 def test_printing_help_or_version_imports_nothing_heavy(argv: list[str]) -> None:
     loaded = modules_after(argv)
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))

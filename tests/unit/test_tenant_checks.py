@@ -741,3 +741,40 @@ def test_over_privileged_roles_are_findings(template: str) -> None:
 def test_eligible_global_administrator_is_a_finding() -> None:
     err = failure(role_002, (tf.role(),), (tf.role(wellknown.GLOBAL_ADMINISTRATOR, status="eligible"),))
     assert "Global Administrator (eligible" in str(err)
+
+
+# --- CBA-KEY-003 ----------------------------------------------------------------------------------
+
+
+def test_a_key_expiring_within_expiry_days_fails_without_any_certificate() -> None:
+    soon = tf.key_credential(key_id="k-soon", end=tf.NOW + timedelta(days=10))
+    message = own_failure(
+        key_checks.test_no_uploaded_key_expires_within_rotation_window,
+        app=tf.application(key_credentials=(soon,)),
+        tenant_facts=tf.tenant(),
+        cba_settings=tf.settings(),
+        evidence=Evidence(),
+    )
+    assert "k-soon" in message and "within 30 days" in message
+
+
+def test_keys_expiring_later_or_already_expired_pass_key_003() -> None:
+    later = tf.key_credential(key_id="k-later", end=tf.NOW + timedelta(days=200))
+    expired = tf.key_credential(key_id="k-old", end=tf.NOW - timedelta(days=1))
+    passes(
+        key_checks.test_no_uploaded_key_expires_within_rotation_window,
+        app=tf.application(key_credentials=(later, expired)),
+        tenant_facts=tf.tenant(),
+        cba_settings=tf.settings(),
+    )
+
+
+def test_a_key_expiring_soon_with_its_successor_uploaded_passes_key_003() -> None:
+    old = tf.key_credential(key_id="k-old", end=tf.NOW + timedelta(days=10))
+    successor = tf.key_credential(key_id="k-new", start=tf.NOW - timedelta(hours=1), end=tf.NOW + timedelta(days=365))
+    passes(
+        key_checks.test_no_uploaded_key_expires_within_rotation_window,
+        app=tf.application(key_credentials=(old, successor)),
+        tenant_facts=tf.tenant(),
+        cba_settings=tf.settings(),
+    )

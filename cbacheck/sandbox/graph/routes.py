@@ -30,6 +30,11 @@ def graph_routes() -> Map:
         [
             r("/v1.0/applications", endpoint="applications", methods=["GET", "POST"]),
             r("/v1.0/applications<ref:ref>", endpoint="application", methods=["GET", "PATCH", "DELETE"]),
+            r(
+                "/v1.0/applications<ref:ref>/<any(owners,federatedIdentityCredentials):relation>",
+                endpoint="applicationRelation",
+                methods=["GET"],
+            ),
             r("/v1.0/servicePrincipals", endpoint="servicePrincipals", methods=["GET", "POST"]),
             r(
                 "/v1.0/servicePrincipals<ref:ref>",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Final
 
@@ -43,6 +44,7 @@ SUPPORTED_OPTIONS: Final = frozenset({"$select", "$filter", "$top", "$expand", "
 _NOT_IMPLEMENTED: Final = frozenset({"$orderby", "$search", "$skip"})
 
 Handler = Callable[[GraphRequest], GraphResult]
+_KEY_FILTER: Final = re.compile(r"^\s*(appId|id)\s+eq\s+'([^']*)'\s*$")
 
 
 class GraphService:
@@ -59,6 +61,7 @@ class GraphService:
                 "PATCH": self.update_application,
                 "DELETE": self.delete_application,
             },
+            "applicationRelation": {"GET": self.list_application_relation},
             "servicePrincipals": {"GET": self.list_service_principals, "POST": self.create_service_principal},
             "servicePrincipal": {
                 "GET": self.get_service_principal,
@@ -125,6 +128,17 @@ class GraphService:
             raise GraphFault("method_not_allowed") from None
         return str(endpoint), args
 
+    def _candidates(self, request: GraphRequest, collection: str) -> list[JsonObject]:
+        """The objects a filter can match: through the state's index for `appId eq '...'` or `id eq '...'` (the
+        filter still runs on them, so the answer is the same), so a large tenant is not rendered per query."""
+        match = _KEY_FILTER.match(request.query.get("$filter", ""))
+        if match is None:
+            return self.state.data[collection]
+        key, value = match.group(1), match.group(2)
+        find = self.state.application if collection == "applications" else self.state.service_principal
+        found = find(app_id=value) if key == "appId" else find(value)
+        return [found] if found is not None else []
+
     # applications --------------------------------------------------------------------------------
     def _application(self, request: GraphRequest) -> JsonObject:
         kind, value = request.args["ref"]
@@ -133,7 +147,7 @@ class GraphService:
     def list_applications(self, request: GraphRequest) -> GraphResult:
         require(request.caller, "applications.read")
         no_expand(request, "applications")
-        return listing(request, "applications", self.state.data["applications"], "applications")
+        return listing(request, "applications", self._candidates(request, "applications"), "applications")
 
     def get_application(self, request: GraphRequest) -> GraphResult:
         no_expand(request, "applications")
@@ -156,6 +170,17 @@ class GraphService:
         self.state.delete_application(self._application(request))
         return GraphResult(204)
 
+    def list_application_relation(self, request: GraphRequest) -> GraphResult:
+        """GET /applications/{id}/owners (https://learn.microsoft.com/graph/api/application-list-owners) or
+        /federatedIdentityCredentials (https://learn.microsoft.com/graph/api/application-list-federatedidentitycredentials).
+        The sandbox answers every item in one page and ignores $select (docs/sandbox.md)."""
+        require(request.caller, "applications.read")
+        app, relation = self._application(request), str(request.args["relation"])
+        items = self.state.relations[relation].get(str(app["id"]).lower(), [])
+        entity = "directoryObjects" if relation == "owners" else f"applications('{app['id']}')/{relation}"
+        context = f"{request.call.base_url}/v1.0/$metadata#{entity}"
+        return GraphResult(200, {"@odata.context": context, "value": [dict(item) for item in items]})
+
     # service principals --------------------------------------------------------------------------
     def _service_principal(self, request: GraphRequest) -> JsonObject:
         kind, value = request.args["ref"]
@@ -166,7 +191,8 @@ class GraphService:
     def list_service_principals(self, request: GraphRequest) -> GraphResult:
         require(request.caller, "servicePrincipals.read")
         no_expand(request, "servicePrincipals")
-        return listing(request, "servicePrincipals", self.state.data["servicePrincipals"], "servicePrincipals")
+        candidates = self._candidates(request, "servicePrincipals")
+        return listing(request, "servicePrincipals", candidates, "servicePrincipals")
 
     def get_service_principal(self, request: GraphRequest) -> GraphResult:
         no_expand(request, "servicePrincipals")

@@ -1,0 +1,266 @@
+"""Large generated tenants for `cbacheck audit`: N applications from a few lines of a scenario file.
+
+A scenario's ``"generate": {"applications": 1000, "exchange_share": 0.1, "certificate": "shared"}``
+adds N applications with service principals; every ``1 / exchange_share``-th one holds an Exchange
+permission, cycling through the kinds below. Keys reuse the scenario's named certificates (a few
+RSA keys shared by every app), so a tenant of 10,000 apps builds in seconds. Each kind declares the
+audit requirements it breaks (``declared_breaks``): the end-to-end test compares the audit with it.
+The declarations are this module's own strings; the sandbox shares no rule with the product.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from cbacheck import wellknown
+from cbacheck.sandbox.faults import SandboxStateError
+from cbacheck.sandbox.values import JsonObject, graph_time, key_credential_for, stable_guid
+
+# kind -> the audit requirement IDs the kind breaks (everything else it is checked for passes).
+KINDS: Final[dict[str, frozenset[str]]] = {
+    "healthy": frozenset(),
+    "expiring-key": frozenset({"CBA-AUD-004"}),
+    "client-secret": frozenset({"CBA-AUD-003"}),
+    "no-role": frozenset({"CBA-AUD-008"}),
+    "global-admin": frozenset({"CBA-AUD-007"}),  # authorised, but far beyond Exchange
+    "full-access": frozenset({"CBA-AUD-010"}),
+    "graph-mail": frozenset({"CBA-AUD-011"}),
+    "managed-identity": frozenset(),
+    "sp-disabled": frozenset({"CBA-AUD-001"}),
+    "expired-leftover": frozenset({"CBA-AUD-006"}),
+    "multi-tenant": frozenset({"CBA-AUD-002"}),
+    "long-lived-key": frozenset({"CBA-AUD-005"}),
+    "not-in-manifest": frozenset({"CBA-AUD-009"}),
+    "rbac-only": frozenset(),  # no Entra role; an Exchange pointer with a direct management role assignment
+    "owned": frozenset({"CBA-AUD-012"}),  # a user owns the app: it can add a credential and act as the app
+    "federated": frozenset(),  # a federated identity credential (listed with the credentials, no finding)
+}
+KIND_ORDER: Final = tuple(KINDS)
+_GENERATE_KEYS: Final = frozenset({"applications", "exchange_share", "certificate", "seed", "ews"})
+# "ews": "allow-list" sets EwsEnabled true with every second full_access_as_app holder on EwsAllowedAppIDs;
+# "disabled" sets EwsEnabled false; absent leaves EwsEnabled unset ($null).
+EWS_MODES: Final = ("allow-list", "disabled")
+
+
+@dataclass(frozen=True)
+class GenerateSpec:
+    applications: int
+    exchange_share: float
+    certificate: str
+    seed: str
+    ews: str | None = None
+
+
+def parse_spec(raw: Any, source: str) -> GenerateSpec:
+    """The ``generate`` object of a scenario, checked."""
+    if not isinstance(raw, dict) or set(raw) - _GENERATE_KEYS:
+        raise SandboxStateError(
+            f"{source}: $.generate: expected an object with some of {', '.join(sorted(_GENERATE_KEYS))}. Fix the file."
+        )
+    try:
+        spec = GenerateSpec(
+            applications=int(raw.get("applications", 0)),
+            exchange_share=float(raw.get("exchange_share", 0.1)),
+            certificate=str(raw.get("certificate", "")),
+            seed=str(raw.get("seed", "generated")),
+            ews=None if raw.get("ews") is None else str(raw["ews"]),
+        )
+    except (TypeError, ValueError) as exc:
+        raise SandboxStateError(f"{source}: $.generate: {exc}. Fix the file.") from None
+    if spec.ews is not None and spec.ews not in EWS_MODES:
+        raise SandboxStateError(f"{source}: $.generate.ews: expected one of {', '.join(EWS_MODES)}. Fix the file.")
+    if spec.applications < 0 or not 0 < spec.exchange_share <= 1:
+        raise SandboxStateError(f"{source}: $.generate: applications >= 0 and 0 < exchange_share <= 1. Fix the file.")
+    return spec
+
+
+def kind_of(index: int, spec: GenerateSpec) -> str | None:
+    """The kind of the index-th generated app, or None for an app with no Exchange permission."""
+    stride = max(1, round(1 / spec.exchange_share))
+    if index % stride:
+        return None
+    return KIND_ORDER[(index // stride) % len(KIND_ORDER)]
+
+
+def app_id_of(index: int, spec: GenerateSpec) -> str:
+    return stable_guid(spec.seed, "appId", str(index))
+
+
+def declared_breaks(spec: GenerateSpec) -> dict[str, frozenset[str]]:
+    """appId -> the audit requirements the scenario declares broken, for every generated holder."""
+    return {app_id_of(i, spec): KINDS[kind] for i in range(spec.applications) if (kind := kind_of(i, spec)) is not None}
+
+
+def ews_accepts(spec: GenerateSpec) -> dict[str, bool]:
+    """appId -> whether EWS accepts the app, for every generated full_access_as_app holder."""
+    holders = [i for i in range(spec.applications) if kind_of(i, spec) == "full-access"]
+    if spec.ews == "disabled":
+        return {app_id_of(i, spec): False for i in holders}
+    allowed = set(holders[::2]) if spec.ews == "allow-list" else set(holders)
+    return {app_id_of(i, spec): i in allowed for i in holders}
+
+
+class _Builder:
+    """Appends the generated objects to a state document; one keyCredential template per certificate."""
+
+    def __init__(
+        self, state: JsonObject, spec: GenerateSpec, cert_der: bytes, now: datetime, sp_ids: Mapping[str, str]
+    ):
+        self.state, self.spec, self.now, self.sp_ids = state, spec, now, sp_ids
+        self.template = key_credential_for(cert_der, key_id="template")
+        self.roles = {
+            "Exchange.ManageAsApp": (wellknown.EXCHANGE_ONLINE_APP_ID, wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID),
+            "full_access_as_app": (wellknown.EXCHANGE_ONLINE_APP_ID, wellknown.FULL_ACCESS_AS_APP_ROLE_ID),
+            "Mail.Read": (wellknown.MICROSOFT_GRAPH_APP_ID, wellknown.GRAPH_MAILBOX_PERMISSION_IDS["Mail.Read"]),
+        }
+
+    def key(self, index: int, start_days: int, end_days: int) -> JsonObject:
+        key = copy.copy(self.template)
+        key["keyId"] = stable_guid(self.spec.seed, "key", str(index), str(end_days))
+        key["startDateTime"] = graph_time(self.now + timedelta(days=start_days))
+        key["endDateTime"] = graph_time(self.now + timedelta(days=end_days))
+        return key
+
+    def add(self, index: int) -> None:
+        kind = kind_of(index, self.spec)
+        app_id = app_id_of(index, self.spec)
+        sp_id = stable_guid(self.spec.seed, "sp", str(index))
+        managed = kind == "managed-identity"
+        sp: JsonObject = {
+            "id": sp_id,
+            "appId": app_id,
+            "displayName": f"generated {kind or 'app'} {index:05d}",
+            "accountEnabled": kind != "sp-disabled",
+            "servicePrincipalType": "ManagedIdentity" if managed else "Application",
+        }
+        self.state["servicePrincipals"].append(sp)
+        if not managed:
+            application = self._application(index, kind, app_id)
+            self.state["applications"].append(application)
+            self._relations(index, kind, str(application["id"]))
+        if kind is None:
+            return
+        permission = {"full-access": "full_access_as_app", "graph-mail": "Mail.Read"}.get(kind, "Exchange.ManageAsApp")
+        resource_app_id, role_id = self.roles[permission]
+        self.state["appRoleAssignments"].append(
+            {
+                "id": stable_guid(self.spec.seed, "grant", str(index)),
+                "principalId": sp_id,
+                "resourceId": self.sp_ids[resource_app_id],
+                "appRoleId": role_id,
+                "createdDateTime": graph_time(self.now - timedelta(days=30)),
+            }
+        )
+        if kind == "rbac-only":
+            self._exchange_pointer(index, app_id, sp_id)
+        elif permission == "Exchange.ManageAsApp" and kind != "no-role":
+            role = wellknown.GLOBAL_ADMINISTRATOR if kind == "global-admin" else wellknown.EXCHANGE_ADMINISTRATOR
+            self.state["roleAssignments"].append(
+                {
+                    "id": stable_guid(self.spec.seed, "role", str(index)),
+                    "principalId": sp_id,
+                    "roleDefinitionId": role,
+                    "directoryScopeId": "/",
+                }
+            )
+
+    def _relations(self, index: int, kind: str | None, app_object_id: str) -> None:
+        """Owners and federated credentials in Graph's shapes (directoryObject user; federatedIdentityCredential)."""
+        if kind == "owned":
+            self.state.setdefault("owners", {})[app_object_id] = [
+                {
+                    "@odata.type": "#microsoft.graph.user",
+                    "id": stable_guid(self.spec.seed, "owner", str(index)),
+                    "displayName": f"Owner {index:05d}",
+                    "userPrincipalName": f"owner{index:05d}@contosolab.onmicrosoft.com",
+                }
+            ]
+        if kind == "federated":
+            self.state.setdefault("federatedIdentityCredentials", {})[app_object_id] = [
+                {
+                    "id": stable_guid(self.spec.seed, "federated", str(index)),
+                    "name": "github-deploy",
+                    "issuer": "https://token.actions.githubusercontent.com",
+                    "subject": "repo:contoso/exchange-automation:environment:production",
+                    "audiences": ["api://AzureADTokenExchange"],
+                    "description": None,
+                }
+            ]
+
+    def _exchange_pointer(self, index: int, app_id: str, sp_id: str) -> None:
+        exchange = self.state.setdefault("exchange", {})
+        exchange.setdefault("servicePrincipals", []).append(
+            {"AppId": app_id, "ObjectId": sp_id, "DisplayName": f"generated rbac-only {index:05d}"}
+        )
+        exchange.setdefault("managementRoleAssignments", []).append(
+            {"Role": "View-Only Configuration", "RoleAssignee": sp_id, "Name": f"generated-{index:05d}"}
+        )
+
+    def _application(self, index: int, kind: str | None, app_id: str) -> JsonObject:
+        keys = [self.key(index, -30, 10 if kind == "expiring-key" else 300)]
+        if kind == "expired-leftover":
+            keys.append(self.key(index, -400, -35))
+        if kind == "long-lived-key":
+            keys = [self.key(index, -30, 3000)]
+        secrets = []
+        if kind == "client-secret":
+            secrets.append(
+                {
+                    "keyId": stable_guid(self.spec.seed, "secret", str(index)),
+                    "displayName": "generated secret",
+                    "hint": "abc",
+                    "startDateTime": graph_time(self.now - timedelta(days=30)),
+                    "endDateTime": graph_time(self.now + timedelta(days=300)),
+                }
+            )
+        permission = {"full-access": wellknown.FULL_ACCESS_AS_APP_ROLE_ID}.get(
+            kind or "", wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID
+        )
+        requested = kind is not None and kind not in ("graph-mail", "not-in-manifest")
+        return {
+            "id": stable_guid(self.spec.seed, "app", str(index)),
+            "appId": app_id,
+            "displayName": f"generated {kind or 'app'} {index:05d}",
+            "signInAudience": "AzureADMultipleOrgs" if kind == "multi-tenant" else "AzureADMyOrg",
+            "keyCredentials": keys,
+            "passwordCredentials": secrets,
+            "requiredResourceAccess": (
+                [
+                    {
+                        "resourceAppId": wellknown.EXCHANGE_ONLINE_APP_ID,
+                        "resourceAccess": [{"id": permission, "type": "Role"}],
+                    }
+                ]
+                if requested
+                else []
+            ),
+        }
+
+
+def expand(
+    state: JsonObject,
+    spec: GenerateSpec,
+    certificates: Mapping[str, bytes],
+    now: datetime,
+    sp_ids: Mapping[str, str],
+    source: str,
+) -> None:
+    """Append the spec's applications, service principals, grants and roles to the state document."""
+    if spec.certificate not in certificates:
+        raise SandboxStateError(
+            f"{source}: $.generate.certificate: no certificate named {spec.certificate!r} in $.certificates. "
+            "Fix the file."
+        )
+    for name in ("applications", "servicePrincipals", "appRoleAssignments", "roleAssignments"):
+        state.setdefault(name, [])
+    builder = _Builder(state, spec, certificates[spec.certificate], now, sp_ids)
+    for index in range(spec.applications):
+        builder.add(index)
+    if spec.ews is not None:
+        allowed = [app_id for app_id, accepted in ews_accepts(spec).items() if accepted]
+        config = {"EwsEnabled": spec.ews == "allow-list", "EwsAllowedAppIDs": allowed}
+        state.setdefault("exchange", {})["organizationConfig"] = [config]

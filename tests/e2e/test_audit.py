@@ -1,0 +1,175 @@
+"""`cbacheck audit` against a generated sandbox tenant: every kind of principal, each app's outcomes as declared."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cbacheck import cli
+from cbacheck.catalogue import AUDIT_CATALOGUE
+from cbacheck.commands import demo as democommand
+from cbacheck.errors import ExitCode
+from cbacheck.report.audit import AUDIT_SCHEMA
+from cbacheck.sandbox import Sandbox, generate
+from cbacheck.sandbox.scenario import load_scenario
+
+SCENARIO = Path(__file__).resolve().parent / "scenarios" / "audit-generated.json"
+
+
+def _options(sb: Sandbox, tmp_path: Path) -> list[str]:
+    options = democommand.sandbox_settings(sb, tmp_path / "reports")
+    args: list[str] = []
+    for name, value in options.items():
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
+
+
+def _audit(sb: Sandbox, tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    out = tmp_path / "reports"
+    status = cli.main(["audit", *_options(sb, tmp_path), *extra])
+    return status, json.loads((out / "audit.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], Path, Sandbox]:
+    tmp_path = tmp_path_factory.mktemp("audit")
+    with Sandbox(SCENARIO, workdir=tmp_path / "sandbox") as sb:
+        status, document = _audit(sb, tmp_path)
+        return status, document, tmp_path, sb
+
+
+def test_every_generated_holder_fails_exactly_what_the_scenario_declares(audited: Any) -> None:
+    status, document, _, _ = audited
+    spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"], "test")
+    declared = generate.declared_breaks(spec)
+    apps = {app["appId"]: app for app in document["apps"]}
+    assert set(declared) <= set(apps), "a generated holder was not found"
+    kinds = {generate.kind_of(i, spec) for i in range(spec.applications)} - {None}
+    assert kinds == set(generate.KINDS), "the scenario must hold every kind of principal"
+    differences = {}
+    for app_id, breaks in declared.items():
+        failed = {r["id"] for r in apps[app_id]["requirements"] if r["outcome"] != "passed"}
+        if failed != set(breaks):
+            differences[apps[app_id]["displayName"]] = (sorted(failed), sorted(breaks))
+    assert not differences, f"(got, declared) per app: {differences}"
+    assert status == ExitCode.FAILED and document["verdict"] == "failed"
+
+
+def test_non_holders_and_the_auditor_are_not_listed(audited: Any) -> None:
+    _, document, _, sb = audited
+    listed = {app["appId"] for app in document["apps"]}
+    assert sb.identities["auditor"].app_id not in listed and sb.identities["admin"].app_id not in listed
+    assert not any(" app " in app["displayName"] for app in document["apps"])  # generated non-holders
+    assert document["counts"]["applications_seen"] > len(document["apps"])
+
+
+def test_managed_identities_are_judged_by_roles_and_permissions_only(audited: Any) -> None:
+    _, document, _, _ = audited
+    managed = [app for app in document["apps"] if app["type"] == "ManagedIdentity"]
+    assert managed
+    for app in managed:
+        assert {r["id"] for r in app["requirements"]} == {"CBA-AUD-007", "CBA-AUD-008"}
+
+
+def test_the_document_follows_its_schema_and_the_catalogue(audited: Any) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    _, document, _, _ = audited
+    jsonschema.validate(document, AUDIT_SCHEMA)
+    for app in document["apps"]:
+        for record in app["requirements"]:
+            entry = AUDIT_CATALOGUE[record["id"]]
+            assert (record["title"], record["severity"]) == (entry.title, entry.severity)
+
+
+def test_html_and_csv_list_every_principal(audited: Any) -> None:
+    _, document, tmp_path, _ = audited
+    html = (tmp_path / "reports" / "audit.html").read_text(encoding="utf-8")
+    rows = list(csv.DictReader((tmp_path / "reports" / "audit.csv").open(encoding="utf-8")))
+    assert len(rows) == len(document["apps"])
+    for app in document["apps"]:
+        assert f'id="app-{app["appId"]}"' in html
+    assert "<script" not in html
+
+
+def test_compare_names_the_principals_that_appeared_and_disappeared(tmp_path: Path) -> None:
+    earlier = {"schema": "cbacheck-audit", "apps": [{"appId": "gone-1", "displayName": "retired app"}]}
+    (tmp_path / "earlier.json").write_text(json.dumps(earlier), encoding="utf-8")
+    with Sandbox(SCENARIO, workdir=tmp_path / "sandbox") as sb:
+        _, document = _audit(sb, tmp_path, "--compare", str(tmp_path / "earlier.json"))
+    assert document["compare"]["disappeared"] == ["retired app (gone-1)"]
+    assert len(document["compare"]["appeared"]) == len(document["apps"])
+
+
+def test_each_full_access_holder_is_listed_with_whether_ews_accepts_it(audited: Any) -> None:
+    _, document, _, _ = audited
+    spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"], "test")
+    apps = {app["appId"]: app for app in document["apps"]}
+    accepts = generate.ews_accepts(spec)
+    assert set(accepts.values()) == {True, False}, "the scenario must hold both"
+    for app_id, accepted in accepts.items():
+        (record,) = [r for r in apps[app_id]["requirements"] if r["id"] == "CBA-AUD-010"]
+        assert ("EWS accepts it now" in record["message"]) is accepted, record
+        assert ("EWS refuses it" in record["message"]) is not accepted, record
+
+
+def test_an_exchange_rbac_holder_is_authorised_as_cbacheck_run_judges_it(audited: Any) -> None:
+    _, document, _, _ = audited
+    rbac_only = [app for app in document["apps"] if "rbac-only" in app["displayName"]]
+    assert rbac_only
+    for app in rbac_only:
+        (record,) = [r for r in app["requirements"] if r["id"] == "CBA-AUD-008"]
+        assert record["outcome"] == "passed" and "Exchange RBAC: View-Only Configuration" in record["message"]
+
+
+def test_owners_and_federated_credentials_are_read_in_batches_and_shown(audited: Any) -> None:
+    _, document, tmp_path, _ = audited
+    owned = [app for app in document["apps"] if "owned" in app["displayName"]]
+    federated = [app for app in document["apps"] if "federated" in app["displayName"]]
+    assert owned and federated
+    assert all(app["owners"] and app["owners"][0].startswith("owner") for app in owned)
+    assert all(any(c["kind"] == "federated" for c in app["credentials"]) for app in federated)
+    others = [app for app in document["apps"] if app["type"] == "Application" and app not in owned]
+    assert all(app["owners"] == [] for app in others if "multi" not in app["displayName"])
+    html = (tmp_path / "reports" / "audit.html").read_text(encoding="utf-8")
+    assert "token.actions.githubusercontent.com" in html and owned[0]["owners"][0] in html
+    assert document["requests"]["per_endpoint"]["/applications/{id}/owners"] >= len(owned)
+
+
+def test_sign_in_activity_and_app_management_policy_unreadable_are_named_and_the_audit_goes_on(audited: Any) -> None:
+    _, document, _, _ = audited
+    assert "needs AuditLog.Read.All" in document["not_read"]["last sign-in"]
+    assert "needs Policy.Read.All" in document["not_read"]["app management policy"]
+    assert all(app["lastSignIn"] is None for app in document["apps"])
+    assert document["counts"]["apps"] > 0
+
+
+def test_the_markdown_summary_lists_every_principal_that_did_not_pass(audited: Any) -> None:
+    _, document, tmp_path, _ = audited
+    summary = (tmp_path / "reports" / "audit.md").read_text(encoding="utf-8")
+    failing = [app for app in document["apps"] if app["verdict"] != "passed"]
+    assert failing and all(app["appId"] in summary for app in failing)
+    assert not any(app["appId"] in summary for app in document["apps"] if app["verdict"] == "passed")
+
+
+def test_an_exception_naming_an_app_accepts_its_finding_and_no_other(tmp_path: Path) -> None:
+    spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"], "test")
+    secret_apps = [app_id for app_id, breaks in generate.declared_breaks(spec).items() if breaks == {"CBA-AUD-003"}]
+    accepted_app, other_app = secret_apps[:2]
+    exceptions = tmp_path / "exceptions.toml"
+    exceptions.write_text(
+        f'[[exception]]\nid = "CBA-AUD-003"\napp_id = "{accepted_app}"\n'
+        'reason = "vendor tool, secret rotated monthly"\napprover = "security@contoso.example"\n'
+        'expires = "2099-12-31"\n',
+        encoding="utf-8",
+    )
+    with Sandbox(SCENARIO, workdir=tmp_path / "sandbox") as sb:
+        _, document = _audit(sb, tmp_path, "--exceptions", str(exceptions))
+    apps = {app["appId"]: app for app in document["apps"]}
+    assert apps[accepted_app]["verdict"] == "passed"
+    (record,) = [r for r in apps[accepted_app]["requirements"] if r["id"] == "CBA-AUD-003"]
+    assert record["outcome"] == "accepted" and "security@contoso.example" in record["message"]
+    assert apps[other_app]["verdict"] == "failed"
