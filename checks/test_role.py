@@ -113,6 +113,15 @@ def _rbac_findings(rbac: ExchangeRbac | None, sp_object_id: str) -> list[str]:
     return findings
 
 
+def _record_accepted(evidence: Evidence, accepted: frozenset[str], profile: Profile) -> None:
+    evidence.add("accepted roles", sorted(accepted))
+    unsupported = sorted(role_name(r) for r in accepted if r not in profile.supported_roles)
+    if unsupported:
+        evidence.add("accepted but not in Microsoft's supported list for Exchange app-only", unsupported)
+    if profile.name != profiles.DEFAULT:
+        evidence.add("profile", profile.name)
+
+
 @pytest.mark.requirement("CBA-ROLE-001")
 def test_supported_role_assigned_at_tenant_scope(
     app_sp: ServicePrincipal | None,
@@ -137,12 +146,7 @@ def test_supported_role_assigned_at_tenant_scope(
     evidence.observed("eligible roleEligibilitySchedules", [_assignment_summary(a) for a in role_eligibilities])
     if tenant_facts.pim_note:
         evidence.add("eligible assignments", tenant_facts.pim_note)
-    evidence.add("accepted roles", sorted(accepted))
-    unsupported = sorted(role_name(r) for r in accepted if r not in cba_profile.supported_roles)
-    if unsupported:
-        evidence.add("accepted but not in Microsoft's supported list for Exchange app-only", unsupported)
-    if cba_profile.name != profiles.DEFAULT:
-        evidence.add("profile", cba_profile.name)
+    _record_accepted(evidence, accepted, cba_profile)
     rbac, unread = _rbac_of(cba_profile, tenant_facts)
     if rbac is not None:
         evidence.observed("Exchange RBAC", rbac_evidence(rbac, principal.object_id))
