@@ -336,13 +336,22 @@ def build_document(
         "summary": _summary(requirements),
         "requirements": requirements,
         "tenant": tenant_summary(tenant_facts),
-        "fixes": {
-            "mode": settings.fix,
-            "plan": plan,
-            "applied": applied or [],
-            # Accepted risks get no fix; the plan names them so a reader sees why nothing is planned.
-            "accepted": [record["id"] for record in requirements if record["outcome"] == "accepted"],
-        },
+        "fixes": _fixes(settings, plan, applied, requirements),
+    }
+
+
+def _fixes(
+    settings: Settings,
+    plan: list[dict[str, Any]],
+    applied: list[dict[str, Any]] | None,
+    requirements: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "mode": settings.fix,
+        "plan": plan,
+        "applied": applied or [],
+        # Accepted risks get no fix; the plan names them so a reader sees why nothing is planned.
+        "accepted": [record["id"] for record in requirements if record["outcome"] == "accepted"],
     }
 
 
