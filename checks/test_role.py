@@ -122,11 +122,22 @@ def _record_accepted(evidence: Evidence, accepted: frozenset[str], profile: Prof
         evidence.add("profile", profile.name)
 
 
+def _eligibilities_for_explaining(facts: TenantFacts, evidence: Evidence) -> tuple[DirectoryRoleAssignment, ...]:
+    """The PIM eligibilities when they were read (shown as evidence), else none, with the reason shown."""
+    eligible: tuple[DirectoryRoleAssignment, ...] | None = facts.known("role_eligibilities")
+    if eligible is None:
+        evidence.add("eligible assignments", f"not read ({facts.role_eligibilities}); the verdict rests on active ones")
+        return ()
+    evidence.observed("eligible roleEligibilitySchedules", [_assignment_summary(a) for a in eligible])
+    if facts.pim_note:
+        evidence.add("eligible assignments", facts.pim_note)
+    return eligible
+
+
 @pytest.mark.requirement("CBA-ROLE-001")
 def test_supported_role_assigned_at_tenant_scope(
     app_sp: ServicePrincipal | None,
     role_assignments: tuple[DirectoryRoleAssignment, ...],
-    role_eligibilities: tuple[DirectoryRoleAssignment, ...],
     tenant_facts: TenantFacts,
     cba_settings: Settings,
     cba_profile: Profile,
@@ -143,9 +154,9 @@ def test_supported_role_assigned_at_tenant_scope(
     accepted = accepted_for(cba_profile, cba_settings)
     accepted_names = ", ".join(sorted(role_name(r) for r in accepted))
     evidence.observed("active roleAssignments", [_assignment_summary(a) for a in role_assignments])
-    evidence.observed("eligible roleEligibilitySchedules", [_assignment_summary(a) for a in role_eligibilities])
-    if tenant_facts.pim_note:
-        evidence.add("eligible assignments", tenant_facts.pim_note)
+    # The verdict rests on the active assignments; eligibilities only explain a failure, so a tenant whose
+    # PIM cannot be read still gets one (https://learn.microsoft.com/graph/api/resources/privilegedidentitymanagementv3-overview).
+    role_eligibilities = _eligibilities_for_explaining(tenant_facts, evidence)
     _record_accepted(evidence, accepted, cba_profile)
     rbac, unread = _rbac_of(cba_profile, tenant_facts)
     if rbac is not None:

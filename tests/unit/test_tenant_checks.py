@@ -583,7 +583,6 @@ def role_001(
         role_checks.test_supported_role_assigned_at_tenant_scope,
         app_sp=tf.app_sp(),
         role_assignments=active,
-        role_eligibilities=eligible,
         tenant_facts=facts or tf.tenant(role_assignments=active, role_eligibilities=eligible, pim_note=pim_note),
         cba_settings=tf.settings(**settings),
         cba_profile=PROFILES[profile],
@@ -636,7 +635,6 @@ def test_role_check_follows_from_missing_service_principal() -> None:
         role_checks.test_supported_role_assigned_at_tenant_scope,
         app_sp=None,
         role_assignments=(),
-        role_eligibilities=(),
         tenant_facts=tf.tenant(app_sp=None),
         cba_settings=tf.settings(),
         cba_profile=EXCHANGE_ONLINE,
@@ -715,6 +713,16 @@ def test_no_listed_cmdlets_pass_and_unreadable_rbac_is_an_error() -> None:
 
 
 # --- CBA-ROLE-002 ---------------------------------------------------------------------------------
+
+
+def test_role_check_decides_from_active_assignments_when_eligibilities_cannot_be_read() -> None:
+    """PIM unreadable for another reason than licensing (a 403): ROLE-001 still passes on an active role."""
+    unread = Unavailable(
+        "eligible role assignments", "Graph answered 403", missing_permission="RoleManagement.Read.Directory"
+    )
+    facts = tf.tenant(role_assignments=(tf.role(),), role_eligibilities=unread)
+    record = role_001((tf.role(),), facts=facts)
+    assert "not read" in str(record["details"]["eligible assignments"])
 
 
 def role_002(active: tuple[Any, ...] = (), eligible: tuple[Any, ...] = (), pim_note: str = "") -> dict[str, Any]:
