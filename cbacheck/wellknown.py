@@ -92,6 +92,9 @@ GRAPH_PERMISSION_IDS: Final[dict[str, str]] = {
     "RoleManagement.Read.Directory": "483bed4a-2ad3-4361-a73b-c83ccdbdc53c",
     "RoleManagement.ReadWrite.Directory": "9e3f62cf-ca93-4989-b6ce-bf83c28f9fe8",
     "RoleEligibilitySchedule.Read.Directory": "ff278e11-4a33-4d0c-83d2-d01dc58929a5",
+    # Optional reads of `cbacheck audit`: last sign-in (AuditLog) and the default app management policy.
+    "AuditLog.Read.All": "b0afded3-3588-46d8-8b3d-9842eff778da",
+    "Policy.Read.All": "246dd0d5-5bd0-4def-940b-0421030a5b68",
 }
 
 # Least-privileged Graph application permissions cbacheck's identities need (docs/permissions.md).

@@ -164,7 +164,7 @@ class SandboxApp:
 
     def dispatch(self, request: Request, call: Call) -> Response:
         path = request.path
-        is_graph = path == "/v1.0" or path.startswith("/v1.0/")
+        is_graph = path == "/v1.0" or path.startswith(("/v1.0/", "/beta/"))
         is_exchange = path.startswith("/adminapi/")
         self._count(path, is_graph, is_exchange)
         too_large = self._too_large(request, call)

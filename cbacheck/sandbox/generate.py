@@ -44,6 +44,7 @@ _GENERATE_KEYS: Final = frozenset({"applications", "exchange_share", "certificat
 # "ews": "allow-list" sets EwsEnabled true with every second full_access_as_app holder on EwsAllowedAppIDs;
 # "disabled" sets EwsEnabled false; absent leaves EwsEnabled unset ($null).
 EWS_MODES: Final = ("allow-list", "disabled")
+NEVER_SIGNED_IN_EVERY: Final = 3
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,16 @@ def app_id_of(index: int, spec: GenerateSpec) -> str:
 def declared_breaks(spec: GenerateSpec) -> dict[str, frozenset[str]]:
     """appId -> the audit requirements the scenario declares broken, for every generated holder."""
     return {app_id_of(i, spec): KINDS[kind] for i in range(spec.applications) if (kind := kind_of(i, spec)) is not None}
+
+
+def days_since_sign_in(spec: GenerateSpec) -> dict[str, int]:
+    """appId -> days since the app's last app-only sign-in, for every generated app that signed in; every
+    NEVER_SIGNED_IN_EVERY-th app (counting from the second) never signed in and is absent from the report."""
+    out: dict[str, int] = {}
+    for index in range(spec.applications):
+        if index % NEVER_SIGNED_IN_EVERY != 1:
+            out[app_id_of(index, spec)] = index % 120
+    return out
 
 
 def ews_accepts(spec: GenerateSpec) -> dict[str, bool]:
@@ -260,7 +271,26 @@ def expand(
     builder = _Builder(state, spec, certificates[spec.certificate], now, sp_ids)
     for index in range(spec.applications):
         builder.add(index)
+    state["servicePrincipalSignInActivities"] = [
+        *state.get("servicePrincipalSignInActivities", []),
+        *(_sign_in_activity(app_id, now - timedelta(days=days)) for app_id, days in days_since_sign_in(spec).items()),
+    ]
     if spec.ews is not None:
         allowed = [app_id for app_id, accepted in ews_accepts(spec).items() if accepted]
         config = {"EwsEnabled": spec.ews == "allow-list", "EwsAllowedAppIDs": allowed}
         state.setdefault("exchange", {})["organizationConfig"] = [config]
+
+
+def _sign_in_activity(app_id: str, when: datetime) -> JsonObject:
+    """One servicePrincipalSignInActivity (https://learn.microsoft.com/graph/api/resources/serviceprincipalsigninactivity):
+    an app-only client sign-in, which is also the last sign-in of any kind."""
+    activity = {"lastSignInDateTime": graph_time(when), "lastSignInRequestId": stable_guid("sign-in", app_id)}
+    return {
+        "id": stable_guid("sign-in-activity", app_id),
+        "appId": app_id,
+        "lastSignInActivity": activity,
+        "applicationAuthenticationClientSignInActivity": dict(activity),
+        "applicationAuthenticationResourceSignInActivity": {"lastSignInDateTime": None, "lastSignInRequestId": None},
+        "delegatedClientSignInActivity": {"lastSignInDateTime": None, "lastSignInRequestId": None},
+        "delegatedResourceSignInActivity": {"lastSignInDateTime": None, "lastSignInRequestId": None},
+    }

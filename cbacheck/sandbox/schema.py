@@ -24,6 +24,21 @@ COLLECTIONS: Final = (
 # Application relationships kept beside the objects (never inside them, so no GET of an application shows them):
 # application object id -> directoryObjects (owners) or federatedIdentityCredential objects.
 RELATIONS: Final = ("owners", "federatedIdentityCredentials")
+# Report and policy objects a state document may hold besides the collections (read by `cbacheck audit`).
+SIGN_IN_ACTIVITIES: Final = "servicePrincipalSignInActivities"
+APP_MANAGEMENT_POLICY: Final = "defaultAppManagementPolicy"
+# A tenant that never set the policy: disabled, no restrictions (shape of
+# https://learn.microsoft.com/graph/api/resources/tenantappmanagementpolicy; the untouched values are UNCONFIRMED,
+# docs/sandbox.md choice 34).
+DEFAULT_APP_MANAGEMENT_POLICY: Final = {
+    "id": "00000000-0000-0000-0000-000000000000",
+    "displayName": "Default app management tenant policy",
+    "description": "Default tenant policy that enforces app management restrictions on applications and service "
+    "principals.",
+    "isEnabled": False,
+    "applicationRestrictions": {"passwordCredentials": [], "keyCredentials": []},
+    "servicePrincipalRestrictions": {"passwordCredentials": [], "keyCredentials": []},
+}
 EXCHANGE_COLLECTIONS: Final = (
     "servicePrincipals",
     "roleGroups",

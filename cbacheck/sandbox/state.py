@@ -16,7 +16,14 @@ from typing import Any
 
 from cbacheck.sandbox import payloads
 from cbacheck.sandbox.faults import Conflict, InvalidRequest, ObjectNotFound
-from cbacheck.sandbox.schema import COLLECTIONS, EXCHANGE_COLLECTIONS, RELATIONS
+from cbacheck.sandbox.schema import (
+    APP_MANAGEMENT_POLICY,
+    COLLECTIONS,
+    DEFAULT_APP_MANAGEMENT_POLICY,
+    EXCHANGE_COLLECTIONS,
+    RELATIONS,
+    SIGN_IN_ACTIVITIES,
+)
 from cbacheck.sandbox.values import (
     JsonObject,
     assignment_id,
@@ -55,6 +62,8 @@ class TenantState:
         self.relations: dict[str, dict[str, list[JsonObject]]] = {
             name: {k.lower(): list(v) for k, v in (data.get(name) or {}).items()} for name in RELATIONS
         }
+        self.sign_in_activities: list[JsonObject] = list(data.get(SIGN_IN_ACTIVITIES) or [])
+        self.app_management_policy: JsonObject = dict(data.get(APP_MANAGEMENT_POLICY) or DEFAULT_APP_MANAGEMENT_POLICY)
         self.propagation_s = propagation_s
         self.clock = clock
         # Object id (or keyId) -> wall-clock time from which token issuance sees it. Objects
@@ -429,6 +438,10 @@ class TenantState:
             for name, related in self.relations.items():
                 if related:
                     doc[name] = copy.deepcopy(related)
+            if self.sign_in_activities:
+                doc[SIGN_IN_ACTIVITIES] = copy.deepcopy(self.sign_in_activities)
+            if self.app_management_policy != DEFAULT_APP_MANAGEMENT_POLICY:
+                doc[APP_MANAGEMENT_POLICY] = copy.deepcopy(self.app_management_policy)
             return doc
 
 

@@ -20,7 +20,14 @@ from cbacheck.sandbox.firstparty import (
     builtin_role_definitions,
 )
 from cbacheck.sandbox.rbac import BUILTIN_ROLE_GROUPS, DEFAULT_WRITE_SCOPE, ROLE_CMDLETS
-from cbacheck.sandbox.schema import COLLECTIONS, EXCHANGE_COLLECTIONS, RELATIONS
+from cbacheck.sandbox.schema import (
+    APP_MANAGEMENT_POLICY,
+    COLLECTIONS,
+    DEFAULT_APP_MANAGEMENT_POLICY,
+    EXCHANGE_COLLECTIONS,
+    RELATIONS,
+    SIGN_IN_ACTIVITIES,
+)
 from cbacheck.sandbox.values import (
     DEFAULT_ACCESS_ROLE,
     JsonObject,
@@ -32,7 +39,11 @@ from cbacheck.sandbox.values import (
     stable_guid,
 )
 
-KNOWN_TOP_LEVEL: Final = frozenset(COLLECTIONS) | {"builtins", "exchange", "@odata.context"} | set(RELATIONS)
+KNOWN_TOP_LEVEL: Final = (
+    frozenset(COLLECTIONS)
+    | {"builtins", "exchange", "@odata.context", SIGN_IN_ACTIVITIES, APP_MANAGEMENT_POLICY}
+    | set(RELATIONS)
+)
 # The largest state the sandbox loads (a 10,000-application tenant is about 12 MiB) and the deepest
 # nesting it accepts (Graph JSON nests a few levels; deeper input only threatens the recursion limit).
 MAX_STATE_BYTES: Final = 64 * 2**20
@@ -201,6 +212,11 @@ def validate(doc: object, source: str) -> JsonObject:
     data["exchange"] = _exchange(check, root.get("exchange", {}))
     for relation in RELATIONS:
         data[relation] = _relation(check, relation, root.get(relation, {}), data["applications"])
+    data[SIGN_IN_ACTIVITIES] = check.items(root.get(SIGN_IN_ACTIVITIES, []), f"$.{SIGN_IN_ACTIVITIES}")
+    for i, item in enumerate(data[SIGN_IN_ACTIVITIES]):
+        check.string(item, "appId", f"$.{SIGN_IN_ACTIVITIES}[{i}]")
+    policy = check.obj(root.get(APP_MANAGEMENT_POLICY, {}), f"$.{APP_MANAGEMENT_POLICY}")
+    data[APP_MANAGEMENT_POLICY] = {**DEFAULT_APP_MANAGEMENT_POLICY, **policy}
     return data
 
 

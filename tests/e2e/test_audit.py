@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cbacheck import cli
+from cbacheck import cli, wellknown
 from cbacheck.catalogue import AUDIT_CATALOGUE
 from cbacheck.commands import demo as democommand
 from cbacheck.errors import ExitCode
@@ -139,11 +140,44 @@ def test_owners_and_federated_credentials_are_read_in_batches_and_shown(audited:
     assert document["requests"]["per_endpoint"]["/applications/{id}/owners"] >= len(owned)
 
 
-def test_sign_in_activity_and_app_management_policy_unreadable_are_named_and_the_audit_goes_on(audited: Any) -> None:
-    _, document, _, _ = audited
+def test_last_sign_in_and_the_app_management_policy_are_read_and_shown(audited: Any) -> None:
+    _, document, tmp_path, _ = audited
+    spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"], "test")
+    days = generate.days_since_sign_in(spec)
+    assert "last sign-in" not in document["not_read"] and "app management policy" not in document["not_read"]
+    apps = {app["appId"]: app for app in document["apps"]}
+    never = [app_id for app_id in generate.declared_breaks(spec) if app_id not in days]
+    assert never, "the scenario must hold holders that never signed in"
+    for app_id in never:
+        assert apps[app_id]["lastSignIn"] == "none recorded"
+    today = datetime.now(UTC)
+    for app_id in set(generate.declared_breaks(spec)) & set(days):
+        shown = datetime.fromisoformat(apps[app_id]["lastSignIn"].replace("Z", "+00:00"))
+        assert abs((today - shown) - timedelta(days=days[app_id])) < timedelta(hours=1), apps[app_id]
+    assert document["app_management_policy"] == {
+        "isEnabled": True,
+        "passwordCredentials": ["passwordAddition"],
+        "keyCredentials": [],
+    }
+    rows = {row["appId"]: row for row in csv.DictReader((tmp_path / "reports" / "audit.csv").open(encoding="utf-8"))}
+    assert rows[never[0]]["lastSignIn"] == "none recorded"
+    html = (tmp_path / "reports" / "audit.html").read_text(encoding="utf-8")
+    assert "read: app management policy" in html and "passwordAddition" in html
+
+
+def test_sign_in_activity_and_app_management_policy_unreadable_are_named_and_the_audit_goes_on(tmp_path: Path) -> None:
+    doc = json.loads(SCENARIO.read_text(encoding="utf-8"))
+    unread = {wellknown.GRAPH_PERMISSION_IDS["AuditLog.Read.All"], wellknown.GRAPH_PERMISSION_IDS["Policy.Read.All"]}
+    state = doc["state"]
+    state["appRoleAssignments"] = [a for a in state["appRoleAssignments"] if a["appRoleId"] not in unread]
+    scenario = tmp_path / "audit-without-audit-log.json"
+    scenario.write_text(json.dumps(doc), encoding="utf-8")
+    with Sandbox(scenario, workdir=tmp_path / "sandbox") as sb:
+        _, document = _audit(sb, tmp_path)
     assert "needs AuditLog.Read.All" in document["not_read"]["last sign-in"]
     assert "needs Policy.Read.All" in document["not_read"]["app management policy"]
     assert all(app["lastSignIn"] is None for app in document["apps"])
+    assert document["app_management_policy"] is None
     assert document["counts"]["apps"] > 0
 
 

@@ -666,3 +666,34 @@ def test_unexpected_errors_become_500_and_the_server_survives(fresh: Sandbox, mo
     monkeypatch.setitem(fresh.app.graph.handlers["organizations"], "GET", boom)
     graph_error(auditor.graph("GET", "/organization"), 500, "InternalServerError")
     assert auditor.graph("GET", "/applications").status_code == 200
+
+
+# --- reports and policies (cbacheck audit) ------------------------------------------------------
+
+
+def test_sign_in_activities_and_the_app_management_policy_need_their_permissions(fresh: Sandbox) -> None:
+    reports = f"{fresh.info.graph_url}/beta/reports/servicePrincipalSignInActivities"
+    auditor = Client(fresh, token(fresh, "auditor", GRAPH_SCOPE))
+    assert "AuditLog" not in str(claims(token(fresh, "auditor", GRAPH_SCOPE)).get("roles"))
+    graph_error(auditor.graph("GET", reports), 403, "Authorization_RequestDenied")
+    graph_error(auditor.graph("GET", "/policies/defaultAppManagementPolicy"), 403, "Authorization_RequestDenied")
+    fresh.state.sign_in_activities.append(
+        {"appId": app_id(fresh), "lastSignInActivity": {"lastSignInDateTime": "2026-11-30T08:00:00Z"}}
+    )
+    admin = Client(fresh, token(fresh, "admin", GRAPH_SCOPE))
+    graph_sp = fresh.state.service_principal(app_id=wellknown.MICROSOFT_GRAPH_APP_ID)
+    assert graph_sp is not None
+    for permission in ("AuditLog.Read.All", "Policy.Read.All"):
+        grant = {
+            "principalId": sp_id(fresh, "auditor"),
+            "resourceId": graph_sp["id"],
+            "appRoleId": wellknown.GRAPH_PERMISSION_IDS[permission],
+        }
+        resp = admin.graph("POST", f"/servicePrincipals/{graph_sp['id']}/appRoleAssignedTo", json=grant)
+        assert resp.status_code == 201, resp.text
+    auditor = Client(fresh, token(fresh, "auditor", GRAPH_SCOPE))
+    body = auditor.graph("GET", reports).json()
+    assert body["@odata.context"].endswith("/beta/$metadata#reports/servicePrincipalSignInActivities")
+    assert [item["appId"] for item in body["value"]] == [app_id(fresh)]
+    policy = auditor.graph("GET", "/policies/defaultAppManagementPolicy").json()
+    assert policy["isEnabled"] is False and policy["applicationRestrictions"]["passwordCredentials"] == []

@@ -65,6 +65,14 @@ PERMISSIONS: Final[dict[str, tuple[frozenset[str], ...]]] = {
             {"Organization.Read.All", "Organization.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
         ),
     ),
+    # https://learn.microsoft.com/graph/api/reportroot-list-serviceprincipalsigninactivities (beta)
+    "signInActivities.read": (frozenset({"AuditLog.Read.All", "Directory.Read.All"}),),
+    # https://learn.microsoft.com/graph/api/tenantappmanagementpolicy-get
+    "appManagementPolicy.read": (
+        frozenset(
+            {"Policy.Read.All", "Policy.Read.ApplicationConfiguration", "Policy.ReadWrite.ApplicationConfiguration"}
+        ),
+    ),
     "domains.read": (
         frozenset({"Domain.Read.All", "Domain.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}),
     ),

@@ -1,4 +1,4 @@
-"""The URL map of the sandbox's Graph v1.0: which path and method reach which endpoint."""
+"""The URL map of the sandbox's Graph v1.0 (and one beta report): which path and method reach which endpoint."""
 
 from __future__ import annotations
 
@@ -76,6 +76,8 @@ def graph_routes() -> Map:
             r("/v1.0/organization/<oid>", endpoint="organizationById", methods=["GET"]),
             r("/v1.0/domains", endpoint="domains", methods=["GET"]),
             r("/v1.0/domains/<did>", endpoint="domain", methods=["GET"]),
+            r("/v1.0/policies/defaultAppManagementPolicy", endpoint="appManagementPolicy", methods=["GET"]),
+            r("/beta/reports/servicePrincipalSignInActivities", endpoint="signInActivities", methods=["GET"]),
             r("/v1.0/$batch", endpoint="batch", methods=["POST"]),
         ],
         converters={"ref": ObjectRef},

@@ -79,6 +79,8 @@ class GraphService:
             "organizationById": {"GET": self.get_organization},
             "domains": {"GET": self.list_domains},
             "domain": {"GET": self.get_domain},
+            "signInActivities": {"GET": self.list_sign_in_activities},
+            "appManagementPolicy": {"GET": self.get_app_management_policy},
         }
         self.count_batch_item: Callable[[], None] = lambda: None
 
@@ -332,6 +334,22 @@ class GraphService:
     def get_domain(self, request: GraphRequest) -> GraphResult:
         require(request.caller, "domains.read")
         return single(request, "domains", self.state.find_domain(request.args["did"]), "domains")
+
+    # reports and policies ----------------------------------------------------------------------
+    def list_sign_in_activities(self, request: GraphRequest) -> GraphResult:
+        """GET /beta/reports/servicePrincipalSignInActivities
+        (https://learn.microsoft.com/graph/api/reportroot-list-serviceprincipalsigninactivities): every item in one
+        page, no $filter/$top (UNCONFIRMED, docs/sandbox.md choice 33)."""
+        require(request.caller, "signInActivities.read")
+        context = f"{request.call.base_url}/beta/$metadata#reports/servicePrincipalSignInActivities"
+        items = [dict(item) for item in self.state.sign_in_activities]
+        return GraphResult(200, {"@odata.context": context, "value": items})
+
+    def get_app_management_policy(self, request: GraphRequest) -> GraphResult:
+        """GET /policies/defaultAppManagementPolicy (https://learn.microsoft.com/graph/api/tenantappmanagementpolicy-get)."""
+        require(request.caller, "appManagementPolicy.read")
+        context = f"{request.call.base_url}/v1.0/$metadata#policies/defaultAppManagementPolicy/$entity"
+        return GraphResult(200, {"@odata.context": context, **self.state.app_management_policy})
 
 
 def _check_options(query: MultiDict[str, str]) -> None:
