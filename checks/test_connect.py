@@ -351,7 +351,7 @@ def test_local_clock_agrees_with_entra(
 
 @pytest.mark.requirement("CBA-EXO-001")
 def test_exchange_accepts_token(
-    exchange_probe: ExchangeProbe | None, tenant_facts: TenantFacts, evidence: Evidence
+    exchange_probe: ExchangeProbe | None, tenant_facts: TenantFacts, evidence: Evidence, cba_profile: Profile
 ) -> None:
     """Exchange Online accepts the token
 
@@ -382,7 +382,8 @@ def test_exchange_accepts_token(
             "Exchange's answer",
             f"{probe.cmdlet} via {probe.url} -> {probe.status or 'no response'}: {probe.error_message}",
         )
-    diagnosis = diagnose_exchange_error(probe, tenant_facts.known("token"), tenant_facts.known("organization"))
+    token = tenant_facts.known_token_of(cba_profile.name)
+    diagnosis = diagnose_exchange_error(probe, token, tenant_facts.known("organization"))
     evidence.add("diagnosis", diagnosis.as_evidence())
     request_id = f" (request-id {probe.request_id})" if probe.request_id else ""
     message = (

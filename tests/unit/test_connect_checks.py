@@ -10,7 +10,7 @@ import cbacheck.checks.test_connect as connect_checks
 import pytest
 import tenantfactory as tf
 
-from cbacheck import wellknown
+from cbacheck import profiles, wellknown
 from cbacheck.chain import UpstreamFailure
 from cbacheck.evidence import Evidence
 from cbacheck.facts import FactUnavailable, Unavailable
@@ -347,14 +347,20 @@ def test_clock_check_follows_from_token_001_for_other_token_errors() -> None:
 
 def exo_001(probe: Any, facts: Any = None) -> None:
     connect_checks.test_exchange_accepts_token(
-        exchange_probe=probe, tenant_facts=facts or tf.tenant(exchange=probe), evidence=Evidence()
+        exchange_probe=probe,
+        tenant_facts=facts or tf.tenant(exchange=probe),
+        evidence=Evidence(),
+        cba_profile=profiles.PROFILES[profiles.DEFAULT],
     )
 
 
 def test_successful_probe_passes_showing_what_came_back() -> None:
     evidence = Evidence()
     connect_checks.test_exchange_accepts_token(
-        exchange_probe=tf.probe_ok(), tenant_facts=tf.tenant(), evidence=evidence
+        exchange_probe=tf.probe_ok(),
+        tenant_facts=tf.tenant(),
+        evidence=evidence,
+        cba_profile=profiles.PROFILES[profiles.DEFAULT],
     )
     answer = recorded(evidence)["observed"]["Exchange answer"]
     assert answer["cmdlet"] == "Get-OrganizationConfig" and answer["status"] == 200
