@@ -383,7 +383,10 @@ def test_exchange_accepts_token(
             f"{probe.cmdlet} via {probe.url} -> {probe.status or 'no response'}: {probe.error_message}",
         )
     token = tenant_facts.known_token_of(cba_profile.name)
-    diagnosis = diagnose_exchange_error(probe, token, tenant_facts.known("organization"))
+    # Another profile's refusal names its own least-privileged role, not Exchange Administrator.
+    other_role = "" if cba_profile.name == profiles.DEFAULT else cba_profile.least_privileged_role
+    role_name = wellknown.DIRECTORY_ROLE_NAMES.get(other_role, "")
+    diagnosis = diagnose_exchange_error(probe, token, tenant_facts.known("organization"), role_to_assign=role_name)
     evidence.add("diagnosis", diagnosis.as_evidence())
     request_id = f" (request-id {probe.request_id})" if probe.request_id else ""
     message = (

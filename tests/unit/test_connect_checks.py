@@ -432,3 +432,22 @@ def test_token_without_wids_passes_for_an_app_exchange_rbac_authorises() -> None
 
 def test_token_without_wids_still_fails_on_the_entra_role_path() -> None:
     assert "no wids claim" in str(token_002_failure(tf.token(wids=None), tf.tenant()))
+
+
+def test_a_security_compliance_refusal_names_its_own_role_not_exchange_administrator() -> None:
+    probe = dataclasses.replace(
+        tf.probe_ok(),
+        ok=False,
+        status=401,
+        error_code="Unauthorized",
+        error_message=wellknown.EXCHANGE_ROLE_NOT_SUPPORTED.format(app_id=tf.APP_ID),
+    )
+    with pytest.raises(Exception) as raised:
+        connect_checks.test_exchange_accepts_token(
+            exchange_probe=probe,
+            tenant_facts=tf.tenant(exchange=probe),
+            evidence=Evidence(),
+            cba_profile=profiles.PROFILES[profiles.SECURITY_COMPLIANCE],
+        )
+    assert "assign Compliance Administrator" in str(raised.value)
+    assert "Exchange Administrator" not in str(raised.value).split("next step")[1]
