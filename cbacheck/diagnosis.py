@@ -76,7 +76,6 @@ class Diagnosis:
         raise AssertionError(message)
 
 
-
 _AADSTS_IN_TEXT = re.compile(r"AADSTS(\d+)")
 
 
@@ -95,8 +94,6 @@ def _first_entry(codes: tuple[int, ...], text: str) -> Entry | None:
         if entry is not None:
             return entry
     return None
-
-
 
 
 def _app_not_found_in_tenant(facts: TenantFacts, text: str) -> Diagnosis | None:
@@ -305,9 +302,13 @@ def _other_organization(probe: ExchangeProbe, organization: Organization | None,
 
 
 def diagnose_exchange_error(
-    probe: ExchangeProbe, token: TokenAttempt | None = None, organization: Organization | None = None
+    probe: ExchangeProbe,
+    token: TokenAttempt | None = None,
+    organization: Organization | None = None,
+    *,
+    role_to_assign: str = "",
 ) -> Diagnosis:
-    """Explain Exchange's refusal of the probe cmdlet.
+    """Explain Exchange's refusal of the probe cmdlet (`role_to_assign`: another profile's role, named instead).
 
     Known texts decide first. Otherwise the tenant's organization, when given, reveals a request made
     for a domain Exchange does not take, and the token's claims, when given, sharpen a bare 401.
@@ -328,7 +329,9 @@ def diagnose_exchange_error(
         name=entry.name if entry.text else probe.error_code or entry.name,
         cause=entry.cause,
         requirement=entry.requirement,
-        next_step=entry.next_step,
+        next_step=entry.next_step.replace("Exchange Administrator", role_to_assign)
+        if role_to_assign and entry.requirement == "CBA-ROLE-001"
+        else entry.next_step,
         doc=entry.doc,
         microsoft_text=text,
     )

@@ -405,6 +405,8 @@ EXCHANGE_ONLINE_RESOURCE = "00000002-0000-0ff1-ce00-000000000000"
 # Service principals of resource applications other than Office 365 Exchange Online, by appId (the
 # profiles' resources, e.g. Microsoft Exchange Online Protection); None: confirmed absent.
 ProfileTokens = Mapping[str, "TokenAttempt | Unavailable"]  # another profile's token attempt, by profile name
+# Another profile's read-only probe with its token, by profile name (None: no token to try).
+ProfileProbes = Mapping[str, "ExchangeProbe | None | Unavailable"]
 ResourceServicePrincipals = Mapping[str, "ServicePrincipal | None | Unavailable"]
 
 
@@ -439,6 +441,7 @@ class TenantFacts:
     stats: CollectionStats = field(default_factory=CollectionStats)
     resource_sps: ResourceServicePrincipals = field(default_factory=dict)
     profile_tokens: ProfileTokens = field(default_factory=dict)
+    profile_probes: ProfileProbes = field(default_factory=dict)
     # Why role_eligibilities is empty without being read, e.g. a tenant without Entra ID P2 where
     # no eligible assignment can exist ("" when the eligibilities were read).
     pim_note: str = ""
@@ -459,6 +462,11 @@ class TenantFacts:
     def known(self, name: str) -> Any:
         """The named fact, or None when it could not be collected (for cross-link inference only)."""
         value = getattr(self, name)
+        return None if isinstance(value, Unavailable) else value
+
+    def known_token_of(self, profile: str) -> TokenAttempt | None:
+        """The app's token for that profile when one was asked for it, else its Exchange Online token (inference)."""
+        value = self.profile_tokens.get(profile, self.token)
         return None if isinstance(value, Unavailable) else value
 
     def holds_role_tenant_wide(self, accepted: frozenset[str] | set[str]) -> bool | None:

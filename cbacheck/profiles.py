@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import quote
 
 from cbacheck import wellknown
 
@@ -63,10 +64,14 @@ class Profile:
     # the Exchange admin API) is this profile's: not so for Security & Compliance, whose role groups are
     # its own and not read by this version.
     exchange_rbac_collected: bool = True
-    # What this version collects for the profile: the probe only for exchange-online; the app's token for
-    # another profile when it names the resource to ask for (global cloud only).
+    # What this version collects for the profile through the default chain's facts (exchange-online only);
+    # another profile's token, and its probe, are collected when it names the resource to ask for (global
+    # cloud and GCC only).
     token_and_probe_collected: bool = False
     token_resource: str = ""
+    # Another profile's probe (its token's resource named): sent to https://{endpoint}{probe_path}, or to the
+    # exchange_url override when one is set (the sandbox, a test proxy).
+    probe_path: str = "/adminapi/beta/{tenant}/InvokeCommand"
     unconfirmed: tuple[str, ...] = ()
 
 
@@ -106,15 +111,15 @@ PROFILES: Final[dict[str, Profile]] = {
         EOP_PERMISSION,
         SECURITY_COMPLIANCE_SUPPORTED_ROLES,
         wellknown.COMPLIANCE_ADMINISTRATOR,
-        "Get-Label",
-        "ps.compliance.protection.outlook.com",
+        wellknown.SECURITY_COMPLIANCE_PROBE_CMDLET,
+        wellknown.SECURITY_COMPLIANCE_HOST,
         # The reported redirect to a regional host (eur05b.ps.compliance.protection.outlook.com) stays in it.
-        ("ps.compliance.protection.outlook.com",),
+        (wellknown.SECURITY_COMPLIANCE_HOST,),
         wellknown.EXCHANGE_ROLE_NOT_SUPPORTED,
         exchange_rbac_collected=False,
         # The audience Connect-IPPSSession asks for: UNCONFIRMED (not documented); Entra resolves it through
         # the EOP service principal's wildcard name https://*.protection.outlook.com.
-        token_resource="https://ps.compliance.protection.outlook.com",
+        token_resource=wellknown.SECURITY_COMPLIANCE_RESOURCE,
         unconfirmed=(
             "the token audience and the REST endpoint of Security & Compliance PowerShell",
             "the redirect from ps.compliance.protection.outlook.com to a regional host",
@@ -173,6 +178,12 @@ def permission_in(profile: Profile, cloud: str) -> tuple[Permission, bool]:
 def token_resource_in(profile: Profile, cloud: str) -> str:
     """The resource another profile's token is asked for in that cloud ("" when this version does not ask)."""
     return profile.token_resource if cloud in _COMMERCIAL_CLOUDS else ""
+
+
+def probe_url_in(profile: Profile, exchange_url_override: str | None, tenant_for_url: str) -> str:
+    """Where another profile's probe is sent: its endpoint, or the exchange_url override (sandbox, test proxy)."""
+    base = (exchange_url_override or f"https://{profile.endpoint}").rstrip("/")
+    return base + profile.probe_path.format(tenant=quote(tenant_for_url, safe=".-"))
 
 
 def permissions_of(names: Iterable[str]) -> tuple[Permission, ...]:

@@ -25,6 +25,13 @@ FULL_ACCESS_AS_APP: Final = "full_access_as_app"
 EOP_APP_ID: Final = "00000007-0000-0ff1-ce00-000000000000"
 EOP_DISPLAY_NAME: Final = "Microsoft Exchange Online Protection"  # UNCONFIRMED in Microsoft's docs (docs/profiles.md)
 EOP_MANAGE_AS_APP_ROLE_ID: Final = "455e5cd2-84e8-4751-8344-5672145dfa17"
+# Security & Compliance PowerShell's admin endpoint, the token audience asked for it, and the read-only cmdlet
+# that proves the chain (profiles.py and the sandbox read them here). All UNCONFIRMED (docs/sandbox.md): Microsoft
+# documents Connect-IPPSSession (https://learn.microsoft.com/powershell/module/exchangepowershell/connect-ippssession),
+# not its REST endpoint; the same admin API path as Exchange Online's is assumed.
+SECURITY_COMPLIANCE_HOST: Final = "ps.compliance.protection.outlook.com"
+SECURITY_COMPLIANCE_RESOURCE: Final = f"https://{SECURITY_COMPLIANCE_HOST}"
+SECURITY_COMPLIANCE_PROBE_CMDLET: Final = "Get-Label"
 # The Admin API preview's permission on Office 365 Exchange Online; its app role id is UNCONFIRMED (not
 # published where cbacheck could read it), so cbacheck resolves it by value through the SP's appRoles.
 EXCHANGE_MANAGE_AS_APP_V2: Final = "Exchange.ManageAsAppV2"

@@ -351,7 +351,7 @@ def test_local_clock_agrees_with_entra(
 
 @pytest.mark.requirement("CBA-EXO-001")
 def test_exchange_accepts_token(
-    exchange_probe: ExchangeProbe | None, tenant_facts: TenantFacts, evidence: Evidence
+    exchange_probe: ExchangeProbe | None, tenant_facts: TenantFacts, evidence: Evidence, cba_profile: Profile
 ) -> None:
     """Exchange Online accepts the token
 
@@ -382,7 +382,11 @@ def test_exchange_accepts_token(
             "Exchange's answer",
             f"{probe.cmdlet} via {probe.url} -> {probe.status or 'no response'}: {probe.error_message}",
         )
-    diagnosis = diagnose_exchange_error(probe, tenant_facts.known("token"), tenant_facts.known("organization"))
+    token = tenant_facts.known_token_of(cba_profile.name)
+    # Another profile's refusal names its own least-privileged role, not Exchange Administrator.
+    other_role = "" if cba_profile.name == profiles.DEFAULT else cba_profile.least_privileged_role
+    role_name = wellknown.DIRECTORY_ROLE_NAMES.get(other_role, "")
+    diagnosis = diagnose_exchange_error(probe, token, tenant_facts.known("organization"), role_to_assign=role_name)
     evidence.add("diagnosis", diagnosis.as_evidence())
     request_id = f" (request-id {probe.request_id})" if probe.request_id else ""
     message = (

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import requests
 
 from cbacheck import wellknown
-from cbacheck.collect.transport import send, stats_of
+from cbacheck.collect.transport import send, stats_of, trusted_target
 from cbacheck.config import Settings
 from cbacheck.errors import ConfigError
 from cbacheck.facts import ExchangeProbe, Source, Unavailable
@@ -106,6 +107,15 @@ def summarise(body: Any) -> dict[str, Any]:
     return summary
 
 
+@dataclass(frozen=True)
+class ProbeTarget:
+    """Where a probe goes and what it runs: another profile's endpoint and read-only cmdlet."""
+
+    cmdlet: str
+    url: str
+    service_domains: tuple[str, ...] = ()
+
+
 def probe_exchange(
     settings: Settings,
     session: requests.Session,
@@ -113,25 +123,36 @@ def probe_exchange(
     tenant_for_url: str,
     *,
     anchor_tenant: str | None = None,
+    target: ProbeTarget | None = None,
 ) -> ExchangeProbe | Unavailable:
     """Run `settings.exchange_cmdlet` through `POST {exchange_url}/adminapi/beta/{tenant}/InvokeCommand`.
 
     `anchor_tenant` is the tenant ID for X-AnchorMailbox (the token's `tid`; defaults to
-    `tenant_for_url`). An answer is an ExchangeProbe (ok or not); no answer, or a redirect cbacheck
+    `tenant_for_url`). `target` sends another profile's cmdlet to its URL instead, following one redirect
+    within its service domains. An answer is an ExchangeProbe (ok or not); no answer, or a redirect cbacheck
     does not follow, is Unavailable. The token is sent, never kept. A cmdlet that is not read-only
     raises ConfigError before anything is sent.
     """
     require_read_only_cmdlet(settings)
-    cmdlet = settings.exchange_cmdlet
-    url = invoke_command_url(settings.cloud_endpoints.exchange_url, tenant_for_url)
+    if target is None:
+        target = ProbeTarget(
+            settings.exchange_cmdlet, invoke_command_url(settings.cloud_endpoints.exchange_url, tenant_for_url)
+        )
+    if not is_read_only_cmdlet(target.cmdlet):
+        raise ConfigError([f"the probe cmdlet {target.cmdlet!r} is not a read-only cmdlet; cbacheck sends only Get-*"])
+    cmdlet, url = target.cmdlet, target.url
+    body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": {}}}
+    headers = request_headers(access_token, anchor_tenant or tenant_for_url)
     stats_of(session).count("exchange_requests")
-    sent = send(
-        session,
-        "POST",
-        url,
-        json={"CmdletInput": {"CmdletName": cmdlet, "Parameters": {}}},
-        headers=request_headers(access_token, anchor_tenant or tenant_for_url),
-    )
+    sent = send(session, "POST", url, json=body, headers=headers)
+    location = sent.response.headers.get("location", "") if sent.response is not None else ""
+    if sent.response is not None and sent.response.is_redirect and target.service_domains:
+        followed = urljoin(url, location)
+        # A redirect keeps the token only within the profile's service domains (transport.trusted_target).
+        if trusted_target(url, followed, target.service_domains):
+            url = followed
+            stats_of(session).count("exchange_requests")
+            sent = send(session, "POST", url, json=body, headers=headers)
     what = f"the Exchange Online answer to {cmdlet}"
     if sent.response is None:
         failure = type(sent.failure).__name__

@@ -14,7 +14,7 @@ import requests
 
 from cbacheck import certs, profiles, wellknown
 from cbacheck.collect import discovery
-from cbacheck.collect.exchange import probe_exchange, require_read_only_cmdlet
+from cbacheck.collect.exchange import ProbeTarget, probe_exchange, require_read_only_cmdlet
 from cbacheck.collect.graph import BatchRequest, GraphClient, GraphResponse, permission_for
 from cbacheck.collect.parse import (
     MalformedFact,
@@ -210,7 +210,8 @@ def _collect_graph(
     if resources:
         facts["resource_sps"] = {
             resource: single_fact(
-                f"the service principal of resource {resource}", first.get(f"resource_sp_{resource}"),
+                f"the service principal of resource {resource}",
+                first.get(f"resource_sp_{resource}"),
                 parse_service_principal,
             )
             for resource in resources
@@ -292,16 +293,35 @@ class _AppPath:
     token: TokenAttempt | Unavailable
     exchange: ExchangeProbe | None | Unavailable
     profile_tokens: dict[str, TokenAttempt | Unavailable] = dataclasses.field(default_factory=dict)
+    profile_probes: dict[str, ExchangeProbe | None | Unavailable] = dataclasses.field(default_factory=dict)
 
 
-def _profile_tokens(settings: Settings, session: requests.Session) -> dict[str, TokenAttempt | Unavailable]:
-    """The app's token for each other profile that names its resource (its claims only; the bearer is dropped)."""
-    tokens: dict[str, TokenAttempt | Unavailable] = {}
+def _profile_tokens(settings: Settings, session: requests.Session, path: _AppPath) -> None:
+    """The app's token for each other profile that names its resource (its claims only; the bearer is dropped
+    after that profile's read-only probe, sent the way the Exchange probe is)."""
     for name in settings.profile:
-        resource = profiles.token_resource_in(profiles.profile_named(name), settings.cloud)
-        if name != profiles.DEFAULT and resource:
-            tokens[name], _ = acquire_app_token(settings, session, _signing_material(settings), resource)
-    return tokens
+        profile = profiles.profile_named(name)
+        resource = profiles.token_resource_in(profile, settings.cloud)
+        if name == profiles.DEFAULT or not resource:
+            continue
+        token, access_token = acquire_app_token(settings, session, _signing_material(settings), resource)
+        path.profile_tokens[name] = token
+        if isinstance(token, TokenAttempt) and token.acquired and access_token:
+            tenant_for_url = settings.organization or settings.tenant or ""
+            target = ProbeTarget(
+                profile.probe_cmdlet,
+                profiles.probe_url_in(profile, settings.exchange_url, tenant_for_url),
+                profile.service_domains,
+            )
+            anchor = str(token.claims.get("tid") or settings.tenant or "")
+            path.profile_probes[name] = probe_exchange(
+                settings, session, access_token, tenant_for_url, anchor_tenant=anchor, target=target
+            )
+        elif isinstance(token, Unavailable):
+            path.profile_probes[name] = Unavailable(f"the {name} probe", f"no token to call it with: {token.reason}")
+        else:
+            path.profile_probes[name] = None
+        del access_token  # the token is not kept beyond the probe
 
 
 def _app_path(settings: Settings, session: requests.Session, token_known: Future[str | None]) -> _AppPath:
@@ -318,7 +338,9 @@ def _app_path(settings: Settings, session: requests.Session, token_known: Future
     elif isinstance(token, Unavailable):
         exchange = Unavailable("the Exchange Online probe", f"no token to call Exchange with: {token.reason}")
     del access_token  # the token is not kept beyond the probe
-    return _AppPath(token, exchange, _profile_tokens(settings, session))
+    path = _AppPath(token, exchange)
+    _profile_tokens(settings, session, path)
+    return path
 
 
 def _sp_id_from(token: TokenAttempt | Unavailable, settings: Settings) -> str | None:
@@ -383,6 +405,7 @@ def collect(settings: Settings, *, now: datetime | None = None, session: request
         token=app_path.token,
         exchange=app_path.exchange,
         profile_tokens=app_path.profile_tokens,
+        profile_probes=app_path.profile_probes,
         auditor=auditor,
         exchange_rbac=exchange_rbac,
         requests=tuple(stats.sources.in_lane_order()),

@@ -244,6 +244,11 @@ def exchange_probe(
 ) -> ExchangeProbe | None:
     """The read-only Exchange cmdlet run with the app's token; None when there was no token to try."""
     __tracebackhide__ = True
+    if _profile_dependent(request) and cba_profile.name in tenant_facts.profile_probes:
+        probe = tenant_facts.profile_probes[cba_profile.name]
+        if isinstance(probe, Unavailable):
+            raise FactUnavailable(probe)
+        return probe
     _collected_for(request, cba_profile, "the Exchange probe")
     fact: ExchangeProbe | None = _tenant_fact(request, tenant_facts, "exchange")
     return fact

@@ -20,6 +20,20 @@ from cbacheck.sandbox.values import JsonObject, stable_guid
 EXCHANGE_AUDIENCES: Final = frozenset(
     {"https://outlook.office365.com", "https://outlook.office.com", wellknown.EXCHANGE_ONLINE_APP_ID}
 )
+# UNCONFIRMED (docs/sandbox.md): Security & Compliance PowerShell answers on the same admin API path with a token
+# for its own resource; in the sandbox one origin serves both, told apart by the token's audience.
+COMPLIANCE_AUDIENCES: Final = frozenset({wellknown.SECURITY_COMPLIANCE_RESOURCE})
+# The Entra roles Security & Compliance PowerShell supports (the S&C column of the supported-roles table,
+# https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2, Step 5; no Exchange Administrator).
+COMPLIANCE_SUPPORTED_ROLES: Final = frozenset(
+    {
+        wellknown.COMPLIANCE_ADMINISTRATOR,
+        wellknown.GLOBAL_ADMINISTRATOR,
+        wellknown.GLOBAL_READER,
+        wellknown.SECURITY_ADMINISTRATOR,
+        wellknown.SECURITY_READER,
+    }
+)
 RATE_LIMIT: Final = 30000
 CONTENT_TYPE: Final = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -209,6 +223,7 @@ class _Principal:
     app_id: str
     roles: frozenset[str]
     wids: frozenset[str]
+    compliance: bool = False  # a Security & Compliance token
 
 
 class ExchangeService(RbacCmdlets):
@@ -230,6 +245,10 @@ class ExchangeService(RbacCmdlets):
             "New-ServicePrincipal": self.new_service_principal,
             "Add-RoleGroupMember": self.add_role_group_member,
         }
+        # UNCONFIRMED: only the read-only probe cmdlet is modelled for Security & Compliance (docs/sandbox.md).
+        self.compliance_cmdlets: dict[str, Callable[[Mapping[str, Any]], list[JsonObject]]] = {
+            wellknown.SECURITY_COMPLIANCE_PROBE_CMDLET: self.get_label,
+        }
         self.rbac = ExchangeRbac(state.exchange)
 
     def invoke(self, request: Request, call: Call, tenant: str) -> Response:
@@ -243,10 +262,11 @@ class ExchangeService(RbacCmdlets):
         try:
             principal = self._authenticate(request, tenant)
             headers["X-Ms-Appid"] = principal.app_id
-            name, parameters = self._command(request)
+            cmdlets = self.compliance_cmdlets if principal.compliance else self.cmdlets
+            name, parameters = self._command(request, cmdlets)
             self._authorize(principal, name)
             with self.state.lock:
-                values = self.cmdlets[name](parameters)
+                values = cmdlets[name](parameters)
             values = _select(values, request.args.get("$select"))
         except ExchangeFault as exc:
             error: JsonObject = {
@@ -275,7 +295,7 @@ class ExchangeService(RbacCmdlets):
         try:
             claims = self.signer.decode(
                 token.strip() if scheme.lower() == "bearer" else "",
-                audiences=EXCHANGE_AUDIENCES,
+                audiences=EXCHANGE_AUDIENCES | COMPLIANCE_AUDIENCES,
                 tenant_id=self.state.tenant_id,
             )
         except AccessTokenError as exc:
@@ -291,9 +311,12 @@ class ExchangeService(RbacCmdlets):
             str(claims.get("appid")),
             frozenset(str(r) for r in claims.get("roles") or []),
             frozenset(str(w).lower() for w in claims.get("wids") or []),
+            str(claims.get("aud")).rstrip("/").lower() in COMPLIANCE_AUDIENCES,
         )
 
-    def _command(self, request: Request) -> tuple[str, Mapping[str, Any]]:
+    def _command(
+        self, request: Request, cmdlets: Mapping[str, Callable[[Mapping[str, Any]], list[JsonObject]]]
+    ) -> tuple[str, Mapping[str, Any]]:
         try:
             doc = json.loads(request.get_data(as_text=True) or "null")
         except (json.JSONDecodeError, RecursionError):
@@ -305,7 +328,7 @@ class ExchangeService(RbacCmdlets):
         if not isinstance(parameters, dict):
             raise ExchangeFault("bad_body")
         wanted = cmdlet_input["CmdletName"].lower()
-        name = next((c for c in self.cmdlets if c.lower() == wanted), None)
+        name = next((c for c in cmdlets if c.lower() == wanted), None)
         if name is None:
             raise ExchangeFault("unknown_cmdlet", cmdlet=cmdlet_input["CmdletName"])
         return name, parameters
@@ -314,6 +337,11 @@ class ExchangeService(RbacCmdlets):
         """Exchange.ManageAsApp, then a supported role in wids or an RBAC path; the cmdlet must be in one of them."""
         if wellknown.EXCHANGE_MANAGE_AS_APP not in principal.roles:
             raise ExchangeFault("no_manage_as_app", app_id=principal.app_id)
+        if principal.compliance:
+            # UNCONFIRMED: S&C role groups are not modelled; a supported Entra role runs the probe cmdlet.
+            if not principal.wids & {r.lower() for r in COMPLIANCE_SUPPORTED_ROLES}:
+                raise ExchangeFault("role_not_supported", app_id=principal.app_id)
+            return
         supported = {r.lower() for r in wellknown.EXCHANGE_SUPPORTED_ROLES}
         held = principal.wids & supported
         with self.state.lock:
@@ -358,6 +386,10 @@ class ExchangeService(RbacCmdlets):
             "EwsEnabled": configured.get("EwsEnabled"),
             "EwsAllowedAppIDs": list(configured.get("EwsAllowedAppIDs") or []),
         }
+
+    def get_label(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
+        """Sensitivity labels: none configured in a sandbox tenant (an empty list is a successful answer)."""
+        return []
 
     def get_accepted_domain(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
         out: list[JsonObject] = []

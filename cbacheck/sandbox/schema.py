@@ -29,7 +29,7 @@ SIGN_IN_ACTIVITIES: Final = "servicePrincipalSignInActivities"
 APP_MANAGEMENT_POLICY: Final = "defaultAppManagementPolicy"
 # A tenant that never set the policy: disabled, no restrictions (shape of
 # https://learn.microsoft.com/graph/api/resources/tenantappmanagementpolicy; the untouched values are UNCONFIRMED,
-# docs/sandbox.md choice 34).
+# docs/sandbox.md choice 35).
 DEFAULT_APP_MANAGEMENT_POLICY: Final = {
     "id": "00000000-0000-0000-0000-000000000000",
     "displayName": "Default app management tenant policy",

@@ -52,9 +52,10 @@ def test_one_profile_keeps_node_ids_and_names_its_profile_in_every_result(tmp_pa
     assert not any("[" in record["nodeid"] for record in document["requirements"])
     outcomes = {record["id"]: record["outcome"] for record in document["requirements"]}
     assert outcomes["CBA-PERM-003"] == "passed" and outcomes["CBA-ROLE-001"] == "passed"
-    # The app's token for Security & Compliance is asked for and checked; its probe is not collected yet:
-    # could not verify, never passed.
+    # The app's token for Security & Compliance is asked for and checked, then its read-only probe is sent.
     assert outcomes["CBA-TOKEN-001"] == "passed" and outcomes["CBA-TOKEN-002"] == "passed"
-    assert outcomes["CBA-EXO-001"] == "error"
+    assert outcomes["CBA-EXO-001"] == "passed"
+    [probe] = [r for r in document["requirements"] if r["id"] == "CBA-EXO-001"]
+    assert probe["evidence"]["observed"]["Exchange answer"]["cmdlet"] == "Get-Label"
     [token] = [r for r in document["requirements"] if r["id"] == "CBA-TOKEN-002"]
     assert token["evidence"]["observed"]["token claims"]["aud"] == "https://ps.compliance.protection.outlook.com"

@@ -10,9 +10,9 @@ import responses
 from mockhttp import APP_ID, EXO, GRAPH, TENANT_ID, Waits, make_session
 from test_collection import SP_ID, Tenant, run
 
-from cbacheck import certs, cli
+from cbacheck import certs, cli, profiles
 from cbacheck.collect import collect
-from cbacheck.collect.exchange import is_read_only_cmdlet, probe_exchange
+from cbacheck.collect.exchange import ProbeTarget, is_read_only_cmdlet, probe_exchange
 from cbacheck.collect.graph import GraphClient
 from cbacheck.collect.transport import trusted_target
 from cbacheck.config import Settings
@@ -131,6 +131,28 @@ def test_an_exchange_redirect_to_another_origin_is_unavailable_not_believed(
 
     assert isinstance(result, Unavailable) and "does not follow" in result.reason
     assert hosts_called(mock) == {"outlook.office365.com"}
+
+
+def test_a_security_compliance_probe_follows_a_regional_redirect_only_within_its_service_domain(
+    mock: responses.RequestsMock, settings: Settings, waits: Waits
+) -> None:
+    sc = profiles.PROFILES[profiles.SECURITY_COMPLIANCE]
+    origin = profiles.probe_url_in(sc, None, "contoso.onmicrosoft.com")
+    regional = "https://eur05b.ps.compliance.protection.outlook.com/adminapi/beta/contoso.onmicrosoft.com/InvokeCommand"
+    mock.post(origin, status=302, headers={"Location": regional})
+    mock.post(regional, json={"value": []})
+    target = ProbeTarget(sc.probe_cmdlet, origin, sc.service_domains)
+
+    result = probe_exchange(settings, make_session(settings, waits), TOKEN, "contoso.onmicrosoft.com", target=target)
+
+    assert isinstance(result, ExchangeProbe) and result.ok and result.url == regional
+    assert (
+        mock.calls[-1].request.method == "POST" and mock.calls[-1].request.headers["Authorization"] == f"Bearer {TOKEN}"
+    )
+    # Outside the profile's service domain the token is not sent on.
+    mock.replace(responses.POST, origin, status=302, headers={"Location": "https://outlook.office365.com/x"})
+    refused = probe_exchange(settings, make_session(settings, waits), TOKEN, "contoso.onmicrosoft.com", target=target)
+    assert isinstance(refused, Unavailable) and "does not follow" in refused.reason
 
 
 # --- Only read-only cmdlets are sent ----------------------------------------------------------------------

@@ -122,3 +122,25 @@ def test_full_access_and_global_admin_scenarios_still_work() -> None:
             body = claims(token(sb))
             assert role in body["roles"] and wid in body["wids"]
             assert Client(sb, token(sb)).exchange("Get-Mailbox").status_code == 200
+
+
+SC_SCOPE = f"{wellknown.SECURITY_COMPLIANCE_RESOURCE}/.default"
+
+
+def test_security_compliance_token_runs_only_its_probe_cmdlet_with_a_supported_role() -> None:
+    with Sandbox("sc-healthy") as sb:
+        client = Client(sb, token(sb, scope=SC_SCOPE))
+        resp = client.exchange(wellknown.SECURITY_COMPLIANCE_PROBE_CMDLET)
+        assert resp.status_code == 200 and resp.json()["value"] == []
+        # An S&C token is not an Exchange Online token: Exchange's cmdlets are not on its endpoint.
+        assert "is not recognized" in error_of(client.exchange("Get-OrganizationConfig"), 400)
+
+
+def test_security_compliance_refuses_exchange_administrator_and_a_missing_eop_grant() -> None:
+    with Sandbox("sc-exchange-admin-only") as sb:
+        ident = sb.identities["under_test"]
+        message = error_of(Client(sb, token(sb, scope=SC_SCOPE)).exchange("Get-Label"), 401)
+        assert message == wellknown.EXCHANGE_ROLE_NOT_SUPPORTED.format(app_id=ident.app_id)
+    with Sandbox("sc-permission-missing") as sb:
+        message = error_of(Client(sb, token(sb, scope=SC_SCOPE)).exchange("Get-Label"), 401)
+        assert "Exchange.ManageAsApp" in message

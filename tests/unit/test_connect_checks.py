@@ -10,7 +10,7 @@ import cbacheck.checks.test_connect as connect_checks
 import pytest
 import tenantfactory as tf
 
-from cbacheck import wellknown
+from cbacheck import profiles, wellknown
 from cbacheck.chain import UpstreamFailure
 from cbacheck.evidence import Evidence
 from cbacheck.facts import FactUnavailable, Unavailable
@@ -347,14 +347,20 @@ def test_clock_check_follows_from_token_001_for_other_token_errors() -> None:
 
 def exo_001(probe: Any, facts: Any = None) -> None:
     connect_checks.test_exchange_accepts_token(
-        exchange_probe=probe, tenant_facts=facts or tf.tenant(exchange=probe), evidence=Evidence()
+        exchange_probe=probe,
+        tenant_facts=facts or tf.tenant(exchange=probe),
+        evidence=Evidence(),
+        cba_profile=profiles.PROFILES[profiles.DEFAULT],
     )
 
 
 def test_successful_probe_passes_showing_what_came_back() -> None:
     evidence = Evidence()
     connect_checks.test_exchange_accepts_token(
-        exchange_probe=tf.probe_ok(), tenant_facts=tf.tenant(), evidence=evidence
+        exchange_probe=tf.probe_ok(),
+        tenant_facts=tf.tenant(),
+        evidence=evidence,
+        cba_profile=profiles.PROFILES[profiles.DEFAULT],
     )
     answer = recorded(evidence)["observed"]["Exchange answer"]
     assert answer["cmdlet"] == "Get-OrganizationConfig" and answer["status"] == 200
@@ -426,3 +432,22 @@ def test_token_without_wids_passes_for_an_app_exchange_rbac_authorises() -> None
 
 def test_token_without_wids_still_fails_on_the_entra_role_path() -> None:
     assert "no wids claim" in str(token_002_failure(tf.token(wids=None), tf.tenant()))
+
+
+def test_a_security_compliance_refusal_names_its_own_role_not_exchange_administrator() -> None:
+    probe = dataclasses.replace(
+        tf.probe_ok(),
+        ok=False,
+        status=401,
+        error_code="Unauthorized",
+        error_message=wellknown.EXCHANGE_ROLE_NOT_SUPPORTED.format(app_id=tf.APP_ID),
+    )
+    with pytest.raises(Exception) as raised:
+        connect_checks.test_exchange_accepts_token(
+            exchange_probe=probe,
+            tenant_facts=tf.tenant(exchange=probe),
+            evidence=Evidence(),
+            cba_profile=profiles.PROFILES[profiles.SECURITY_COMPLIANCE],
+        )
+    assert "assign Compliance Administrator" in str(raised.value)
+    assert "Exchange Administrator" not in str(raised.value).split("next step")[1]

@@ -339,7 +339,7 @@ class GraphService:
     def list_sign_in_activities(self, request: GraphRequest) -> GraphResult:
         """GET /beta/reports/servicePrincipalSignInActivities
         (https://learn.microsoft.com/graph/api/reportroot-list-serviceprincipalsigninactivities): every item in one
-        page, no $filter/$top (UNCONFIRMED, docs/sandbox.md choice 33)."""
+        page, no $filter/$top (UNCONFIRMED, docs/sandbox.md choice 34)."""
         require(request.caller, "signInActivities.read")
         context = f"{request.call.base_url}/beta/$metadata#reports/servicePrincipalSignInActivities"
         items = [dict(item) for item in self.state.sign_in_activities]
