@@ -42,7 +42,10 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         for spec in config.setting_fields()
         if spec.metadata["cli"]
     }
-    return config.resolve(options, config_file=args.config)
+    settings = config.resolve(options, config_file=args.config, app_under_test=False)
+    if not settings.tenant:
+        raise InputError(["tenant is not set: give the tenant to audit (--tenant or CBACHECK_TENANT)"])
+    return settings
 
 
 def _earlier(path: Path | None) -> dict[str, Any] | None:

@@ -43,8 +43,12 @@ def resolve(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     config_file: Path | None = None,
+    *,
+    app_under_test: bool = True,
 ) -> Settings:
     """Resolve every setting: option > environment > config file > default.
+
+    `app_under_test=False` (the tenant audit) needs no app_id beside the tenant: it reads with the auditor alone.
 
     A config file found in `cwd` may set only settings that describe the subject; the rest come from
     an option, the environment or a file named by `config_file` or CBACHECK_CONFIG. All problems are
@@ -72,7 +76,7 @@ def resolve(
             values[spec.name] = value
             sources[spec.name] = origin
     settings = Settings(**values, sources=sources)
-    problems.extend(validate(settings))
+    problems.extend(validate(settings, app_under_test=app_under_test))
     if problems:
         raise ConfigError(problems)
     return settings
@@ -154,10 +158,10 @@ def _pick_command_line(
     return None
 
 
-def validate(settings: Settings) -> list[str]:
+def validate(settings: Settings, *, app_under_test: bool = True) -> list[str]:
     """Cross-field rules; one line per problem."""
     return [
-        *_identity_problems(settings),
+        *_identity_problems(settings, app_under_test),
         *_role_problems(settings),
         *_profile_problems(settings),
         *_file_problems(settings),
@@ -165,13 +169,13 @@ def validate(settings: Settings) -> list[str]:
     ]
 
 
-def _identity_problems(settings: Settings) -> list[str]:
+def _identity_problems(settings: Settings, app_under_test: bool = True) -> list[str]:
     problems: list[str] = []
     if settings.tenant and not TENANT_RE.match(settings.tenant):
         problems.append(
             f"tenant = {settings.tenant[:80]!r} ({settings.source('tenant')}) is neither a GUID nor a domain name"
         )
-    if bool(settings.tenant) != bool(settings.app_id):
+    if app_under_test and bool(settings.tenant) != bool(settings.app_id):
         missing = "app_id" if settings.tenant else "tenant"
         problems.append(
             f"{missing} is not set but {'tenant' if missing == 'app_id' else 'app_id'} is: "

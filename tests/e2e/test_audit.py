@@ -21,8 +21,14 @@ from cbacheck.sandbox.scenario import load_scenario
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "audit-generated.json"
 
 
+# The audit reads with the auditor alone: no app under test, no app's certificate.
+NOT_FOR_THE_AUDIT = ("app_id", "cert", "organization")
+
+
 def _options(sb: Sandbox, tmp_path: Path) -> list[str]:
     options = democommand.sandbox_settings(sb, tmp_path / "reports")
+    for name in NOT_FOR_THE_AUDIT:
+        options.pop(name, None)
     args: list[str] = []
     for name, value in options.items():
         args += [f"--{name.replace('_', '-')}", str(value)]
@@ -58,6 +64,11 @@ def test_every_generated_holder_fails_exactly_what_the_scenario_declares(audited
             differences[apps[app_id]["displayName"]] = (sorted(failed), sorted(breaks))
     assert not differences, f"(got, declared) per app: {differences}"
     assert status == ExitCode.FAILED and document["verdict"] == "failed"
+
+
+def test_an_audit_needs_a_tenant_and_no_app(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["audit", "--report-dir", str(tmp_path)]) == ExitCode.USAGE
+    assert "tenant is not set" in capsys.readouterr().err
 
 
 def test_non_holders_and_the_auditor_are_not_listed(audited: Any) -> None:
