@@ -423,6 +423,7 @@ DOC_APP_MANAGEMENT = "https://learn.microsoft.com/entra/identity/enterprise-apps
 DOC_EWS_RETIREMENT = (
     "https://learn.microsoft.com/exchange/clients-and-mobile-in-exchange-online/deprecation-of-ews-exchange-online"
 )
+DOC_REMOVE_UNUSED_APPS = "https://learn.microsoft.com/entra/identity/monitoring-health/recommendation-remove-unused-apps"
 DOC_RBAC_FOR_APPS = "https://learn.microsoft.com/exchange/permissions-exo/application-rbac"
 
 AUDIT_CATALOGUE: Final[dict[str, Requirement]] = {
@@ -541,6 +542,16 @@ AUDIT_CATALOGUE: Final[dict[str, Requirement]] = {
             "Remove the owners of apps that hold Exchange app-only access; manage them through a role "
             "(Cloud Application Administrator) whose use is logged and reviewed.",
             reference=DOC_APP_MANAGEMENT,
+        ),
+        Requirement(
+            "CBA-AUD-013",
+            4,
+            "The app has signed in within unused_days",
+            "medium",
+            "manual",
+            "Confirm with the app's owner that it is still needed; remove its Exchange permissions (or the app) if "
+            "not. An unused app with standing Exchange access is credentials nobody watches.",
+            reference=DOC_REMOVE_UNUSED_APPS,
         ),
     )
 }

@@ -213,6 +213,7 @@ class AppRegistration:
     required_resource_access: tuple[RequiredResource, ...]
     raw: dict[str, Any] = field(compare=False, repr=False)  # as Graph returned it (key bytes kept)
     source: Source | None = None
+    created: datetime | None = None  # createdDateTime; None when Graph gave none (registrations of long ago)
 
     def requests_app_role(self, resource_app_id: str, role_id: str) -> bool:
         """The manifest asks for this application permission (a Role entry; a delegated Scope is not it).

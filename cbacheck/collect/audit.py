@@ -43,7 +43,9 @@ from cbacheck.facts import (
 PAGE = "999"
 MAX_PARALLEL = 6
 RESOURCE_SELECT = "id,appId,displayName,appRoles"
-APP_SELECT = "id,appId,displayName,signInAudience,keyCredentials,passwordCredentials,requiredResourceAccess"
+APP_SELECT = (
+    "id,appId,displayName,signInAudience,keyCredentials,passwordCredentials,requiredResourceAccess,createdDateTime"
+)
 SP_SELECT = "id,appId,displayName,accountEnabled,servicePrincipalType"
 RESOURCES = (
     wellknown.EXCHANGE_ONLINE_APP_ID,

@@ -134,6 +134,7 @@ def parse_application(body: Any, source: Source | None = None) -> AppRegistratio
         required_resource_access=resources,
         raw=body,
         source=source,
+        created=parse_time(body.get("createdDateTime")),
     )
 
 

@@ -131,6 +131,15 @@ class Settings:
     max_lifetime_days: int = _setting(
         "int", 365, "Longest allowed certificate lifetime", group="policy", minimum=0, maximum=LONGEST_DAYS
     )
+    # A threshold that decides a verdict (CBA-AUD-013), so steering: a found file may not loosen it.
+    unused_days: int = _setting(
+        "int",
+        90,
+        "Audit: an app with Exchange app-only access not signed in for longer is unused (CBA-AUD-013)",
+        group="policy",
+        minimum=1,
+        maximum=LONGEST_DAYS,
+    )
     required_role: str = _setting(
         "str",
         wellknown.EXCHANGE_ADMINISTRATOR,

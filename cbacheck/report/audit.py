@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from cbacheck import wellknown
@@ -166,6 +166,31 @@ def graph_mailbox(holder: Holder, facts: AuditFacts, settings: Settings) -> Outc
     )
 
 
+def unused(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome:
+    # Microsoft's "Remove unused applications" recommendation uses the same test: no token issued for 90 days,
+    # apps created but never used included, apps created within those 90 days excluded
+    # (https://learn.microsoft.com/entra/identity/monitoring-health/recommendation-remove-unused-apps).
+    if facts.last_sign_in is None:
+        why = facts.not_read.get("last sign-in", "not read (needs AuditLog.Read.All)")
+        return Outcome("CBA-AUD-013", "error", f"last sign-in {why}")
+    window = settings.unused_days
+    last = facts.last_sign_in.get(holder.sp.app_id.lower())
+    if last is not None:
+        try:
+            idle = (facts.collected_at - datetime.fromisoformat(last)).days
+        except (ValueError, TypeError):
+            return Outcome("CBA-AUD-013", "error", f"last sign-in {last!r} is not a date")
+        problems = [f"last app-only sign-in {last[:10]}, {idle} days ago"] if idle > window else []
+        return _judge("CBA-AUD-013", problems, f"signed in {idle} days ago (within {window} days)")
+    created = holder.app.created if holder.app is not None else None
+    if created is None:
+        # No creation date: a registration from before Graph recorded one, or another tenant's app.
+        return Outcome("CBA-AUD-013", "failed", "no sign-in recorded, and no creation date to count from")
+    age = (facts.collected_at - created).days
+    problems = [f"no sign-in recorded since it was created {age} days ago"] if age > window else []
+    return _judge("CBA-AUD-013", problems, f"no sign-in recorded, created {age} days ago (within {window} days)")
+
+
 def rules_for(holder: Holder) -> Iterator[Rule]:
     """The requirements a principal is judged by, chosen by what it holds."""
     if not holder.managed_identity:
@@ -173,6 +198,7 @@ def rules_for(holder: Holder) -> Iterator[Rule]:
         yield audience
         if holder.app is not None:
             yield from (no_secrets, key_expiry, key_lifetime, expired_leftovers, no_owners)
+        yield unused
     yield not_over_privileged
     if any(holder.holds(value) for value in MANAGE_AS_APP):
         yield authorised

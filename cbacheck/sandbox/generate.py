@@ -45,6 +45,12 @@ _GENERATE_KEYS: Final = frozenset({"applications", "exchange_share", "certificat
 # "disabled" sets EwsEnabled false; absent leaves EwsEnabled unset ($null).
 EWS_MODES: Final = ("allow-list", "disabled")
 NEVER_SIGNED_IN_EVERY: Final = 3
+# Stale sign-ins: the sandbox's own copy of the audit's default unused_days (CBA-AUD-013), and registration ages
+# on either side of it.
+UNUSED: Final = "CBA-AUD-013"
+UNUSED_DAYS: Final = 90
+RECENT_DAYS: Final = 45
+OLD_DAYS: Final = 400
 
 
 @dataclass(frozen=True)
@@ -92,18 +98,38 @@ def app_id_of(index: int, spec: GenerateSpec) -> str:
 
 
 def declared_breaks(spec: GenerateSpec) -> dict[str, frozenset[str]]:
-    """appId -> the audit requirements the scenario declares broken, for every generated holder."""
-    return {app_id_of(i, spec): KINDS[kind] for i in range(spec.applications) if (kind := kind_of(i, spec)) is not None}
+    """appId -> the audit requirements the scenario declares broken, for every generated holder: its kind's, and
+    CBA-AUD-013 for an app registration unused for more than UNUSED_DAYS."""
+    return {
+        app_id_of(i, spec): KINDS[kind] | ({UNUSED} if kind != "managed-identity" and _unused(i) else frozenset())
+        for i in range(spec.applications)
+        if (kind := kind_of(i, spec)) is not None
+    }
+
+
+def _signed_in(index: int) -> bool:
+    return index % NEVER_SIGNED_IN_EVERY != 1
+
+
+def _days_since_sign_in(index: int) -> int:
+    return (index * 7) % 180  # 0 to 179 days: some within UNUSED_DAYS, some beyond
+
+
+def created_days_ago(index: int) -> int:
+    """Days since the index-th app was registered: every fourth app that never signed in is recent."""
+    return RECENT_DAYS if not _signed_in(index) and index % 4 == 0 else OLD_DAYS
+
+
+def _unused(index: int) -> bool:
+    if _signed_in(index):
+        return _days_since_sign_in(index) > UNUSED_DAYS
+    return created_days_ago(index) > UNUSED_DAYS
 
 
 def days_since_sign_in(spec: GenerateSpec) -> dict[str, int]:
     """appId -> days since the app's last app-only sign-in, for every generated app that signed in; every
     NEVER_SIGNED_IN_EVERY-th app (counting from the second) never signed in and is absent from the report."""
-    out: dict[str, int] = {}
-    for index in range(spec.applications):
-        if index % NEVER_SIGNED_IN_EVERY != 1:
-            out[app_id_of(index, spec)] = index % 120
-    return out
+    return {app_id_of(i, spec): _days_since_sign_in(i) for i in range(spec.applications) if _signed_in(i)}
 
 
 def ews_accepts(spec: GenerateSpec) -> dict[str, bool]:
@@ -236,6 +262,7 @@ class _Builder:
             "id": stable_guid(self.spec.seed, "app", str(index)),
             "appId": app_id,
             "displayName": f"generated {kind or 'app'} {index:05d}",
+            "createdDateTime": graph_time(self.now - timedelta(days=created_days_ago(index))),
             "signInAudience": "AzureADMultipleOrgs" if kind == "multi-tenant" else "AzureADMyOrg",
             "keyCredentials": keys,
             "passwordCredentials": secrets,

@@ -66,6 +66,22 @@ def test_every_generated_holder_fails_exactly_what_the_scenario_declares(audited
     assert status == ExitCode.FAILED and document["verdict"] == "failed"
 
 
+def test_the_scenario_declares_stale_and_recent_apps_and_the_audit_finds_them(audited: Any) -> None:
+    _, document, _, _ = audited
+    spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"], "test")
+    declared = generate.declared_breaks(spec)
+    signed_in = generate.days_since_sign_in(spec)
+    unused = {app_id for app_id, breaks in declared.items() if "CBA-AUD-013" in breaks}
+    assert unused & set(signed_in) and unused - set(signed_in), "stale sign-ins and never-signed-in apps"
+    never_but_recent = [a for a in set(declared) - set(signed_in) - unused if "managed" not in a]
+    apps = {app["appId"]: app for app in document["apps"]}
+    recent = [a for a in never_but_recent if apps[a]["type"] == "Application"]
+    assert recent, "the scenario must hold an app created within unused_days that never signed in"
+    for app_id in recent:
+        (record,) = [r for r in apps[app_id]["requirements"] if r["id"] == "CBA-AUD-013"]
+        assert record["outcome"] == "passed" and "no sign-in recorded, created 45 days ago" in record["message"]
+
+
 def test_an_audit_needs_a_tenant_and_no_app(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["audit", "--report-dir", str(tmp_path)]) == ExitCode.USAGE
     assert "tenant is not set" in capsys.readouterr().err
@@ -188,6 +204,9 @@ def test_sign_in_activity_and_app_management_policy_unreadable_are_named_and_the
     assert "needs AuditLog.Read.All" in document["not_read"]["last sign-in"]
     assert "needs Policy.Read.All" in document["not_read"]["app management policy"]
     assert all(app["lastSignIn"] is None for app in document["apps"])
+    for app in document["apps"]:  # CBA-AUD-013 cannot pass unread
+        for record in (r for r in app["requirements"] if r["id"] == "CBA-AUD-013"):
+            assert record["outcome"] == "error" and "needs AuditLog.Read.All" in record["message"], record
     assert document["app_management_policy"] is None
     assert document["counts"]["apps"] > 0
 
