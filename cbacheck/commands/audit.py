@@ -14,6 +14,7 @@ from cbacheck.errors import ExitCode, InputError
 from cbacheck.report.audit import audit_document, compare_principals
 from cbacheck.report.audit_html import audit_csv, audit_html, audit_markdown
 from cbacheck.report.exceptions import load_exceptions
+from cbacheck.report.sarif import audit_sarif_log
 
 HELP = "list every app that can act on Exchange Online as itself, and judge each without its private key"
 
@@ -28,7 +29,8 @@ def add_parser(subparsers: Any) -> None:
             "and list every service principal granted Exchange.ManageAsApp, Exchange.ManageAsAppV2, "
             "full_access_as_app or Microsoft Graph mail, calendar or contacts application permissions, managed "
             "identities included, each judged by the requirements CBA-AUD-* (docs/requirements.md). Writes "
-            "audit.json, audit.html, audit.csv and audit.md (summary) to report_dir; with --compare (an earlier "
+            "audit.json, audit.html, audit.csv and audit.md (summary) to report_dir, and with --sarif PATH a "
+            "SARIF 2.1.0 log (one result per failed app and requirement); with --compare (an earlier "
             "audit.json) it says which principals appeared or disappeared. Exit codes as for `run`."
         ),
     )
@@ -79,6 +81,9 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     (folder / "audit.html").write_text(audit_html(document, compared), encoding="utf-8")
     (folder / "audit.csv").write_text(audit_csv(document), encoding="utf-8")
     (folder / "audit.md").write_text(audit_markdown(document), encoding="utf-8")
+    if settings.sarif is not None:
+        settings.sarif.parent.mkdir(parents=True, exist_ok=True)
+        settings.sarif.write_text(json.dumps(audit_sarif_log(document), indent=2) + "\n", encoding="utf-8")
     counts = document["counts"]
     print(
         f"cbacheck audit: {counts['apps']} principals with Exchange app-only permissions among "

@@ -45,7 +45,7 @@ def _audit(sb: Sandbox, tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any
 def audited(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], Path, Sandbox]:
     tmp_path = tmp_path_factory.mktemp("audit")
     with Sandbox(SCENARIO, workdir=tmp_path / "sandbox") as sb:
-        status, document = _audit(sb, tmp_path)
+        status, document = _audit(sb, tmp_path, "--sarif", str(tmp_path / "reports" / "audit.sarif"))
         return status, document, tmp_path, sb
 
 
@@ -237,3 +237,21 @@ def test_an_exception_naming_an_app_accepts_its_finding_and_no_other(tmp_path: P
     (record,) = [r for r in apps[accepted_app]["requirements"] if r["id"] == "CBA-AUD-003"]
     assert record["outcome"] == "accepted" and "security@contoso.example" in record["message"]
     assert apps[other_app]["verdict"] == "failed"
+
+
+def test_the_sarif_log_has_one_result_per_failed_app_and_requirement_and_validates(audited: Any) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    _, document, tmp_path, _ = audited
+    log = json.loads((tmp_path / "reports" / "audit.sarif").read_text(encoding="utf-8"))
+    schema = json.loads((SCENARIO.parents[2] / "schemas" / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
+    jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(log)
+    failing = {
+        (app["appId"], r["id"]) for app in document["apps"] for r in app["requirements"] if r["outcome"] == "failed"
+    }
+    (run,) = log["runs"]
+    found = [(r["properties"]["app"], r["ruleId"]) for r in run["results"]]
+    assert sorted(found) == sorted(failing) and failing
+    apps = {app["appId"]: app for app in document["apps"]}
+    for result in run["results"]:
+        (logical,) = result["locations"][0]["logicalLocations"]
+        assert logical["name"] == apps[result["properties"]["app"]]["displayName"]
