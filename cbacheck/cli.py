@@ -33,6 +33,7 @@ COMMANDS = {
     "sandbox": "run the sandbox tenant (local Entra ID, Graph and Exchange over HTTPS)",
     "cert": "create or inspect the app's certificate",
     "audit": "list every app that can act on Exchange Online as itself, and judge each without its private key",
+    "merge": "combine the audit.json files of several tenants (or shards) into one report",
 }
 
 
@@ -54,6 +55,10 @@ def _register(subparsers: Any, name: str) -> None:
         from cbacheck.commands import audit
 
         audit.add_parser(subparsers)
+    elif name == "merge":
+        from cbacheck.commands import merge
+
+        merge.add_parser(subparsers)
     else:
         from cbacheck.commands import cert
 
@@ -91,12 +96,19 @@ def _handle_audit(args: argparse.Namespace) -> int:
     return audit.run(args)
 
 
+def _handle_merge(args: argparse.Namespace) -> int:
+    from cbacheck.commands import merge
+
+    return merge.run(args)
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": _handle_run,
     "demo": _handle_demo,
     "sandbox": _handle_sandbox,
     "cert": _handle_cert,
     "audit": _handle_audit,
+    "merge": _handle_merge,
 }
 
 

@@ -16,6 +16,9 @@ from cbacheck.errors import InputFileError
 MAX_CONFIG_BYTES = 1024 * 1024
 # A password file holds one line.
 MAX_SECRET_BYTES = 64 * 1024
+# Steering data a config file may hold beside the settings, read by one command: `[[targets]]`, the tenants
+# `cbacheck audit` reads (docs/audit.md). Only a file named with --config or CBACHECK_CONFIG may hold them.
+COMMAND_TABLES = ("targets",)
 
 
 def read_input_text(path: Path, what: str, origin: str, *, max_bytes: int) -> str:
@@ -116,8 +119,8 @@ def _parse_toml(config: ConfigFile, problems: list[str]) -> dict[str, Any] | Non
     return None
 
 
-def read_config_file(config: ConfigFile, problems: list[str]) -> dict[str, Any]:
-    """The settings the file sets (known keys only); every problem with the file is added to `problems`."""
+def _cbacheck_table(config: ConfigFile, problems: list[str]) -> dict[str, Any]:
+    """The file's cbacheck table (the whole file, or [tool.cbacheck] of a pyproject.toml); {} on a problem."""
     data = _parse_toml(config, problems)
     if data is None:
         return {}
@@ -127,9 +130,26 @@ def read_config_file(config: ConfigFile, problems: list[str]) -> dict[str, Any]:
             problems.append(f"config file {str(config.path)!r}: [{config.table}] must be a table")
             return {}
         data = node
+    return data
+
+
+def read_command_table(config: ConfigFile, name: str, problems: list[str]) -> Any:
+    """One of COMMAND_TABLES as the file holds it (None when absent); problems with the file go to `problems`."""
+    return _cbacheck_table(config, problems).get(name)
+
+
+def read_config_file(config: ConfigFile, problems: list[str]) -> dict[str, Any]:
+    """The settings the file sets (known keys only); every problem with the file is added to `problems`."""
+    data = _cbacheck_table(config, problems)
     known = {f.name for f in setting_fields()}
     for key in data:
-        if key not in known:
+        if key in COMMAND_TABLES:
+            if config.named_by is None:
+                problems.append(
+                    f"{key} is set in {str(config.path)!r}, a config file found in the working folder; it chooses "
+                    f"which tenants are read, so only a file named with --config or {ENV_PREFIX}CONFIG may hold it"
+                )
+        elif key not in known:
             problems.append(
                 f"config file {str(config.path)!r}: unknown setting {key[:80]!r}; "
                 f"known settings: {', '.join(sorted(known))}"

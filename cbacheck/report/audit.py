@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from cbacheck import wellknown
@@ -286,6 +286,23 @@ def audit_document(facts: AuditFacts, settings: Settings, exceptions: Exceptions
     }
 
 
+def unread_document(settings: Settings, reason: str) -> dict[str, Any]:
+    """The audit document of a tenant that could not be read at all: no principals, verdict error, and why."""
+    return {
+        "schema": "cbacheck-audit",
+        "schema_version": SCHEMA_VERSION,
+        "tenant": settings.tenant or "",
+        "collected_at": datetime.now(UTC).isoformat(),
+        "verdict": "error",
+        "fail_on": settings.fail_on,
+        "counts": {"apps": 0, "failed": 0, "error": 0, "applications_seen": 0},
+        "not_read": {"tenant": reason},
+        "app_management_policy": None,
+        "requests": {"per_endpoint": {}, "round_trips": 0, "sequential_round_trips": 0},
+        "apps": [],
+    }
+
+
 def compare_principals(current: Mapping[str, Any], earlier: Mapping[str, Any]) -> dict[str, list[str]]:
     """Which principals appeared or disappeared since an earlier audit document."""
     now = {a["appId"]: a["displayName"] for a in current.get("apps", [])}
@@ -299,8 +316,14 @@ def compare_principals(current: Mapping[str, Any], earlier: Mapping[str, Any]) -
 AUDIT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
-    "required": ["schema", "schema_version", "verdict", "apps"],
+    "required": ["schema", "schema_version", "tenant", "collected_at", "verdict", "apps"],
     "properties": {
+        "schema": {"const": "cbacheck-audit"},
+        "tenant": {"type": "string"},
+        "collected_at": {"type": "string"},
+        "verdict": {"enum": ["passed", "failed", "error"]},
+        "schema_version": {"const": SCHEMA_VERSION},
+        "target": {"type": "string"},  # the [[targets]] name, when the audit read a list of targets
         "apps": {
             "type": "array",
             "items": {
@@ -320,6 +343,6 @@ AUDIT_SCHEMA: dict[str, Any] = {
                     },
                 },
             },
-        }
+        },
     },
 }

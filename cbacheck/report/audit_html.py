@@ -32,8 +32,19 @@ def _credentials(app: Mapping[str, Any]) -> str:
     return ", ".join(parts) or "none"
 
 
+def columns(document: Mapping[str, Any]) -> tuple[str, ...]:
+    """The overview's columns; a merged audit (several tenants) leads with the tenant."""
+    return ("tenant", *CSV_COLUMNS) if document.get("tenants") is not None else CSV_COLUMNS
+
+
+def _anchor(app: Mapping[str, Any]) -> str:
+    # One app (a multi-tenant one) can hold Exchange access in several tenants of a merged audit.
+    return f"app-{app['tenant']}-{app['appId']}" if "tenant" in app else f"app-{app['appId']}"
+
+
 def _cells(app: Mapping[str, Any]) -> dict[str, str]:
     return {
+        **({"tenant": str(app["tenant"])} if "tenant" in app else {}),
         "displayName": app["displayName"],
         "appId": app["appId"],
         "type": app["type"],
@@ -46,10 +57,20 @@ def _cells(app: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
+def _scope(document: Mapping[str, Any]) -> str:
+    """Which tenants the document covers and when they were read."""
+    tenants = document.get("tenants")
+    if tenants is None:
+        return f"Tenant {document['tenant']}, read {document['collected_at']}"
+    read = sorted(str(t["collected_at"]) for t in tenants)
+    when = f", read {read[0]} to {read[-1]}" if read else ""
+    return f"{len(tenants)} tenants ({', '.join(str(t['tenant']) for t in tenants)}){when}"
+
+
 def audit_csv(document: Mapping[str, Any]) -> str:
     """One row per principal, the overview table's columns."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns(document), lineterminator="\n")
     writer.writeheader()
     for app in document["apps"]:
         # A leading =, +, - or @ would run as a formula in a spreadsheet.
@@ -64,7 +85,7 @@ def _drill_down(app: Mapping[str, Any]) -> str:
         for r in app["requirements"]
     )
     return (
-        f'<details id="app-{escape(app["appId"])}"><summary>{escape(app["displayName"])} ({escape(app["appId"])}) '
+        f'<details id="{escape(_anchor(app))}"><summary>{escape(app["displayName"])} ({escape(app["appId"])}) '
         f'<span class="{escape(app["verdict"])}">{escape(app["verdict"])}</span></summary>'
         "<table><tr><th>requirement</th><th>title</th><th>severity</th><th>outcome</th><th>evidence</th></tr>"
         f"{rows}</table></details>"
@@ -73,7 +94,7 @@ def _drill_down(app: Mapping[str, Any]) -> str:
 
 def audit_html(document: Mapping[str, Any], compared: Mapping[str, list[str]] | None = None) -> str:
     """A standalone page: verdict, the overview table, what was not read, the changes, one drill-down per app."""
-    head = "".join(f"<th>{escape(c)}</th>" for c in CSV_COLUMNS)
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns(document))
     body = ""
     for app in document["apps"]:
         cells = _cells(app)
@@ -82,7 +103,7 @@ def audit_html(document: Mapping[str, Any], compared: Mapping[str, list[str]] | 
             + "".join(
                 f'<td class="{escape(v)}">{escape(v)}</td>'
                 if k == "verdict"
-                else f'<td><a href="#app-{escape(app["appId"])}">{escape(v)}</a></td>'
+                else f'<td><a href="#{escape(_anchor(app))}">{escape(v)}</a></td>'
                 if k == "displayName"
                 else f"<td>{escape(v)}</td>"
                 for k, v in cells.items()
@@ -108,10 +129,10 @@ def audit_html(document: Mapping[str, Any], compared: Mapping[str, list[str]] | 
         f"<style>{_STYLE}</style></head><body>"
         f'<h1>Exchange app-only principals: <span class="{escape(document["verdict"])}">'
         f"{escape(document['verdict'])}</span></h1>"
-        f"<p>Tenant {escape(document['tenant'])}, read {escape(document['collected_at'])}: {counts['apps']} principals "
+        f"<p>{escape(_scope(document))}: {counts['apps']} principals "
         f"hold Exchange app-only permissions ({counts['failed']} failed, {counts['error']} not verified) among "
         f"{counts['applications_seen']} applications.</p>"
-        f"<table><tr>{head}</tr>{body}</table>{changes}<h2>Not read</h2><ul>{not_read}</ul>"
+        f"<table><tr>{head}</tr>{body}</table>{_tenants_html(document)}{changes}<h2>Not read</h2><ul>{not_read}</ul>"
         "<h2>Per principal</h2>" + "".join(_drill_down(app) for app in document["apps"]) + "</body></html>"
     )
 
@@ -119,20 +140,81 @@ def audit_html(document: Mapping[str, Any], compared: Mapping[str, list[str]] | 
 def audit_markdown(document: Mapping[str, Any]) -> str:
     """The CI summary: verdict, counts and one row per principal that did not pass (Markdown-escaped)."""
     counts = document["counts"]
+    merged = document.get("tenants") is not None
     lines = [
         f"### cbacheck audit: {md(document['verdict'])}",
         "",
-        f"{counts['apps']} principals hold Exchange app-only permissions among {counts['applications_seen']} "
-        f"applications; {counts['failed']} failed, {counts['error']} not verified.",
+        f"{md(_scope(document))}: {counts['apps']} principals hold Exchange app-only permissions among "
+        f"{counts['applications_seen']} applications; {counts['failed']} failed, {counts['error']} not verified.",
         "",
-        "| app | appId | verdict | requirements not passed |",
-        "|---|---|---|---|",
+        *_tenant_lines(document),
+        ("| tenant " if merged else "") + "| app | appId | verdict | requirements not passed |",
+        ("|---" if merged else "") + "|---|---|---|---|",
     ]
     for app in document["apps"]:
         if app["verdict"] == "passed":
             continue
         open_ids = ", ".join(r["id"] for r in app["requirements"] if r["outcome"] != "passed")
-        lines.append(f"| {md(app['displayName'])} | {md(app['appId'])} | {md(app['verdict'])} | {md(open_ids)} |")
+        tenant = f"| {md(app['tenant'])} " if merged else ""
+        lines.append(
+            f"{tenant}| {md(app['displayName'])} | {md(app['appId'])} | {md(app['verdict'])} | {md(open_ids)} |"
+        )
     for kind, names in (document.get("compare") or {}).items():
         lines.append(f"\n{md(kind)}: {md(', '.join(names) or 'none')}")
     return "\n".join(lines) + "\n"
+
+
+def _tenant_lines(document: Mapping[str, Any]) -> list[str]:
+    """A merged audit's tenants (verdict, counts, source file) and the inputs a newer one superseded."""
+    if document.get("tenants") is None:
+        return []
+    lines = ["| tenant | target | verdict | principals | failed | not verified | read | from |", "|---" * 8 + "|"]
+    for t in document["tenants"]:
+        counts = t.get("counts") or {}
+        cells = (
+            t["tenant"],
+            t.get("target") or "",
+            t["verdict"],
+            *(str(counts.get(k, "")) for k in ("apps", "failed", "error")),
+            t["collected_at"],
+            t["source"],
+        )
+        lines.append("| " + " | ".join(md(str(c)) for c in cells) + " |")
+    lines += [
+        f"- superseded: {md(s['source'])} ({md(s['tenant'])}, read {md(s['collected_at'])}) by {md(s['kept'])}"
+        for s in document.get("superseded") or []
+    ]
+    return [*lines, ""]
+
+
+def _tenants_html(document: Mapping[str, Any]) -> str:
+    """A merged audit's tenants as a table, and what was superseded."""
+    if document.get("tenants") is None:
+        return ""
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="{escape(t["verdict"])}">{escape(str(v))}</td>'
+            if k == "verdict"
+            else f"<td>{escape(str(v))}</td>"
+            for k, v in (
+                ("tenant", t["tenant"]),
+                ("target", t.get("target") or ""),
+                ("verdict", t["verdict"]),
+                *((k, (t.get("counts") or {}).get(k, "")) for k in ("apps", "failed", "error")),
+                ("read", t["collected_at"]),
+                ("from", t["source"]),
+            )
+        )
+        + "</tr>"
+        for t in document["tenants"]
+    )
+    head = "".join(
+        f"<th>{h}</th>" for h in ("tenant", "target", "verdict", "principals", "failed", "not verified", "read", "from")
+    )
+    superseded = "".join(
+        f"<li>{escape(s['source'])} ({escape(s['tenant'])}, read {escape(s['collected_at'])}) superseded by "
+        f"{escape(s['kept'])}</li>"
+        for s in document.get("superseded") or []
+    )
+    return f"<h2>Tenants</h2><table><tr>{head}</tr>{rows}</table>" + (f"<ul>{superseded}</ul>" if superseded else "")

@@ -12,6 +12,7 @@ import yaml
 PIPELINES = Path(__file__).resolve().parents[2] / "docs" / "pipelines"
 GITHUB = PIPELINES / "github-actions.yml"
 AZURE = PIPELINES / "azure-pipelines.yml"
+AUDIT_MATRIX = PIPELINES / "github-actions-audit-matrix.yml"
 
 
 def check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess[str]:
@@ -24,7 +25,14 @@ def check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess[str
     )
 
 
-@pytest.mark.parametrize(("schema", "path"), [("vendor.github-workflows", GITHUB), ("vendor.azure-pipelines", AZURE)])
+@pytest.mark.parametrize(
+    ("schema", "path"),
+    [
+        ("vendor.github-workflows", GITHUB),
+        ("vendor.azure-pipelines", AZURE),
+        ("vendor.github-workflows", AUDIT_MATRIX),
+    ],
+)
 def test_pipeline_definition_validates_against_the_published_schema(schema: str, path: Path) -> None:
     result = check_jsonschema(schema, path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -55,3 +63,18 @@ def test_azure_pipeline_publishes_junit_summary_and_bundle() -> None:
     text = AZURE.read_text(encoding="utf-8")
     for promise in ("PublishTestResults@2", "PublishPipelineArtifact@1", "##vso[task.uploadsummary]", "azure_cli"):
         assert promise in text
+
+
+def test_audit_matrix_shards_every_tenant_and_merges_the_shards() -> None:
+    workflow = yaml.safe_load(AUDIT_MATRIX.read_text(encoding="utf-8"))
+    audit, merge = workflow["jobs"]["audit"], workflow["jobs"]["merge"]
+    shards = audit["strategy"]["matrix"]["shard"]
+    assert shards == list(range(1, int(workflow["env"]["SHARDS"]) + 1))  # --shard I/N for every I of N
+    assert audit["strategy"]["fail-fast"] is False
+    assert audit["env"]["CBACHECK_CONFIG"]  # the targets come from a named file, never a found one
+    run = next(step["run"] for step in audit["steps"] if "cbacheck audit" in str(step.get("run", "")))
+    assert '--shard "${{ matrix.shard }}/$SHARDS"' in run
+    assert merge["needs"] == "audit" and merge["if"] == "always()"
+    merged = next(step["run"] for step in merge["steps"] if "cbacheck merge" in str(step.get("run", "")))
+    assert "shards/audit-*.json" in merged and "--sarif" in merged
+    assert any(str(step.get("uses", "")).startswith("github/codeql-action/upload-sarif@") for step in merge["steps"])
