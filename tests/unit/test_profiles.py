@@ -211,6 +211,25 @@ def test_admin_api_permission_id_is_resolved_by_value_or_not_verified() -> None:
     )
 
 
+def test_the_admin_api_names_a_manage_as_app_request_instead_of_blaming_an_unknown_id() -> None:
+    v2 = AppRole(V2_ROLE_ID, profiles.EXCHANGE_MANAGE_AS_APP_V2, "V2", ("Application",))
+    exchange = tf.exchange_sp()
+    exchange = ServicePrincipal(
+        exchange.object_id, exchange.app_id, exchange.display_name, True, (*exchange.app_roles, v2)
+    )
+    with pytest.raises(AssertionError) as caught:
+        run(
+            perm_checks.test_exchange_manage_as_app_configured,
+            app=tf.application(),  # requests Exchange.ManageAsApp (the PowerShell permission)
+            tenant_facts=tf.tenant(exchange_sp=exchange),
+            cba_profile=ADMIN_API,
+            cba_settings=tf.settings(),
+        )
+    message = str(caught.value)
+    assert f"other Exchange permissions: Exchange.ManageAsApp {wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID}" in message
+    assert "AADSTS650051" not in message
+
+
 def test_exchange_manage_as_app_in_gcc_high_is_checked_and_flagged_for_review() -> None:
     record = run(
         perm_checks.test_exchange_manage_as_app_configured,
