@@ -420,9 +420,8 @@ def chain_order(req_id: str) -> tuple[int, str]:
 # --- The tenant audit (`cbacheck audit`): requirements judged per principal, without any private key ----
 # Link 0 is "the tenant's principals"; these IDs are evaluated by report/audit.py, not by checks/.
 DOC_APP_MANAGEMENT = "https://learn.microsoft.com/entra/identity/enterprise-apps/manage-application-permissions"
-DOC_EWS_RETIREMENT = (
-    "https://learn.microsoft.com/exchange/clients-and-mobile-in-exchange-online/deprecation-of-ews-exchange-online"
-)
+# Microsoft's page that states EWS "is planned for deprecation in October 2026" (the Admin API overview).
+DOC_EWS_RETIREMENT = "https://learn.microsoft.com/exchange/reference/admin-api-overview"
 DOC_REMOVE_UNUSED_APPS = "https://learn.microsoft.com/entra/identity/monitoring-health/recommendation-remove-unused-apps"
 DOC_RBAC_FOR_APPS = "https://learn.microsoft.com/exchange/permissions-exo/application-rbac"
 

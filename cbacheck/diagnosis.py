@@ -307,8 +307,10 @@ def diagnose_exchange_error(
     organization: Organization | None = None,
     *,
     role_to_assign: str = "",
+    permission: str = wellknown.EXCHANGE_MANAGE_AS_APP,
 ) -> Diagnosis:
-    """Explain Exchange's refusal of the probe cmdlet (`role_to_assign`: another profile's role, named instead).
+    """Explain Exchange's refusal of the probe cmdlet (`role_to_assign`: another profile's role, named instead;
+    `permission`: the profile's, which the token's roles must carry, e.g. Exchange.ManageAsAppV2).
 
     Known texts decide first. Otherwise the tenant's organization, when given, reveals a request made
     for a domain Exchange does not take, and the token's claims, when given, sharpen a bare 401.
@@ -316,7 +318,7 @@ def diagnose_exchange_error(
     text = probe.error_message
     lowered = text.lower()
     code = f"EXO {probe.status}" if probe.status is not None else "EXO"
-    in_token = token is not None and wellknown.EXCHANGE_MANAGE_AS_APP in token.roles
+    in_token = token is not None and permission in token.roles
     entry = next((row for row in EXCHANGE if row.text and row.matches(lowered, probe.status, in_token)), None)
     if entry is None:
         other_organization = _other_organization(probe, organization, code)

@@ -127,20 +127,33 @@ PROFILES: Final[dict[str, Profile]] = {
             "the error texts of the Security & Compliance endpoint",
         ),
     ),
+    # The Exchange Online Admin API (preview), as Microsoft documents it: the app-only permission
+    # Exchange.ManageAsAppV2 on Office 365 Exchange Online, a token for https://outlook.office365.com/.default, and
+    # Exchange RBAC role groups (least privilege: View-Only Organization Management for /OrganizationConfig) or an
+    # Entra role such as Exchange Administrator (https://learn.microsoft.com/exchange/reference/admin-api-authentication);
+    # POST-only endpoints https://outlook.office365.com/adminapi/v2.0/<TenantID>/<EndpointName> with a CmdletInput body
+    # (https://learn.microsoft.com/exchange/reference/admin-api-get-started,
+    # https://learn.microsoft.com/exchange/reference/admin-api-endpoints-organization-config).
     EXCHANGE_ADMIN_API: Profile(
         EXCHANGE_ADMIN_API,
         "Exchange Online Admin API (preview)",
         ADMIN_API_PERMISSION,
-        frozenset(),  # authorised through Exchange RBAC, not an Entra role (UNCONFIRMED)
+        # The documented example of an Entra role for app-only access; which other roles Microsoft accepts is
+        # UNCONFIRMED, and cbacheck never assigns one for this profile (RBAC is the least privilege).
+        frozenset({wellknown.EXCHANGE_ADMINISTRATOR}),
         "",
         "Get-OrganizationConfig",
         "outlook.office365.com",
         ("outlook.office365.com", "outlook.office.com"),
         wellknown.EXCHANGE_ROLE_NOT_SUPPORTED,
+        token_resource=wellknown.CLOUDS["global"].exchange_resource,
+        probe_path="/adminapi/v2.0/{tenant}/OrganizationConfig",
         unconfirmed=(
             "the app role id of Exchange.ManageAsAppV2 (resolved by value from the service principal's appRoles)",
-            "that the Admin API authorises through Exchange RBAC only",
-            "the Admin API's endpoint and error texts",
+            "which Entra roles besides Exchange Administrator authorise the Admin API",
+            "the X-AnchorMailbox value of an app-only call (APP:SystemMailbox{...}@<TenantID>)",
+            "the Admin API's answer envelope and its error bodies and statuses (only 403 without RBAC is documented)",
+            "the Admin API's token resource outside the global cloud and GCC",
         ),
     ),
 }

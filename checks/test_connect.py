@@ -386,7 +386,13 @@ def test_exchange_accepts_token(
     # Another profile's refusal names its own least-privileged role, not Exchange Administrator.
     other_role = "" if cba_profile.name == profiles.DEFAULT else cba_profile.least_privileged_role
     role_name = wellknown.DIRECTORY_ROLE_NAMES.get(other_role, "")
-    diagnosis = diagnose_exchange_error(probe, token, tenant_facts.known("organization"), role_to_assign=role_name)
+    diagnosis = diagnose_exchange_error(
+        probe,
+        token,
+        tenant_facts.known("organization"),
+        role_to_assign=role_name,
+        permission=cba_profile.permission.value,
+    )
     evidence.add("diagnosis", diagnosis.as_evidence())
     request_id = f" (request-id {probe.request_id})" if probe.request_id else ""
     message = (

@@ -96,12 +96,17 @@ def _exchange_request_text(requested: list[dict[str, str]], permission: Permissi
     if any(item["id"] == role_id for item in requested):
         return f"{permission.value} as a delegated permission (type Scope)"
     if requested:
+        # A permission cbacheck knows by id is named (Exchange.ManageAsApp where the Admin API needs ManageAsAppV2).
+        names = [profiles.KNOWN_PERMISSION_NAMES.get((permission.resource_app_id, i["id"].lower())) for i in requested]
+        text = "other Exchange permissions: " + ", ".join(
+            f"{name + ' ' if name else ''}{i['id']} ({i['type']})" for name, i in zip(names, requested, strict=True)
+        )
+        if all(names):
+            return text
         # A wrong id shows when consent is granted (AADSTS650051 "Claim is invalid"), not in a token request.
         return (
-            "other Exchange permissions: "
-            + ", ".join(f"{i['id']} ({i['type']})" for i in requested)
-            + f" (an id that is not an app role of {permission.resource_display_name} makes admin consent fail with "
-            "AADSTS650051)"
+            text + f" (an id that is not an app role of {permission.resource_display_name} makes admin consent fail "
+            "with AADSTS650051)"
         )
     return f"no {permission.resource_display_name} permission"
 

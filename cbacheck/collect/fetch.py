@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import requests
 
 from cbacheck import certs, profiles, wellknown
-from cbacheck.collect import discovery
+from cbacheck.collect import adminapi, discovery
 from cbacheck.collect.exchange import ProbeTarget, probe_exchange, require_read_only_cmdlet
 from cbacheck.collect.graph import BatchRequest, GraphClient, GraphResponse, permission_for
 from cbacheck.collect.parse import (
@@ -303,6 +303,10 @@ def _profile_tokens(settings: Settings, session: requests.Session, path: _AppPat
         profile = profiles.profile_named(name)
         resource = profiles.token_resource_in(profile, settings.cloud)
         if name == profiles.DEFAULT or not resource:
+            continue
+        if name == profiles.EXCHANGE_ADMIN_API:  # its own URL, body and answer (collect/adminapi.py)
+            collected = adminapi.collect_admin_api(settings, session, _signing_material(settings), profile)
+            path.profile_tokens[name], path.profile_probes[name] = collected
             continue
         token, access_token = acquire_app_token(settings, session, _signing_material(settings), resource)
         path.profile_tokens[name] = token

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from cbacheck import catalogue, profiles, wellknown
 from cbacheck.facts import ServicePrincipal, Unavailable
 from cbacheck.fixers.actions import Action, AddRequiredResourceAccess, GrantAppRole, ManualStep
 from cbacheck.fixers.planning import CannotPlan, PlanContext
+from cbacheck.fixers.rbac_planners import rbac_actions
 from cbacheck.profiles import Permission, Profile
 
 PERMISSION_IDS = frozenset({"CBA-PERM-002", "CBA-PERM-003"})
@@ -24,8 +27,24 @@ def plan_profiles(ctx: PlanContext) -> list[Action]:
         except CannotPlan as stop:
             actions.extend(stop.steps(ctx))
         if "CBA-ROLE-001" in failed:
-            actions.append(_role_step(ctx, profile))
+            actions.extend(_role_actions(ctx, profile))
     return actions
+
+
+def _role_actions(ctx: PlanContext, profile: Profile) -> list[Action]:
+    """A profile Exchange's own RBAC authorises (the Admin API): the default chain's RBAC fix (the pointer, then
+    rbac_role_group, with the opt-ins it already needs), never an Entra role. Any other profile, or one whose
+    RBAC the default chain's own fix already mends in this run, gets a manual step."""
+    on_exchange = profile.permission.resource_app_id == wellknown.EXCHANGE_ONLINE_APP_ID
+    exchange_rbac = profile.exchange_rbac_collected and on_exchange
+    if not exchange_rbac or "CBA-ROLE-001" in ctx.failed:
+        return [_role_step(ctx, profile)]
+    mends = (profiles.qualified("CBA-ROLE-001", profile.name),)
+    try:
+        planned = rbac_actions(ctx, "assign_directory_role")
+    except CannotPlan as stop:
+        planned = stop.steps(ctx)
+    return [dataclasses.replace(action, mends=mends) for action in planned]
 
 
 def _mends(profile: Profile, failed: frozenset[str], *ids: str) -> tuple[str, ...]:

@@ -137,6 +137,12 @@ def _named(name: str, ident: str) -> str:
     return name or ident or "(not configured)"
 
 
+def _profile_row(document: Mapping[str, Any]) -> tuple[str, str]:
+    """One profile: a discreet "Profile" row; several: "Profiles checked" (each result then names its own)."""
+    checked = readable.profiles(document)
+    return ("Profiles checked" if len(checked) > 1 else "Profile", ", ".join(checked))
+
+
 def subject_rows(document: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The header rows: who and what was checked, the scope, when, with which version, by whom, which run."""
     run = document.get("run") or {}
@@ -154,7 +160,7 @@ def subject_rows(document: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("Tenant", _named(tenant_name.strip(), who["tenant_id"])),
         ("App", _named(who["app_name"], who["app_id"])),
-        ("Profile", ", ".join(readable.profiles(document))),
+        _profile_row(document),
         ("Scope", scope),
         ("Time (UTC)", f"{readable.text(run.get('started'))} to {readable.text(run.get('finished'))}"),
         ("cbacheck", readable.text((document.get("tool") or {}).get("version"))),
@@ -211,11 +217,14 @@ def summary_html(document: Mapping[str, Any], settings: Settings) -> list[str]:
 
 
 def changes_html(document: Mapping[str, Any]) -> list[str]:
-    changed = readable.changes(document.get("requirements") or [])
+    requirements = document.get("requirements") or []
+    changed = readable.changes(requirements)
     if not changed:
         return []
+    several = readable.several_profiles(requirements)
     rows = [
-        (readable.text(r.get("id")), readable.text(r.get("title")), readable.change_text(r), readable.outcome_of(r))
+        (readable.requirement_label(r, several), readable.text(r.get("title")), readable.change_text(r))
+        + (readable.outcome_of(r),)
         for r in changed
     ]
     return [
@@ -225,15 +234,17 @@ def changes_html(document: Mapping[str, Any]) -> list[str]:
 
 
 def accepted_html(document: Mapping[str, Any]) -> list[str]:
-    accepted = readable.accepted(document.get("requirements") or [])
+    requirements = document.get("requirements") or []
+    accepted = readable.accepted(requirements)
     if not accepted:
         return []
+    several = readable.several_profiles(requirements)
     rows = []
     for record in accepted:
         exception = readable.exception_of(record) or {}
         rows.append(
             (
-                readable.text(record.get("id")),
+                readable.requirement_label(record, several),
                 readable.text(record.get("title")),
                 readable.text(exception.get("reason")),
                 readable.text(exception.get("approver")),
@@ -361,9 +372,11 @@ class HtmlHooks:
             outcome = readable.outcome_of(marked[0])
         change = readable.change_text(record)
         shown = f"{outcome} ({change})" if change else outcome
+        # With several profiles a profile-dependent row names its profile ("CBA-PERM-002 · security-compliance").
+        label = readable.requirement_label(record, len(self.settings.profile) > 1)
         cells[:] = [
             f'<td class="col-result">{escape(shown)}</td>',
-            f'<td class="col-requirement">{escape(readable.text(record.get("id")))}</td>',
+            f'<td class="col-requirement">{escape(label)}</td>',
             f'<td class="col-title">{escape(readable.text(record.get("title")))}</td>',
             f'<td class="col-severity"><span hidden>{rank}</span>{escape(severity)}</td>',
             f'<td class="col-finding">{escape(readable.text(record.get("message")))}</td>',

@@ -37,7 +37,7 @@ def _subject_line(document: Mapping[str, Any]) -> str:
     parts = [
         f"**Tenant** {md(tenant)}" + (f" ({tenant_ids})" if tenant_ids else ""),
         f"**App** {md(app)}" + (f" ({md(who['app_id'])})" if who["app_name"] and who["app_id"] else ""),
-        f"**Profile** {md(', '.join(readable.profiles(document)))}",
+        _profile_part(document),
         f"**Run** `{md(run.get('run_id'))}`",
         f"{md(run.get('started'))}",
         f"cbacheck {md((document.get('tool') or {}).get('version'))}",
@@ -45,14 +45,22 @@ def _subject_line(document: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def _profile_part(document: Mapping[str, Any]) -> str:
+    """One profile: a discreet "Profile x"; several: "Profiles checked x, y" (each result then names its own)."""
+    checked = readable.profiles(document)
+    return f"**{'Profiles checked' if len(checked) > 1 else 'Profile'}** {md(', '.join(checked))}"
+
+
 def _causes(requirements: Sequence[Mapping[str, Any]]) -> list[str]:
     causes = readable.root_causes(requirements)
     if not causes:
         return []
+    several = readable.several_profiles(requirements)
     lines = ["", "### Root causes", ""]
     for root, followers in causes:
         lines.append(
-            f"- **{md(root.get('id'))}** ({md(root.get('severity'))}) {md(readable.outcome_of(root))}: "
+            f"- **{md(readable.requirement_label(root, several))}** ({md(root.get('severity'))}) "
+            f"{md(readable.outcome_of(root))}: "
             f"{md(root.get('message'))}"
         )
         if followers:
@@ -72,11 +80,12 @@ def _accepted(requirements: Sequence[Mapping[str, Any]]) -> list[str]:
     accepted = readable.accepted(requirements)
     if not accepted:
         return []
+    several = readable.several_profiles(requirements)
     rows = []
     for record in accepted:
         exception = readable.exception_of(record) or {}
         rows.append(
-            [md(record.get(name)) for name in ("id", "title")]
+            [md(readable.requirement_label(record, several)), md(record.get("title"))]
             + [md(exception.get(n)) for n in ("reason", "approver", "expires")]
         )
     return ["", "### Accepted risks", "", *_table(["requirement", "title", "reason", "approver", "expires"], rows)]
@@ -86,8 +95,11 @@ def _changes(requirements: Sequence[Mapping[str, Any]]) -> list[str]:
     changed = readable.changes(requirements)
     if not changed:
         return []
+    several = readable.several_profiles(requirements)
     rows = [
-        [md(r.get("id")), md(r.get("title")), md(readable.change_text(r)), md(readable.outcome_of(r))] for r in changed
+        [md(readable.requirement_label(r, several)), md(r.get("title")), md(readable.change_text(r))]
+        + [md(readable.outcome_of(r))]
+        for r in changed
     ]
     return ["", "### Changes since the compared run", "", *_table(["requirement", "title", "change", "now"], rows)]
 

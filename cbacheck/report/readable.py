@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cbacheck import catalogue
+from cbacheck.profiles import PROFILE_DEPENDENT
 
 DEFAULT_PROFILE = "exchange-online"
 # Outcomes that are findings: the requirement does not hold (accepted: it does not, and a reviewed exception
@@ -94,6 +95,27 @@ def profiles(document: Mapping[str, Any]) -> list[str]:
     return sorted({profile_of(record) for record in document.get("requirements") or []}) or [DEFAULT_PROFILE]
 
 
+# Between a requirement ID and its profile in a label: "CBA-PERM-002 · security-compliance".
+PROFILE_SEPARATOR = " · "
+
+
+def several_profiles(requirements: Sequence[Mapping[str, Any]]) -> bool:
+    """Did the run check more than one profile (so a profile-dependent result needs its profile named)?"""
+    return len({profile_of(record) for record in requirements}) > 1
+
+
+def requirement_label(record: Mapping[str, Any], several: bool) -> str:
+    """The ID, with the profile after it when several profiles were checked and the result depends on one;
+    a result reported once (the certificate, the app registration, ...) and a one-profile run show the ID alone."""
+    req_id = text(record.get("id"))
+    return f"{req_id}{PROFILE_SEPARATOR}{profile_of(record)}" if several and req_id in PROFILE_DEPENDENT else req_id
+
+
+def _slot(req_id: str, profile: str) -> tuple[str, str]:
+    """Where a result sits: a profile-dependent one per profile, the others once."""
+    return (profile if req_id in PROFILE_DEPENDENT else "", req_id)
+
+
 def _setting(document: Mapping[str, Any], name: str) -> Any:
     entry = (document.get("run") or {}).get("settings", {}).get(name)
     return entry.get("value") if isinstance(entry, Mapping) else None
@@ -144,20 +166,33 @@ def link_name(link: Any) -> str:
 
 
 def root_causes(requirements: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], list[str]]]:
-    """(root record, IDs following from it) for each broken requirement that follows from no other broken one."""
+    """(root record, labels of the results following from it) for each broken result that follows from no other
+    broken one; a profile-dependent result follows an upstream of its own profile or one reported once."""
     broken = [r for r in requirements if outcome_of(r) in BROKEN_OUTCOMES]
-    by_id = {text(r.get("id")): r for r in broken}
+    several = several_profiles(requirements)
+    by_slot = {_slot(text(r.get("id")), profile_of(r)): r for r in broken}
 
-    def root_of(record: Mapping[str, Any]) -> str:
-        seen: set[str] = set()
-        while text(record.get("follows_from")) in by_id and text(record.get("id")) not in seen:
-            seen.add(text(record.get("id")))
-            record = by_id[text(record.get("follows_from"))]
-        return text(record.get("id"))
+    def root_of(record: Mapping[str, Any]) -> tuple[str, str]:
+        here = _slot(text(record.get("id")), profile_of(record))
+        seen: set[tuple[str, str]] = set()
+        while here not in seen:
+            seen.add(here)
+            upstream = _slot(text(record.get("follows_from")), profile_of(record))
+            if upstream not in by_slot:
+                break
+            record, here = by_slot[upstream], upstream
+        return here
 
-    roots = [r for r in broken if root_of(r) == text(r.get("id"))]
+    roots = [r for r in broken if root_of(r) == _slot(text(r.get("id")), profile_of(r))]
     return [
-        (root, [text(r.get("id")) for r in broken if r is not root and root_of(r) == text(root.get("id"))])
+        (
+            root,
+            [
+                requirement_label(r, several)
+                for r in broken
+                if r is not root and root_of(r) == _slot(text(root.get("id")), profile_of(root))
+            ],
+        )
         for root in roots
     ]
 

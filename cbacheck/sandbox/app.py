@@ -14,6 +14,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
+from cbacheck.sandbox.adminapi import AdminApiService
 from cbacheck.sandbox.entra import DiscoveryService, TokenService, TokenSigner
 from cbacheck.sandbox.exchange import ExchangeService
 from cbacheck.sandbox.graph import GraphService
@@ -117,6 +118,7 @@ def login_and_exchange_routes() -> Map:
             Rule("/<tenant>/discovery/keys", endpoint="jwks", methods=["GET"]),
             Rule("/<tenant>/oauth2/v2.0/token", endpoint="token", methods=["POST"]),
             Rule("/adminapi/beta/<tenant>/InvokeCommand", endpoint="exchange", methods=["POST"]),
+            Rule("/adminapi/v2.0/<tenant>/<name>", endpoint="adminapi", methods=["POST"]),
         ],
         strict_slashes=False,
     )
@@ -145,6 +147,7 @@ class SandboxApp:
         self.graph = GraphService(state, signer)
         self.graph.count_batch_item = lambda: stats.add("graph_batch_items")
         self.exchange = ExchangeService(state, signer)
+        self.adminapi = AdminApiService(state, signer, self.exchange)
         self.routes = login_and_exchange_routes().bind("sandbox", "/")
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -192,6 +195,8 @@ class SandboxApp:
             return self.discovery.jwks(request, call, tenant)
         if endpoint == "token":
             return self.tokens.token(request, call, tenant)
+        if endpoint == "adminapi":
+            return self.adminapi.invoke(request, call, tenant, str(args["name"]))
         return self.exchange.invoke(request, call, tenant)
 
     def _count(self, path: str, is_graph: bool, is_exchange: bool) -> None:

@@ -46,6 +46,8 @@ OUTCOMES: dict[str, tuple[int | list[int] | None, int | None]] = {
     "sc-permission-missing": (None, 401),
     "both-profiles-one-consent-missing": (None, 200),
     "adminapi-healthy": (None, 401),
+    "adminapi-rbac-missing": (None, 401),
+    "adminapi-v1-permission-only": (None, 200),
 }
 
 

@@ -16,8 +16,22 @@ from cbacheck.chain import UpstreamFailure
 from cbacheck.config import resolve
 from cbacheck.errors import ConfigError
 from cbacheck.evidence import Evidence
-from cbacheck.facts import AppRole, FactUnavailable, RequiredResource, ResourceAccess, ServicePrincipal
-from cbacheck.fixers.actions import AddRequiredResourceAccess, GrantAppRole, ManualStep
+from cbacheck.facts import (
+    AppRole,
+    ExchangeRbac,
+    FactUnavailable,
+    RequiredResource,
+    ResourceAccess,
+    ServicePrincipal,
+)
+from cbacheck.fixers.actions import (
+    AddRequiredResourceAccess,
+    AddRoleGroupMember,
+    AssignDirectoryRole,
+    CreateExchangeServicePrincipal,
+    GrantAppRole,
+    ManualStep,
+)
 from cbacheck.fixers.planners import failed_ids, plan
 from cbacheck.report.exceptions import PROFILES
 
@@ -197,6 +211,25 @@ def test_admin_api_permission_id_is_resolved_by_value_or_not_verified() -> None:
     )
 
 
+def test_the_admin_api_names_a_manage_as_app_request_instead_of_blaming_an_unknown_id() -> None:
+    v2 = AppRole(V2_ROLE_ID, profiles.EXCHANGE_MANAGE_AS_APP_V2, "V2", ("Application",))
+    exchange = tf.exchange_sp()
+    exchange = ServicePrincipal(
+        exchange.object_id, exchange.app_id, exchange.display_name, True, (*exchange.app_roles, v2)
+    )
+    with pytest.raises(AssertionError) as caught:
+        run(
+            perm_checks.test_exchange_manage_as_app_configured,
+            app=tf.application(),  # requests Exchange.ManageAsApp (the PowerShell permission)
+            tenant_facts=tf.tenant(exchange_sp=exchange),
+            cba_profile=ADMIN_API,
+            cba_settings=tf.settings(),
+        )
+    message = str(caught.value)
+    assert f"other Exchange permissions: Exchange.ManageAsApp {wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID}" in message
+    assert "AADSTS650051" not in message
+
+
 def test_exchange_manage_as_app_in_gcc_high_is_checked_and_flagged_for_review() -> None:
     record = run(
         perm_checks.test_exchange_manage_as_app_configured,
@@ -333,6 +366,28 @@ def test_another_profiles_missing_role_is_a_manual_step_naming_its_least_privile
     settings = tf.settings(profile=("security-compliance",))
     [step] = plan(settings, sc_tenant(), None, {"CBA-ROLE-001@security-compliance"})
     assert isinstance(step, ManualStep) and "Compliance Administrator" in step.explanation
+
+
+def test_the_admin_api_role_is_mended_by_exchange_rbac_never_by_an_entra_role() -> None:
+    groups = tf.rbac(object_id="other-sp", roles=("View-Only Configuration",), group="Automation readers").role_groups
+    facts = tf.tenant(role_assignments=(), exchange_rbac=ExchangeRbac((), (), groups, {}))
+    settings = tf.settings(profile=("exchange-admin-api",), rbac_role_group="Automation readers")
+    actions = plan(settings, facts, None, {"CBA-ROLE-001@exchange-admin-api"})
+    pointer, member = actions
+    assert isinstance(pointer, CreateExchangeServicePrincipal) and isinstance(member, AddRoleGroupMember)
+    assert member.group == "Automation readers"
+    assert {a.mends for a in actions} == {("CBA-ROLE-001@exchange-admin-api",)}
+    # Without a named role group it is a manual step; an Entra role is never planned for this profile.
+    unnamed = plan(tf.settings(profile=("exchange-admin-api",)), facts, None, {"CBA-ROLE-001@exchange-admin-api"})
+    assert unnamed and not any(isinstance(a, AssignDirectoryRole) for a in unnamed)
+    assert isinstance(unnamed[-1], ManualStep)
+
+
+def test_the_admin_api_profile_is_the_documented_chain() -> None:
+    assert ADMIN_API.token_resource == "https://outlook.office365.com"
+    assert ADMIN_API.probe_path == "/adminapi/v2.0/{tenant}/OrganizationConfig"
+    assert ADMIN_API.supported_roles == {wellknown.EXCHANGE_ADMINISTRATOR}
+    assert ADMIN_API.unconfirmed
 
 
 # --- redirects --------------------------------------------------------------------------------------

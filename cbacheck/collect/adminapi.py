@@ -1,0 +1,150 @@
+"""The Exchange Online Admin API (preview): the app's token for the profile's resource and its read-only probe.
+
+Microsoft documents the API as POST-only endpoints `<BaseUrl>/adminapi/v2.0/<TenantID>/<EndpointName>` whose body
+is a CmdletInput envelope, sent with `Authorization: Bearer`, `Content-Type: application/json` and an
+`X-AnchorMailbox` routing hint (https://learn.microsoft.com/exchange/reference/admin-api-get-started); the
+OrganizationConfig endpoint takes Get-OrganizationConfig without parameters and answers one object
+(https://learn.microsoft.com/exchange/reference/admin-api-endpoints-organization-config). The token is asked for
+`https://outlook.office365.com/.default` (https://learn.microsoft.com/exchange/reference/admin-api-authentication).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+
+from cbacheck import certs, profiles, wellknown
+from cbacheck.collect.exchange import (
+    EXCERPT_CHARS,
+    SUMMARY_PROPERTIES,
+    error_text,
+    is_read_only_cmdlet,
+    scrub,
+    summarise,
+)
+from cbacheck.collect.tokens import acquire_app_token
+from cbacheck.collect.transport import send, stats_of, trusted_target
+from cbacheck.config import Settings
+from cbacheck.errors import CertificateError, ConfigError
+from cbacheck.facts import ExchangeProbe, Source, TokenAttempt, Unavailable
+
+
+def request_headers(access_token: str, tenant_id: str) -> dict[str, str]:
+    """The documented headers. UNCONFIRMED (docs/sandbox.md): the app-only routing hint's value, the system
+    mailbox of the tenant, as the Exchange probe and third-party Admin API clients send it."""
+    return {
+        "Authorization": f"Bearer {access_token}",
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "X-AnchorMailbox": f"APP:{wellknown.EXCHANGE_ANCHOR_MAILBOX}@{tenant_id}",
+    }
+
+
+def request_body(cmdlet: str) -> dict[str, Any]:
+    """The CmdletInput envelope; the OrganizationConfig endpoint takes no parameters."""
+    return {"CmdletInput": {"CmdletName": cmdlet}}
+
+
+def collect_admin_api(
+    settings: Settings,
+    session: requests.Session,
+    material: certs.SigningMaterial | CertificateError,
+    profile: profiles.Profile,
+) -> tuple[TokenAttempt | Unavailable, ExchangeProbe | None | Unavailable]:
+    """The app's token for the profile's resource and, with it, the profile's read-only probe (the bearer is
+    dropped after the probe). A profile whose resource is not known in this cloud is not asked for here."""
+    resource = profiles.token_resource_in(profile, settings.cloud)
+    token, access_token = acquire_app_token(settings, session, material, resource)
+    if isinstance(token, Unavailable):
+        return token, Unavailable(f"the {profile.name} probe", f"no token to call it with: {token.reason}")
+    if not (token.acquired and access_token):
+        return token, None
+    # The documented URL names the TenantID (GUID): the token's own tid, else the configured tenant.
+    tenant_id = str(token.claims.get("tid") or settings.tenant or "")
+    url = profiles.probe_url_in(profile, settings.exchange_url, tenant_id)
+    probe = probe_admin_api(session, access_token, url, tenant_id, profile)
+    del access_token  # the token is not kept beyond the probe
+    return token, probe
+
+
+def probe_admin_api(
+    session: requests.Session, access_token: str, url: str, tenant_id: str, profile: profiles.Profile
+) -> ExchangeProbe | Unavailable:
+    """POST the profile's read-only cmdlet; follow one redirect only within the profile's service domains."""
+    cmdlet = profile.probe_cmdlet
+    if not is_read_only_cmdlet(cmdlet):
+        raise ConfigError([f"the probe cmdlet {cmdlet!r} is not a read-only cmdlet; cbacheck sends only Get-*"])
+    body, headers = request_body(cmdlet), request_headers(access_token, tenant_id)
+    stats_of(session).count("exchange_requests")
+    sent = send(session, "POST", url, json=body, headers=headers)
+    if sent.response is not None and sent.response.is_redirect:
+        followed = urljoin(url, sent.response.headers.get("location", ""))
+        if trusted_target(url, followed, profile.service_domains):
+            url = followed
+            stats_of(session).count("exchange_requests")
+            sent = send(session, "POST", url, json=body, headers=headers)
+    what = f"the Admin API answer to {cmdlet}"
+    if sent.response is None:
+        failure = type(sent.failure).__name__
+        return Unavailable(
+            what,
+            f"no answer from {url} ({failure}); check exchange_url, the network path and ca_bundle",
+            source=sent.source,
+        )
+    if sent.response.is_redirect:
+        location = scrub(sent.response.headers.get("location", ""), access_token)
+        return Unavailable(
+            what,
+            f"{url} redirected to {location!r}, outside the service domains of profile {profile.name} "
+            f"({', '.join(profile.service_domains)}), which cbacheck does not follow with the token",
+            source=sent.source,
+        )
+    return admin_api_probe_from_answer(cmdlet, url, sent.response, sent.source, access_token)
+
+
+def summarise_object(body: dict[str, Any]) -> dict[str, Any]:
+    """A few properties of one answered object, or of the first of a `value` list (UNCONFIRMED which one)."""
+    if isinstance(body.get("value"), list):
+        return summarise(body)
+    summary: dict[str, Any] = {"objects": 1}
+    for name in SUMMARY_PROPERTIES:
+        value = body.get(name)
+        if isinstance(value, str | int | float | bool):
+            summary[name] = value
+    return summary
+
+
+def admin_api_probe_from_answer(
+    cmdlet: str, url: str, response: requests.Response, source: Source, access_token: str
+) -> ExchangeProbe:
+    """The cmdlet ran (2xx with a JSON object that is no error) or the error the Admin API gave."""
+    status = response.status_code
+    common: dict[str, Any] = {"request_id": source.request_id, "elapsed_ms": source.elapsed_ms}
+    try:
+        body: Any = response.json() if response.content else None
+    except ValueError:
+        shown = " ".join(response.text.split())[:EXCERPT_CHARS]
+        message = scrub(f"HTTP {status}, not JSON: {shown!r}", access_token)
+        return ExchangeProbe(
+            cmdlet, url, status, ok=False, error_code="InvalidResponse", error_message=message, **common
+        )
+    if 200 <= status < 300 and isinstance(body, dict) and "error" not in body:
+        return ExchangeProbe(cmdlet, url, status, ok=True, summary=summarise_object(body), **common)
+    code, message = error_text(body)
+    if not message:
+        message = (
+            "the answer is not a JSON object" if 200 <= status < 300 else f"HTTP {status} without an error message"
+        )
+    if status >= 500:
+        message += " (Exchange Online server error; run again later)"
+    return ExchangeProbe(
+        cmdlet,
+        url,
+        status,
+        ok=False,
+        error_code=scrub(code or f"HTTP{status}", access_token),
+        error_message=scrub(message, access_token),
+        **common,
+    )
