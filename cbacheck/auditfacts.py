@@ -27,6 +27,32 @@ class Holder:
     def holds(self, value: str) -> bool:
         return any(permission.endswith(f"/{value}") for permission in self.permissions)
 
+    def held_from(self, source: str) -> tuple[str, ...]:
+        """The values of the permissions held from one source (a resource's display name, or RBAC for Applications)."""
+        return tuple(p.split("/", 1)[1] for p in self.permissions if p.startswith(f"{source}/"))
+
+
+@dataclass(frozen=True)
+class ApplicationRoleAssignment:
+    """An RBAC for Applications grant: an Application role assigned to a service principal pointer, with the resource
+    scope it is limited to (https://learn.microsoft.com/exchange/permissions-exo/application-rbac)."""
+
+    name: str
+    role: str  # e.g. "Application Mail.Read"
+    sp_object_id: str  # the pointer's ObjectId: the Entra service principal's object id (lower case)
+    scope: str | None  # "management scope NAME" or "administrative unit ID"; None: the whole organization
+    scope_filter: str | None = None  # the management scope's RecipientRestrictionFilter, when read
+    enabled: bool = True
+
+    @property
+    def scoped(self) -> bool:
+        return self.scope is not None
+
+    def describe(self) -> str:
+        where = self.scope or "the whole organization (no scope)"
+        shown = f"{where} ({self.scope_filter})" if self.scope_filter else where
+        return f"{self.role} over {shown}"
+
 
 @dataclass(frozen=True)
 class EwsPolicy:
@@ -60,6 +86,8 @@ class AuditFacts:
     last_sign_in: dict[str, str] | None = None
     app_management_policy: dict[str, object] | None = None  # the default policy's summary; None: not read
     exchange_rbac: ExchangeRbac | None = None
+    # service principal object id (lower case) -> its enabled RBAC for Applications assignments; None: not read.
+    application_rbac: dict[str, tuple[ApplicationRoleAssignment, ...]] | None = None
     ews: EwsPolicy | None = None
     tools: frozenset[str] = frozenset()  # appIds of the auditor and admin identities: never findings
     not_read: dict[str, str] = field(default_factory=dict)  # what -> why (the permission it needs)
@@ -70,3 +98,6 @@ class AuditFacts:
 
     def roles_of(self, sp_object_id: str) -> tuple[DirectoryRoleAssignment, ...]:
         return self.roles.get(sp_object_id.lower(), ())
+
+    def application_roles_of(self, sp_object_id: str) -> tuple[ApplicationRoleAssignment, ...]:
+        return (self.application_rbac or {}).get(sp_object_id.lower(), ())

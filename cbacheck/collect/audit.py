@@ -23,7 +23,8 @@ from typing import Any
 import requests
 
 from cbacheck import wellknown
-from cbacheck.auditfacts import AuditFacts, EwsPolicy, Holder
+from cbacheck.auditfacts import ApplicationRoleAssignment, AuditFacts, EwsPolicy, Holder
+from cbacheck.collect import application_rbac
 from cbacheck.collect.graph import BatchRequest, GraphClient
 from cbacheck.collect.parse import parse_application, parse_role_assignments, parse_service_principal
 from cbacheck.collect.rbac import ExchangeCommandError, ExchangeCommands, _assignment, _pointer, exchange_tenant
@@ -64,6 +65,7 @@ class SideBySide:
     rbac: ExchangeRbac | None
     last_sign_in: dict[str, str] | None
     app_management_policy: dict[str, object] | None
+    application_rbac: dict[str, tuple[ApplicationRoleAssignment, ...]] | None
 
 
 def audited_roles(resource: ServicePrincipal) -> dict[str, str]:
@@ -195,7 +197,7 @@ def _read_side_by_side(
         ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="cbacheck-audit") as pool,
         ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="cbacheck-audit-exo") as exo,
     ):
-        exchange = exo.submit(_exchange_reads, commands, not_read)
+        exchange = exo.submit(_exchange_reads, commands, exo, not_read)
         grant_futures = [pool.submit(_grants, graph, resource, lanes) for resource in resources]
         apps = pool.submit(_listing, graph, "/applications", {"$select": APP_SELECT}, _compact_app, lanes)
         sps = pool.submit(_listing, graph, "/servicePrincipals", {"$select": SP_SELECT}, lambda i: i, lanes)
@@ -209,12 +211,24 @@ def _read_side_by_side(
         for future in grant_futures:
             for principal, permissions in future.result().items():
                 held[principal].extend(permissions)
+        read = exchange.result()
+        for sp_id, assignments in (read.application_rbac or {}).items():
+            # Principals granted mailbox access by RBAC for Applications are holders too, Entra grant or not.
+            held[sp_id].extend(f"{wellknown.RBAC_FOR_APPLICATIONS}/{a.role}" for a in assignments)
         holders = _holders(held, sps.result(), apps.result())
-        ews, pointers = exchange.result()
-        rbac = pool.submit(_rbac_or_none, commands, pointers, holders, exo, not_read)
+        rbac = pool.submit(_rbac_or_none, commands, read.pointers, holders, exo, not_read)
         holders = _relations(graph, holders, pool, later)
         roles = _by_principal([*active.result(), *eligible.result()], held)
-        return SideBySide(holders, roles, len(apps.result()), ews, rbac.result(), sign_ins.result(), policy.result())
+        return SideBySide(
+            holders,
+            roles,
+            len(apps.result()),
+            read.ews,
+            rbac.result(),
+            sign_ins.result(),
+            policy.result(),
+            read.application_rbac,
+        )
 
 
 def _sign_ins(graph: GraphClient, not_read: dict[str, str], lanes: dict[str, int]) -> dict[str, str] | None:
@@ -312,14 +326,33 @@ def _relations(graph: GraphClient, holders: list[Holder], pool: ThreadPoolExecut
     return [read.get(h.sp.object_id, h) for h in holders]
 
 
-def _exchange_reads(
-    commands: ExchangeCommands, not_read: dict[str, str]
-) -> tuple[EwsPolicy | None, list[ExchangeServicePrincipal] | None]:
-    """The EWS policy (Get-OrganizationConfig) and every Exchange service principal pointer (Get-ServicePrincipal
-    without -Identity returns all, https://learn.microsoft.com/powershell/module/exchangepowershell/get-serviceprincipal)."""
+@dataclass(frozen=True)
+class ExchangeReads:
+    """What the Exchange lane read: the EWS policy, every pointer, and the RBAC for Applications grants (None: not
+    read, the reason in not_read)."""
+
+    ews: EwsPolicy | None
+    pointers: list[ExchangeServicePrincipal] | None
+    application_rbac: dict[str, tuple[ApplicationRoleAssignment, ...]] | None
+
+
+def _exchange_reads(commands: ExchangeCommands, exo: ThreadPoolExecutor, not_read: dict[str, str]) -> ExchangeReads:
+    """Four read-only cmdlets side by side: the EWS policy (Get-OrganizationConfig), every Exchange service principal
+    pointer (Get-ServicePrincipal without -Identity returns all,
+    https://learn.microsoft.com/powershell/module/exchangepowershell/get-serviceprincipal), every management role
+    assignment and every management scope (collect/application_rbac.py)."""
+
+    def run(cmdlet: str) -> list[dict[str, Any]] | ExchangeCommandError | CredentialError:
+        try:
+            return commands.run(cmdlet, {})
+        except (ExchangeCommandError, CredentialError) as err:
+            return err
+
+    cmdlets = ("Get-OrganizationConfig", "Get-ServicePrincipal", application_rbac.ASSIGNMENTS_CMDLET)
+    futures = [exo.submit(run, cmdlet) for cmdlet in (*cmdlets, application_rbac.SCOPES_CMDLET)]
+    config, pointer_items, assignments, scopes = (future.result() for future in futures)
     ews: EwsPolicy | None = None
-    try:
-        config = commands.run("Get-OrganizationConfig", {})
+    if isinstance(config, list):
         first = config[0] if config else {}
         enabled = first.get("EwsEnabled")
         allowed = first.get("EwsAllowedAppIDs") or []
@@ -327,13 +360,20 @@ def _exchange_reads(
             enabled if isinstance(enabled, bool) else None,
             frozenset(str(a).lower() for a in (allowed if isinstance(allowed, list) else str(allowed).split(","))),
         )
-    except (ExchangeCommandError, CredentialError) as err:
-        not_read["EWS status"] = f"EWS status not read: {err} (needs an Exchange role with Get-OrganizationConfig)"
-    try:
-        return ews, [_pointer(item) for item in commands.run("Get-ServicePrincipal", {})]
-    except (ExchangeCommandError, CredentialError) as err:
-        not_read["Exchange RBAC"] = f"Exchange RBAC not read: {err} (needs View-Only Organization Management)"
-        return ews, None
+    else:
+        not_read["EWS status"] = f"EWS status not read: {config} (needs an Exchange role with Get-OrganizationConfig)"
+    if not isinstance(pointer_items, list):
+        not_read["Exchange RBAC"] = f"Exchange RBAC not read: {pointer_items} (needs View-Only Organization Management)"
+        not_read["RBAC for Applications"] = f"not read: {pointer_items} ({application_rbac.NEEDS})"
+        return ExchangeReads(ews, None, None)
+    pointers = [_pointer(item) for item in pointer_items]
+    if not isinstance(assignments, list):
+        not_read["RBAC for Applications"] = f"not read: {assignments} ({application_rbac.NEEDS})"
+        return ExchangeReads(ews, pointers, None)
+    if not isinstance(scopes, list):
+        not_read["management scopes"] = f"filters not shown: {scopes} ({application_rbac.NEEDS})"
+    read = application_rbac.application_assignments(assignments, pointers, scopes if isinstance(scopes, list) else None)
+    return ExchangeReads(ews, pointers, read)
 
 
 def _rbac_of(
@@ -386,6 +426,7 @@ def collect_audit(
         holders=tuple(h for h in read.holders if h.sp.app_id.lower() not in tools),
         roles=read.roles,
         exchange_rbac=read.rbac,
+        application_rbac=read.application_rbac,
         last_sign_in=read.last_sign_in,
         app_management_policy=read.app_management_policy,
         ews=read.ews,

@@ -158,12 +158,32 @@ def _ews_switch(enabled: bool | None) -> str:
 
 
 def graph_mailbox(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome:
-    held = [p.split("/", 1)[1] for p in holder.permissions if p.startswith(wellknown.MICROSOFT_GRAPH_DISPLAY_NAME)]
+    """An Entra-granted Graph mailbox permission is tenant-wide whatever Exchange says: RBAC for Applications grants
+    add to Entra's ("a union operation"), so a scoped assignment bites only once the Entra grant is removed
+    (https://learn.microsoft.com/exchange/permissions-exo/application-rbac, FAQ)."""
+    held = holder.held_from(wellknown.MICROSOFT_GRAPH_DISPLAY_NAME)
+    if facts.application_rbac is None:
+        rbac = "RBAC for Applications " + facts.not_read.get("RBAC for Applications", "not read")
+    else:
+        scoped = [a.describe() for a in facts.application_roles_of(holder.sp.object_id) if a.scoped]
+        rbac = (
+            f"RBAC for Applications also grants {'; '.join(scoped)}, which limits nothing while the Entra grant stays: "
+            "remove the Entra grant"
+            if scoped
+            else "no scoped RBAC for Applications assignment: assign the matching Application role with a management "
+            "scope, then remove the Entra grant"
+        )
     return Outcome(
-        "CBA-AUD-011",
-        "failed",
-        f"{', '.join(held)}: every mailbox, unscoped unless RBAC for Applications scopes it (not read by this audit)",
+        "CBA-AUD-011", "failed", f"{', '.join(held)} granted in Entra: every mailbox of the tenant (unscoped); {rbac}"
     )
+
+
+def application_rbac_scoped(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome:
+    """Each RBAC for Applications assignment names a management scope or an administrative unit; one without covers
+    the whole organization (https://learn.microsoft.com/exchange/permissions-exo/application-rbac)."""
+    assignments = facts.application_roles_of(holder.sp.object_id)
+    unscoped = [a.describe() for a in assignments if not a.scoped]
+    return _judge("CBA-AUD-014", unscoped, "; ".join(a.describe() for a in assignments))
 
 
 def rules_for(holder: Holder) -> Iterator[Rule]:
@@ -180,8 +200,10 @@ def rules_for(holder: Holder) -> Iterator[Rule]:
             yield in_manifest
     if holder.holds(wellknown.FULL_ACCESS_AS_APP):
         yield ews_status
-    if any(p.startswith(wellknown.MICROSOFT_GRAPH_DISPLAY_NAME + "/") for p in holder.permissions):
+    if holder.held_from(wellknown.MICROSOFT_GRAPH_DISPLAY_NAME):
         yield graph_mailbox
+    if holder.held_from(wellknown.RBAC_FOR_APPLICATIONS):
+        yield application_rbac_scoped
 
 
 def verdict_of(outcomes: Sequence[Outcome], fail_on: str) -> str:
@@ -222,6 +244,9 @@ def app_entry(
             {f"{r.role_display_name or r.template_id} ({r.status})" for r in facts.roles_of(holder.sp.object_id)}
         ),
         "exchangeRbac": list(facts.exchange_rbac.roles_of(holder.sp.object_id)) if facts.exchange_rbac else None,
+        "applicationRbac": None
+        if facts.application_rbac is None
+        else [a.describe() for a in facts.application_roles_of(holder.sp.object_id)],
         "credentials": [
             {"kind": "certificate", "keyId": k.key_id, "daysLeft": (k.end - now).days if k.end else None} for k in keys
         ]

@@ -38,7 +38,19 @@ KINDS: Final[dict[str, frozenset[str]]] = {
     "rbac-only": frozenset(),  # no Entra role; an Exchange pointer with a direct management role assignment
     "owned": frozenset({"CBA-AUD-012"}),  # a user owns the app: it can add a credential and act as the app
     "federated": frozenset(),  # a federated identity credential (listed with the credentials, no finding)
+    # RBAC for Applications: an Application role on an Exchange pointer, scoped by a management scope or not.
+    "graph-mail-scoped": frozenset(),  # mailbox access through a scoped Application role only: the sound setup
+    "graph-mail-both": frozenset({"CBA-AUD-011"}),  # Entra Mail.Read beside the scoped role: the union is unscoped
+    "rbac-app-unscoped": frozenset({"CBA-AUD-014"}),  # an Application role with no scope covers every mailbox
 }
+# Kinds whose mailbox access comes from RBAC for Applications, and whether their Application role is scoped.
+APPLICATION_ROLE_KINDS: Final[dict[str, bool]] = {
+    "graph-mail-scoped": True,
+    "graph-mail-both": True,
+    "rbac-app-unscoped": False,
+}
+GENERATED_SCOPE: Final = "generated mailbox scope"
+GENERATED_SCOPE_FILTER: Final = "CustomAttribute1 -eq 'cbacheck-generated'"
 KIND_ORDER: Final = tuple(KINDS)
 _GENERATE_KEYS: Final = frozenset({"applications", "exchange_share", "certificate", "seed", "ews"})
 # "ews": "allow-list" sets EwsEnabled true with every second full_access_as_app holder on EwsAllowedAppIDs;
@@ -155,7 +167,15 @@ class _Builder:
             self._relations(index, kind, str(application["id"]))
         if kind is None:
             return
-        permission = {"full-access": "full_access_as_app", "graph-mail": "Mail.Read"}.get(kind, "Exchange.ManageAsApp")
+        if kind in APPLICATION_ROLE_KINDS:
+            self._application_role(index, app_id, sp_id, scoped=APPLICATION_ROLE_KINDS[kind])
+            if kind != "graph-mail-both":
+                return  # mailbox access through Exchange alone: no Entra grant
+        permission = {
+            "full-access": "full_access_as_app",
+            "graph-mail": "Mail.Read",
+            "graph-mail-both": "Mail.Read",
+        }.get(kind, "Exchange.ManageAsApp")
         resource_app_id, role_id = self.roles[permission]
         self.state["appRoleAssignments"].append(
             {
@@ -211,6 +231,26 @@ class _Builder:
             {"Role": "View-Only Configuration", "RoleAssignee": sp_id, "Name": f"generated-{index:05d}"}
         )
 
+    def _application_role(self, index: int, app_id: str, sp_id: str, *, scoped: bool) -> None:
+        """A pointer and an Application role assignment (New-ServicePrincipal, then New-ManagementRoleAssignment -App
+        -Role "Application Mail.Read" [-CustomResourceScope], https://learn.microsoft.com/exchange/permissions-exo/application-rbac)."""
+        exchange = self.state.setdefault("exchange", {})
+        exchange.setdefault("servicePrincipals", []).append(
+            {"AppId": app_id, "ObjectId": sp_id, "DisplayName": f"generated mailbox app {index:05d}"}
+        )
+        scopes = exchange.setdefault("managementScopes", [])
+        if not scopes or all(s.get("Name") != GENERATED_SCOPE for s in scopes):
+            scopes.append({"Name": GENERATED_SCOPE, "RecipientFilter": GENERATED_SCOPE_FILTER})
+        exchange.setdefault("managementRoleAssignments", []).append(
+            {
+                "Role": "Application Mail.Read",
+                "RoleAssignee": sp_id,
+                "RoleAssigneeType": "ServicePrincipal",
+                "Name": f"generated-application-{index:05d}",
+                "CustomResourceScope": GENERATED_SCOPE if scoped else None,
+            }
+        )
+
     def _application(self, index: int, kind: str | None, app_id: str) -> JsonObject:
         keys = [self.key(index, -30, 10 if kind == "expiring-key" else 300)]
         if kind == "expired-leftover":
@@ -231,7 +271,7 @@ class _Builder:
         permission = {"full-access": wellknown.FULL_ACCESS_AS_APP_ROLE_ID}.get(
             kind or "", wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID
         )
-        requested = kind is not None and kind not in ("graph-mail", "not-in-manifest")
+        requested = kind is not None and kind not in ("graph-mail", "not-in-manifest", *APPLICATION_ROLE_KINDS)
         return {
             "id": stable_guid(self.spec.seed, "app", str(index)),
             "appId": app_id,

@@ -44,6 +44,7 @@ EXCHANGE_COLLECTIONS: Final = (
     "roleGroups",
     "managementRoleAssignments",
     "managementRoles",
+    "managementScopes",  # RBAC for Applications' resource scopes (Get-ManagementScope)
     "organizationConfig",  # at most one object: the EWS settings Get-OrganizationConfig adds (sandbox.md)
 )
 

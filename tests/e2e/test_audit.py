@@ -218,3 +218,52 @@ def test_an_exception_naming_an_app_accepts_its_finding_and_no_other(tmp_path: P
     (record,) = [r for r in apps[accepted_app]["requirements"] if r["id"] == "CBA-AUD-003"]
     assert record["outcome"] == "accepted" and "security@contoso.example" in record["message"]
     assert apps[other_app]["verdict"] == "failed"
+
+
+def _of_kind(document: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"], "test")
+    apps = {app["appId"]: app for app in document["apps"]}
+    found = [apps[generate.app_id_of(i, spec)] for i in range(spec.applications) if generate.kind_of(i, spec) == kind]
+    assert found, f"the scenario must hold a {kind} app"
+    return found
+
+
+def _record(app: dict[str, Any], req_id: str) -> dict[str, Any]:
+    (record,) = [r for r in app["requirements"] if r["id"] == req_id]
+    return record
+
+
+def test_rbac_for_applications_is_read_and_an_entra_grant_stays_unscoped_beside_it(audited: Any) -> None:
+    _, document, tmp_path, _ = audited
+    assert "RBAC for Applications" not in document["not_read"]
+    scoped_note = f"management scope {generate.GENERATED_SCOPE} ({generate.GENERATED_SCOPE_FILTER})"
+    for app in _of_kind(document, "graph-mail-scoped"):  # found through Exchange alone
+        assert app["permissions"] == [f"{wellknown.RBAC_FOR_APPLICATIONS}/Application Mail.Read"]
+        assert _record(app, "CBA-AUD-014")["outcome"] == "passed"
+        assert scoped_note in _record(app, "CBA-AUD-014")["message"]
+        assert app["applicationRbac"] == [f"Application Mail.Read over {scoped_note}"]
+    for app in _of_kind(document, "graph-mail-both"):
+        record = _record(app, "CBA-AUD-011")
+        assert record["outcome"] == "failed" and "remove the Entra grant" in record["message"], record
+        assert scoped_note in record["message"] and _record(app, "CBA-AUD-014")["outcome"] == "passed"
+    for app in _of_kind(document, "graph-mail"):
+        assert "no scoped RBAC for Applications assignment" in _record(app, "CBA-AUD-011")["message"]
+    for app in _of_kind(document, "rbac-app-unscoped"):
+        record = _record(app, "CBA-AUD-014")
+        assert record["outcome"] == "failed" and "the whole organization (no scope)" in record["message"]
+    html = (tmp_path / "reports" / "audit.html").read_text(encoding="utf-8")
+    assert generate.GENERATED_SCOPE in html
+
+
+def test_rbac_for_applications_unreadable_is_named_in_the_graph_mailbox_finding(tmp_path: Path) -> None:
+    doc = json.loads(SCENARIO.read_text(encoding="utf-8"))
+    doc["state"]["exchange"]["roleGroups"] = []  # the auditor holds no Exchange role: no RBAC read
+    scenario = tmp_path / "audit-without-exchange-roles.json"
+    scenario.write_text(json.dumps(doc), encoding="utf-8")
+    with Sandbox(scenario, workdir=tmp_path / "sandbox") as sb:
+        _, document = _audit(sb, tmp_path)
+    assert "needs View-Only Organization Management" in document["not_read"]["RBAC for Applications"]
+    for app in _of_kind(document, "graph-mail"):
+        record = _record(app, "CBA-AUD-011")
+        assert record["outcome"] == "failed" and "RBAC for Applications not read" in record["message"], record
+        assert app["applicationRbac"] is None
