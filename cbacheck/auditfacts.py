@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cbacheck.facts import AppRegistration, DirectoryRoleAssignment, ExchangeRbac, ServicePrincipal
+from cbacheck.facts import (
+    AppRegistration,
+    DirectoryRoleAssignment,
+    ExchangeProbe,
+    ExchangeRbac,
+    ServicePrincipal,
+    TokenAttempt,
+    Unavailable,
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,27 @@ class EwsPolicy:
 
 
 @dataclass(frozen=True)
+class AppLinks:
+    """The token and Exchange links of an app whose certificate the user supplied (`--certificates`): the app's own
+    token attempt and, with a token, the read-only Exchange probe, collected as `cbacheck run` collects them."""
+
+    certificate: str  # the file's name
+    thumbprint: str  # its SHA-1 thumbprint
+    token: TokenAttempt | Unavailable
+    exchange: ExchangeProbe | None | Unavailable  # None: no token, so Exchange was not asked
+
+
+@dataclass(frozen=True)
+class SuppliedFile:
+    """A file of the `--certificates` folder as the report lists it: which apps it matched, or why none."""
+
+    name: str
+    thumbprint: str
+    app_ids: tuple[str, ...] = ()
+    problem: str = ""  # why it cannot sign ("" when it can)
+
+
+@dataclass(frozen=True)
 class AuditFacts:
     """What one audit read: the holders, their roles, what could not be read and what the reads cost."""
 
@@ -90,6 +119,8 @@ class AuditFacts:
     application_rbac: dict[str, tuple[ApplicationRoleAssignment, ...]] | None = None
     ews: EwsPolicy | None = None
     tools: frozenset[str] = frozenset()  # appIds of the auditor and admin identities: never findings
+    links: dict[str, AppLinks] = field(default_factory=dict)  # appId (lower case) -> its links (--certificates)
+    supplied: tuple[SuppliedFile, ...] = ()  # the --certificates folder's files
     not_read: dict[str, str] = field(default_factory=dict)  # what -> why (the permission it needs)
     requests_per_endpoint: dict[str, int] = field(default_factory=dict)
     round_trips: int = 0

@@ -24,7 +24,8 @@ import requests
 
 from cbacheck import wellknown
 from cbacheck.auditfacts import ApplicationRoleAssignment, AuditFacts, EwsPolicy, Holder
-from cbacheck.collect import application_rbac
+from cbacheck.certs.folder import SuppliedCertificate
+from cbacheck.collect import application_rbac, audit_links
 from cbacheck.collect.graph import BatchRequest, GraphClient
 from cbacheck.collect.parse import parse_application, parse_role_assignments, parse_service_principal
 from cbacheck.collect.rbac import ExchangeCommandError, ExchangeCommands, _assignment, _pointer, exchange_tenant
@@ -401,9 +402,14 @@ def _rbac_of(
 
 
 def collect_audit(
-    settings: Settings, *, now: datetime | None = None, session: requests.Session | None = None
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    session: requests.Session | None = None,
+    supplied: tuple[SuppliedCertificate, ...] = (),
 ) -> AuditFacts:
-    """Read every Exchange app-only principal of the tenant with the auditor identity."""
+    """Read every Exchange app-only principal of the tenant with the auditor identity; then the token and Exchange
+    links of the apps whose certificate is among `supplied` (collect/audit_links.py)."""
     session = session or build_session(settings)
     cloud = settings.cloud_endpoints
     provider = graph_token_provider(settings, session, "auditor")
@@ -418,12 +424,20 @@ def collect_audit(
     commands = ExchangeCommands(settings, session, provider, exchange_tenant(settings, None))
     read = _read_side_by_side(graph, commands, resources, not_read, lanes, later)
     tools = frozenset(a.lower() for a in (settings.auditor_app_id, settings.admin_app_id) if a)
+    holders = tuple(h for h in read.holders if h.sp.app_id.lower() not in tools)
+    pairs, files = audit_links.match_certificates(holders, supplied)
+    links = audit_links.collect_links(settings, session, pairs)
+    unmatched = [f"{f.name} ({f.problem or 'SHA-1 ' + f.thumbprint})" for f in files if not f.app_ids]
+    if unmatched:
+        not_read["supplied certificates"] = f"no audited app holds {', '.join(unmatched)}"
     stats = stats_of(session)
     counts = Counter(endpoint_of(source.url) for source in stats.sources if not is_token_request("POST", source.url))
     return AuditFacts(
         collected_at=read_at,
         tenant=settings.tenant or "",
-        holders=tuple(h for h in read.holders if h.sp.app_id.lower() not in tools),
+        holders=holders,
+        links=links,
+        supplied=files,
         roles=read.roles,
         exchange_rbac=read.rbac,
         application_rbac=read.application_rbac,
@@ -437,7 +451,8 @@ def collect_audit(
         # The $batch of resource principals, then the longest lane of pages read side by side.
         # The $batch of resource principals, the longest lane of pages read side by side, then the rounds of
         # owner batches (the Exchange reads run beside the lists; the RBAC reads beside the owner batches).
-        sequential_round_trips=1 + max(lanes.values(), default=0) + sum(later),
+        # With supplied certificates, each app's token and then its Exchange probe follow, apps side by side.
+        sequential_round_trips=1 + max(lanes.values(), default=0) + sum(later) + (2 if links else 0),
         applications_seen=read.applications_seen,
     )
 

@@ -34,6 +34,14 @@ def add_parser(subparsers: Any) -> None:
     )
     add_setting_options(parser)
     parser.add_argument("--config", type=Path, metavar="PATH", help="trusted TOML config file (or CBACHECK_CONFIG)")
+    # An input path, like cert: a command-line option only, so no config file can point it elsewhere.
+    parser.add_argument(
+        "--certificates",
+        type=Path,
+        metavar="DIR",
+        help="folder of PFX/PEM files (password in CBACHECK_CERTIFICATES_PASSWORD or _FILE): each app holding one of "
+        "them as an uploaded key also gets the token and Exchange links (CBA-TOKEN-*, CBA-EXO-001)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
@@ -67,9 +75,12 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     earlier = _earlier(settings.compare)
     exceptions = load_exceptions(settings)  # read (and refused, exit 2) before any request
     # Imported here so `cbacheck audit --help` loads no network library (tests/unit/test_startup.py).
+    from cbacheck.certs.folder import read_certificate_folder
     from cbacheck.collect.audit import collect_audit
 
-    document = audit_document(collect_audit(settings), settings, exceptions)
+    certificates = args.certificates  # opened (a wrong password: exit 2) before any request
+    supplied = read_certificate_folder(certificates, settings.certificates_password) if certificates else ()
+    document = audit_document(collect_audit(settings, supplied=supplied), settings, exceptions)
     compared = compare_principals(document, earlier) if earlier is not None else None
     if compared is not None:
         document["compare"] = compared

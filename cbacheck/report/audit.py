@@ -15,24 +15,26 @@ from typing import Any
 
 from cbacheck import wellknown
 from cbacheck.auditfacts import AuditFacts, Holder
-from cbacheck.catalogue import AUDIT_CATALOGUE
+from cbacheck.catalogue import AUDIT_CATALOGUE, CATALOGUE, Requirement
 from cbacheck.config import Settings
 from cbacheck.config.table import accepted_role_ids
+from cbacheck.report.audit_links import link_outcomes
 from cbacheck.report.exceptions import PROFILE, ExceptionsFile, exception_note
 from cbacheck.report.gate import at_or_above
 
 SCHEMA_VERSION = 1
 MANAGE_AS_APP = (wellknown.EXCHANGE_MANAGE_AS_APP, wellknown.EXCHANGE_MANAGE_AS_APP_V2)
+FAILING = ("failed", "blocked")
 
 
 @dataclass(frozen=True)
 class Outcome:
     id: str
-    outcome: str  # passed | failed | error | accepted (a failure an exception covers)
+    outcome: str  # passed | failed | error | accepted (a failure an exception covers) | blocked | skipped
     message: str
 
     def as_dict(self) -> dict[str, Any]:
-        entry = AUDIT_CATALOGUE[self.id]
+        entry = requirement(self.id)
         return {
             "id": self.id,
             "title": entry.title,
@@ -43,6 +45,11 @@ class Outcome:
 
 
 Rule = Callable[[Holder, AuditFacts, Settings], Outcome]
+
+
+def requirement(req_id: str) -> Requirement:
+    """An audit requirement, or one of `cbacheck run`'s (the token and Exchange links of a supplied certificate)."""
+    return AUDIT_CATALOGUE.get(req_id) or CATALOGUE[req_id]
 
 
 def _judge(req_id: str, problems: Sequence[str], fine: str) -> Outcome:
@@ -207,7 +214,8 @@ def rules_for(holder: Holder) -> Iterator[Rule]:
 
 
 def verdict_of(outcomes: Sequence[Outcome], fail_on: str) -> str:
-    if any(o.outcome == "failed" and at_or_above(AUDIT_CATALOGUE[o.id].severity, fail_on) for o in outcomes):
+    # blocked (a broken upstream link) fails at the check's own severity, as in `cbacheck run`.
+    if any(o.outcome in FAILING and at_or_above(requirement(o.id).severity, fail_on) for o in outcomes):
         return "failed"
     if any(o.outcome == "error" for o in outcomes):
         return "error"
@@ -228,9 +236,10 @@ def app_entry(
     holder: Holder, facts: AuditFacts, settings: Settings, exceptions: ExceptionsFile | None = None
 ) -> dict[str, Any]:
     today = facts.collected_at.date()
-    outcomes = [
-        accepted(rule(holder, facts, settings), holder.sp.app_id, exceptions, today) for rule in rules_for(holder)
-    ]
+    judged = [rule(holder, facts, settings) for rule in rules_for(holder)]
+    judged += [Outcome(*found) for found in link_outcomes(holder, facts, settings)]
+    outcomes = [accepted(outcome, holder.sp.app_id, exceptions, today) for outcome in judged]
+    links = facts.links.get(holder.sp.app_id.lower())
     keys = holder.app.key_credentials if holder.app else ()
     secrets = holder.app.password_credentials if holder.app else ()
     now = facts.collected_at
@@ -256,6 +265,7 @@ def app_entry(
         "lastSignIn": None
         if facts.last_sign_in is None
         else facts.last_sign_in.get(holder.sp.app_id.lower(), "none recorded"),
+        "certificate": None if links is None else {"file": links.certificate, "thumbprint": links.thumbprint},
         "verdict": verdict_of(outcomes, settings.fail_on),
         "requirements": [o.as_dict() for o in outcomes],
     }
@@ -276,6 +286,10 @@ def audit_document(facts: AuditFacts, settings: Settings, exceptions: Exceptions
         "counts": {"apps": len(apps), "failed": failed, "error": errors, "applications_seen": facts.applications_seen},
         "not_read": dict(facts.not_read),
         "app_management_policy": facts.app_management_policy,
+        "certificates": [
+            {"file": f.name, "thumbprint": f.thumbprint, "appIds": list(f.app_ids), "problem": f.problem or None}
+            for f in facts.supplied
+        ],
         "requests": {
             "per_endpoint": facts.requests_per_endpoint,
             "round_trips": facts.round_trips,
@@ -314,7 +328,9 @@ AUDIT_SCHEMA: dict[str, Any] = {
                         "items": {
                             "type": "object",
                             "required": ["id", "outcome", "severity", "message"],
-                            "properties": {"outcome": {"enum": ["passed", "failed", "error", "accepted"]}},
+                            "properties": {
+                                "outcome": {"enum": ["passed", "failed", "error", "accepted", "blocked", "skipped"]}
+                            },
                         },
                     },
                 },

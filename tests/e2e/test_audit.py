@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from cbacheck import cli, wellknown
-from cbacheck.catalogue import AUDIT_CATALOGUE
+from cbacheck.catalogue import AUDIT_CATALOGUE, CATALOGUE
 from cbacheck.commands import demo as democommand
 from cbacheck.errors import ExitCode
 from cbacheck.report.audit import AUDIT_SCHEMA
@@ -41,11 +45,30 @@ def _audit(sb: Sandbox, tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any
     return status, json.loads((out / "audit.json").read_text(encoding="utf-8"))
 
 
+PASSWORD = "pfx-password-5e1a"
+
+
+def _certificate_folder(sb: Sandbox, folder: Path) -> Path:
+    """The app's certificate as a password-protected PFX (it matches the app under test and the generated
+    own-certificate apps), and the admin's PEM, which matches no audited app (the admin is a tool)."""
+    pem = sb.identities["under_test"].cert_path.read_bytes()
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    certificate = x509.load_pem_x509_certificate(pem)
+    encryption = serialization.BestAvailableEncryption(PASSWORD.encode())
+    folder.mkdir()
+    (folder / "app.pfx").write_bytes(pkcs12.serialize_key_and_certificates(b"app", key, certificate, None, encryption))
+    (folder / "admin.pem").write_bytes(sb.identities["admin"].cert_path.read_bytes())
+    return folder
+
+
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], Path, Sandbox]:
     tmp_path = tmp_path_factory.mktemp("audit")
-    with Sandbox(SCENARIO, workdir=tmp_path / "sandbox") as sb:
-        status, document = _audit(sb, tmp_path)
+    with Sandbox(SCENARIO, workdir=tmp_path / "sandbox") as sb, pytest.MonkeyPatch.context() as env:
+        env.setenv("CBACHECK_CERTIFICATES_PASSWORD", PASSWORD)
+        folder = _certificate_folder(sb, tmp_path / "certificates")
+        status, document = _audit(sb, tmp_path, "--certificates", str(folder))
         return status, document, tmp_path, sb
 
 
@@ -53,6 +76,8 @@ def test_every_generated_holder_fails_exactly_what_the_scenario_declares(audited
     status, document, _, _ = audited
     spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"], "test")
     declared = generate.declared_breaks(spec)
+    for app_id, breaks in generate.declared_link_breaks(spec).items():  # their certificate was supplied
+        declared[app_id] = declared[app_id] | breaks
     apps = {app["appId"]: app for app in document["apps"]}
     assert set(declared) <= set(apps), "a generated holder was not found"
     kinds = {generate.kind_of(i, spec) for i in range(spec.applications)} - {None}
@@ -93,7 +118,7 @@ def test_the_document_follows_its_schema_and_the_catalogue(audited: Any) -> None
     jsonschema.validate(document, AUDIT_SCHEMA)
     for app in document["apps"]:
         for record in app["requirements"]:
-            entry = AUDIT_CATALOGUE[record["id"]]
+            entry = AUDIT_CATALOGUE.get(record["id"]) or CATALOGUE[record["id"]]
             assert (record["title"], record["severity"]) == (entry.title, entry.severity)
 
 
@@ -267,3 +292,26 @@ def test_rbac_for_applications_unreadable_is_named_in_the_graph_mailbox_finding(
         record = _record(app, "CBA-AUD-011")
         assert record["outcome"] == "failed" and "RBAC for Applications not read" in record["message"], record
         assert app["applicationRbac"] is None
+
+
+def test_apps_whose_certificate_was_supplied_get_the_token_and_exchange_links(audited: Any) -> None:
+    _, document, tmp_path, sb = audited
+    apps = {app["appId"]: app for app in document["apps"]}
+    under_test = apps[sb.identities["under_test"].app_id]  # healthy: every link holds
+    links = {r["id"]: r["outcome"] for r in under_test["requirements"] if r["id"].startswith(("CBA-TOKEN", "CBA-EXO"))}
+    assert links == dict.fromkeys(("CBA-TOKEN-001", "CBA-TOKEN-002", "CBA-TOKEN-003", "CBA-EXO-001"), "passed")
+    assert under_test["certificate"]["file"] == "app.pfx"
+    for app in _of_kind(document, "own-certificate-no-role"):  # the same functions `cbacheck run` judges with
+        assert _record(app, "CBA-EXO-001")["outcome"] in ("failed", "blocked")
+        assert "isn't supported in this scenario" in _record(app, "CBA-EXO-001")["message"]
+    others = [app for app in document["apps"] if app["certificate"] is None]
+    assert others and not any(r["id"].startswith("CBA-TOKEN") for app in others for r in app["requirements"])
+    files = {f["file"]: f for f in document["certificates"]}
+    assert set(files["app.pfx"]["appIds"]) == {sb.identities["under_test"].app_id} | {
+        app["appId"] for kind in generate.LINK_BREAKS for app in _of_kind(document, kind)
+    }
+    unmatched = files["admin.pem"]  # the admin is a tool, not an audited app: listed, not dropped
+    assert unmatched["appIds"] == [] and len(unmatched["thumbprint"]) == 40
+    assert unmatched["thumbprint"] in document["not_read"]["supplied certificates"]
+    html = (tmp_path / "reports" / "audit.html").read_text(encoding="utf-8")
+    assert "admin.pem" in html and "CBA-EXO-001" in html
