@@ -81,6 +81,20 @@ class EwsPolicy:
 
 
 @dataclass(frozen=True)
+class AccessPolicy:
+    """An Application Access Policy (Get-ApplicationAccessPolicy): Exchange's older limit on the Graph mailbox
+    permissions an app holds from Entra. RestrictAccess admits only the scope's mailboxes, DenyAccess all but them
+    (https://learn.microsoft.com/powershell/module/exchangepowershell/new-applicationaccesspolicy)."""
+
+    app_id: str  # lower case; "*" names every app
+    access_right: str  # RestrictAccess | DenyAccess
+    scope: str  # ScopeName: the group or mailbox
+
+    def applies_to(self, app_id: str) -> bool:
+        return self.app_id in ("*", app_id.lower())
+
+
+@dataclass(frozen=True)
 class AppLinks:
     """The token and Exchange links of an app whose certificate the user supplied (`--certificates`): the app's own
     token attempt and, with a token, the read-only Exchange probe, collected as `cbacheck run` collects them."""
@@ -117,6 +131,7 @@ class AuditFacts:
     exchange_rbac: ExchangeRbac | None = None
     # service principal object id (lower case) -> its enabled RBAC for Applications assignments; None: not read.
     application_rbac: dict[str, tuple[ApplicationRoleAssignment, ...]] | None = None
+    access_policies: tuple[AccessPolicy, ...] | None = None  # the organization's; None: not read
     ews: EwsPolicy | None = None
     tools: frozenset[str] = frozenset()  # appIds of the auditor and admin identities: never findings
     links: dict[str, AppLinks] = field(default_factory=dict)  # appId (lower case) -> its links (--certificates)
@@ -129,6 +144,11 @@ class AuditFacts:
 
     def roles_of(self, sp_object_id: str) -> tuple[DirectoryRoleAssignment, ...]:
         return self.roles.get(sp_object_id.lower(), ())
+
+    def access_policies_of(self, app_id: str) -> tuple[AccessPolicy, ...] | None:
+        if self.access_policies is None:
+            return None
+        return tuple(p for p in self.access_policies if p.applies_to(app_id))
 
     def application_roles_of(self, sp_object_id: str) -> tuple[ApplicationRoleAssignment, ...]:
         return (self.application_rbac or {}).get(sp_object_id.lower(), ())

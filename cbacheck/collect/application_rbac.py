@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from cbacheck import wellknown
-from cbacheck.auditfacts import ApplicationRoleAssignment
+from cbacheck.auditfacts import AccessPolicy, ApplicationRoleAssignment
 from cbacheck.facts import ExchangeServicePrincipal
 
 # What the reads need, named when Exchange refuses them. UNCONFIRMED: that View-Only Organization Management runs
@@ -25,6 +25,10 @@ from cbacheck.facts import ExchangeServicePrincipal
 NEEDS: Final = "needs View-Only Organization Management, or the Entra role Global Reader"
 ASSIGNMENTS_CMDLET: Final = "Get-ManagementRoleAssignment"
 SCOPES_CMDLET: Final = "Get-ManagementScope"
+# Application Access Policies, which RBAC for Applications replaces, are the one limit on an Entra grant
+# (https://learn.microsoft.com/exchange/permissions-exo/application-rbac, FAQ). UNCONFIRMED: that the reader roles
+# above run Get-ApplicationAccessPolicy, and that it prints AppId (a GUID, "*" or a list), AccessRight and ScopeName.
+POLICIES_CMDLET: Final = "Get-ApplicationAccessPolicy"
 
 
 def _text(item: dict[str, Any], name: str) -> str:
@@ -86,3 +90,13 @@ def application_assignments(
             )
         )
     return {sp_id: tuple(assignments) for sp_id, assignments in found.items()}
+
+
+def access_policies(items: Iterable[dict[str, Any]]) -> tuple[AccessPolicy, ...]:
+    """Every Application Access Policy, one per app it names."""
+    found = []
+    for item in items:
+        app_ids = item.get("AppId") or item.get("AppID") or []
+        for app_id in app_ids if isinstance(app_ids, list) else [app_ids]:
+            found.append(AccessPolicy(str(app_id).lower(), _text(item, "AccessRight"), _text(item, "ScopeName")))
+    return tuple(found)

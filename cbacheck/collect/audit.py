@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 from cbacheck import wellknown
-from cbacheck.auditfacts import ApplicationRoleAssignment, AuditFacts, EwsPolicy, Holder
+from cbacheck.auditfacts import AccessPolicy, ApplicationRoleAssignment, AuditFacts, EwsPolicy, Holder
 from cbacheck.certs.folder import SuppliedCertificate
 from cbacheck.collect import application_rbac, audit_links
 from cbacheck.collect.graph import BatchRequest, GraphClient
@@ -67,6 +67,7 @@ class SideBySide:
     last_sign_in: dict[str, str] | None
     app_management_policy: dict[str, object] | None
     application_rbac: dict[str, tuple[ApplicationRoleAssignment, ...]] | None
+    access_policies: tuple[AccessPolicy, ...] | None
 
 
 def audited_roles(resource: ServicePrincipal) -> dict[str, str]:
@@ -229,6 +230,7 @@ def _read_side_by_side(
             sign_ins.result(),
             policy.result(),
             read.application_rbac,
+            read.access_policies,
         )
 
 
@@ -335,13 +337,14 @@ class ExchangeReads:
     ews: EwsPolicy | None
     pointers: list[ExchangeServicePrincipal] | None
     application_rbac: dict[str, tuple[ApplicationRoleAssignment, ...]] | None
+    access_policies: tuple[AccessPolicy, ...] | None
 
 
 def _exchange_reads(commands: ExchangeCommands, exo: ThreadPoolExecutor, not_read: dict[str, str]) -> ExchangeReads:
-    """Four read-only cmdlets side by side: the EWS policy (Get-OrganizationConfig), every Exchange service principal
+    """Five read-only cmdlets side by side: the EWS policy (Get-OrganizationConfig), every Exchange service principal
     pointer (Get-ServicePrincipal without -Identity returns all,
     https://learn.microsoft.com/powershell/module/exchangepowershell/get-serviceprincipal), every management role
-    assignment and every management scope (collect/application_rbac.py)."""
+    assignment, every management scope and every Application Access Policy (collect/application_rbac.py)."""
 
     def run(cmdlet: str) -> list[dict[str, Any]] | ExchangeCommandError | CredentialError:
         try:
@@ -350,8 +353,14 @@ def _exchange_reads(commands: ExchangeCommands, exo: ThreadPoolExecutor, not_rea
             return err
 
     cmdlets = ("Get-OrganizationConfig", "Get-ServicePrincipal", application_rbac.ASSIGNMENTS_CMDLET)
-    futures = [exo.submit(run, cmdlet) for cmdlet in (*cmdlets, application_rbac.SCOPES_CMDLET)]
-    config, pointer_items, assignments, scopes = (future.result() for future in futures)
+    more = (application_rbac.SCOPES_CMDLET, application_rbac.POLICIES_CMDLET)
+    futures = [exo.submit(run, cmdlet) for cmdlet in (*cmdlets, *more)]
+    config, pointer_items, assignments, scopes, policies = (future.result() for future in futures)
+    if isinstance(policies, list):
+        read_policies: tuple[AccessPolicy, ...] | None = application_rbac.access_policies(policies)
+    else:
+        read_policies = None
+        not_read["Application Access Policies"] = f"not read: {policies} ({application_rbac.NEEDS})"
     ews: EwsPolicy | None = None
     if isinstance(config, list):
         first = config[0] if config else {}
@@ -366,15 +375,15 @@ def _exchange_reads(commands: ExchangeCommands, exo: ThreadPoolExecutor, not_rea
     if not isinstance(pointer_items, list):
         not_read["Exchange RBAC"] = f"Exchange RBAC not read: {pointer_items} (needs View-Only Organization Management)"
         not_read["RBAC for Applications"] = f"not read: {pointer_items} ({application_rbac.NEEDS})"
-        return ExchangeReads(ews, None, None)
+        return ExchangeReads(ews, None, None, read_policies)
     pointers = [_pointer(item) for item in pointer_items]
     if not isinstance(assignments, list):
         not_read["RBAC for Applications"] = f"not read: {assignments} ({application_rbac.NEEDS})"
-        return ExchangeReads(ews, pointers, None)
+        return ExchangeReads(ews, pointers, None, read_policies)
     if not isinstance(scopes, list):
         not_read["management scopes"] = f"filters not shown: {scopes} ({application_rbac.NEEDS})"
     read = application_rbac.application_assignments(assignments, pointers, scopes if isinstance(scopes, list) else None)
-    return ExchangeReads(ews, pointers, read)
+    return ExchangeReads(ews, pointers, read, read_policies)
 
 
 def _rbac_of(
@@ -441,6 +450,7 @@ def collect_audit(
         roles=read.roles,
         exchange_rbac=read.rbac,
         application_rbac=read.application_rbac,
+        access_policies=read.access_policies,
         last_sign_in=read.last_sign_in,
         app_management_policy=read.app_management_policy,
         ews=read.ews,

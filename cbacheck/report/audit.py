@@ -165,10 +165,20 @@ def _ews_switch(enabled: bool | None) -> str:
 
 
 def graph_mailbox(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome:
-    """An Entra-granted Graph mailbox permission is tenant-wide whatever Exchange says: RBAC for Applications grants
-    add to Entra's ("a union operation"), so a scoped assignment bites only once the Entra grant is removed
-    (https://learn.microsoft.com/exchange/permissions-exo/application-rbac, FAQ)."""
-    held = holder.held_from(wellknown.MICROSOFT_GRAPH_DISPLAY_NAME)
+    """An Entra-granted Graph mailbox permission reaches every mailbox unless an Application Access Policy
+    restricts it; RBAC for Applications grants add to Entra's ("a union operation"), so a scoped assignment bites
+    only once the Entra grant is removed (https://learn.microsoft.com/exchange/permissions-exo/application-rbac,
+    FAQ; the policies' rules: https://learn.microsoft.com/powershell/module/exchangepowershell/new-applicationaccesspolicy)."""
+    held = f"{', '.join(holder.held_from(wellknown.MICROSOFT_GRAPH_DISPLAY_NAME))} granted in Entra"
+    policies = facts.access_policies_of(holder.sp.app_id)
+    restricted = [p.scope for p in policies or () if p.access_right == "RestrictAccess"]
+    if restricted:
+        return Outcome(
+            "CBA-AUD-011",
+            "passed",
+            f"{held}, limited by an Application Access Policy to {', '.join(restricted)} (RestrictAccess); RBAC for "
+            "Applications replaces these policies",
+        )
     if facts.application_rbac is None:
         rbac = "RBAC for Applications " + facts.not_read.get("RBAC for Applications", "not read")
     else:
@@ -180,9 +190,14 @@ def graph_mailbox(holder: Holder, facts: AuditFacts, settings: Settings) -> Outc
             else "no scoped RBAC for Applications assignment: assign the matching Application role with a management "
             "scope, then remove the Entra grant"
         )
-    return Outcome(
-        "CBA-AUD-011", "failed", f"{', '.join(held)} granted in Entra: every mailbox of the tenant (unscoped); {rbac}"
-    )
+    if policies is None:
+        unread = facts.not_read.get("Application Access Policies", "not read")
+        return Outcome(
+            "CBA-AUD-011", "error", f"{held}; could not verify: Application Access Policies {unread}; {rbac}"
+        )
+    denied = [p.scope for p in policies if p.access_right == "DenyAccess"]
+    but = f" but {', '.join(denied)} (DenyAccess)" if denied else ""
+    return Outcome("CBA-AUD-011", "failed", f"{held}: every mailbox of the tenant{but}, unscoped; {rbac}")
 
 
 def application_rbac_scoped(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome:

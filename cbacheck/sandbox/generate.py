@@ -42,6 +42,7 @@ KINDS: Final[dict[str, frozenset[str]]] = {
     "graph-mail-scoped": frozenset(),  # mailbox access through a scoped Application role only: the sound setup
     "graph-mail-both": frozenset({"CBA-AUD-011"}),  # Entra Mail.Read beside the scoped role: the union is unscoped
     "rbac-app-unscoped": frozenset({"CBA-AUD-014"}),  # an Application role with no scope covers every mailbox
+    "graph-mail-restricted": frozenset(),  # Entra Mail.Read limited by an Application Access Policy (RestrictAccess)
     # Keys of the spec's supplied_certificate: an audit given that certificate also proves their token and Exchange.
     "own-certificate": frozenset(),
     "own-certificate-no-role": frozenset({"CBA-AUD-008"}),
@@ -202,7 +203,10 @@ class _Builder:
             "full-access": "full_access_as_app",
             "graph-mail": "Mail.Read",
             "graph-mail-both": "Mail.Read",
+            "graph-mail-restricted": "Mail.Read",
         }.get(kind, "Exchange.ManageAsApp")
+        if kind == "graph-mail-restricted":
+            self._access_policy(index, app_id)
         resource_app_id, role_id = self.roles[permission]
         self.state["appRoleAssignments"].append(
             {
@@ -258,6 +262,11 @@ class _Builder:
             {"Role": "View-Only Configuration", "RoleAssignee": sp_id, "Name": f"generated-{index:05d}"}
         )
 
+    def _access_policy(self, index: int, app_id: str) -> None:
+        """New-ApplicationAccessPolicy -AppId <appId> -AccessRight RestrictAccess -PolicyScopeGroupId <group>."""
+        policies = self.state.setdefault("exchange", {}).setdefault("applicationAccessPolicies", [])
+        policies.append({"AppId": app_id, "AccessRight": "RestrictAccess", "ScopeName": f"generated-mail-{index:05d}"})
+
     def _application_role(self, index: int, app_id: str, sp_id: str, *, scoped: bool) -> None:
         """A pointer and an Application role assignment (New-ServicePrincipal, then New-ManagementRoleAssignment -App
         -Role "Application Mail.Read" [-CustomResourceScope], https://learn.microsoft.com/exchange/permissions-exo/application-rbac)."""
@@ -298,7 +307,8 @@ class _Builder:
         permission = {"full-access": wellknown.FULL_ACCESS_AS_APP_ROLE_ID}.get(
             kind or "", wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID
         )
-        requested = kind is not None and kind not in ("graph-mail", "not-in-manifest", *APPLICATION_ROLE_KINDS)
+        unrequested = ("graph-mail", "graph-mail-restricted", "not-in-manifest", *APPLICATION_ROLE_KINDS)
+        requested = kind is not None and kind not in unrequested
         return {
             "id": stable_guid(self.spec.seed, "app", str(index)),
             "appId": app_id,

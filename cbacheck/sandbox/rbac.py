@@ -30,6 +30,7 @@ RBAC_READS: Final = frozenset(
         "Get-ManagementRoleAssignment",
         "Get-ManagementRole",
         "Get-ManagementScope",
+        "Get-ApplicationAccessPolicy",  # UNCONFIRMED (A6): with the RBAC reads
     }
 )
 RBAC_WRITES: Final = frozenset({"New-ServicePrincipal", "Add-RoleGroupMember"})
@@ -275,4 +276,22 @@ def group_assignment(role: str, group: str) -> JsonObject:
         "CustomRecipientWriteScope": None,
         "RecipientAdministrativeUnitScope": None,
         "Enabled": True,
+    }
+
+
+ACCESS_RIGHTS: Final = ("RestrictAccess", "DenyAccess")
+
+
+def access_policy(app_id: str, access_right: str, scope: str) -> JsonObject:
+    """An Application Access Policy as Get-ApplicationAccessPolicy prints it (New-ApplicationAccessPolicy -AppId
+    -AccessRight -PolicyScopeGroupId, https://learn.microsoft.com/powershell/module/exchangepowershell/new-applicationaccesspolicy).
+    UNCONFIRMED (A7): the printed shape (one AppId GUID, ScopeName the group's name, Identity <appId>:<scope>)."""
+    return {
+        "Identity": f"{app_id}:{scope}",
+        "AppId": app_id,
+        "AccessRight": access_right,
+        "ScopeName": scope,
+        "ScopeIdentity": scope,
+        "Description": "",
+        "IsValid": True,
     }

@@ -20,10 +20,12 @@ from cbacheck.sandbox.firstparty import (
     builtin_role_definitions,
 )
 from cbacheck.sandbox.rbac import (
+    ACCESS_RIGHTS,
     APPLICATION_ROLES,
     BUILTIN_ROLE_GROUPS,
     DEFAULT_WRITE_SCOPE,
     ROLE_CMDLETS,
+    access_policy,
     application_scope_fields,
     management_scope,
 )
@@ -411,6 +413,7 @@ def _exchange(check: _Check, value: object) -> JsonObject:
     check.unique(out["roleGroups"], "Name", "$.exchange.roleGroups")
     groups = {str(g["Name"]).lower() for g in out["roleGroups"]} | {g.lower() for g in BUILTIN_ROLE_GROUPS}
     scopes = _management_scopes(check, out["managementScopes"])
+    _access_policies(check, out["applicationAccessPolicies"])
     for i, ra in enumerate(out["managementRoleAssignments"]):
         path = f"$.exchange.managementRoleAssignments[{i}]"
         role = check.string(ra, "Role", path)
@@ -441,6 +444,16 @@ def _management_scopes(check: _Check, scopes: list[JsonObject]) -> set[str]:
         scope.update({**management_scope(str(name), str(check.string(scope, "RecipientFilter", path))), **scope})
     check.unique(scopes, "Name", "$.exchange.managementScopes")
     return {str(s["Name"]).lower() for s in scopes}
+
+
+def _access_policies(check: _Check, policies: list[JsonObject]) -> None:
+    """Application Access Policies: an AppId (a GUID or *), an AccessRight and a ScopeName."""
+    for i, policy in enumerate(policies):
+        path = f"$.exchange.applicationAccessPolicies[{i}]"
+        app_id, right, scope = (str(check.string(policy, key, path)) for key in ("AppId", "AccessRight", "ScopeName"))
+        if right not in ACCESS_RIGHTS:
+            raise check.fail(f"{path}.AccessRight", f"expected one of {', '.join(ACCESS_RIGHTS)}")
+        policy.update({**access_policy(app_id, right, scope), **policy})
 
 
 def _application_assignment(check: _Check, ra: JsonObject, scopes: set[str], path: str) -> None:

@@ -273,6 +273,9 @@ def test_rbac_for_applications_is_read_and_an_entra_grant_stays_unscoped_beside_
         assert scoped_note in record["message"] and _record(app, "CBA-AUD-014")["outcome"] == "passed"
     for app in _of_kind(document, "graph-mail"):
         assert "no scoped RBAC for Applications assignment" in _record(app, "CBA-AUD-011")["message"]
+    for app in _of_kind(document, "graph-mail-restricted"):  # the older limit on an Entra grant
+        record = _record(app, "CBA-AUD-011")
+        assert record["outcome"] == "passed" and "Application Access Policy" in record["message"], record
     for app in _of_kind(document, "rbac-app-unscoped"):
         record = _record(app, "CBA-AUD-014")
         assert record["outcome"] == "failed" and "the whole organization (no scope)" in record["message"]
@@ -288,10 +291,10 @@ def test_rbac_for_applications_unreadable_is_named_in_the_graph_mailbox_finding(
     with Sandbox(scenario, workdir=tmp_path / "sandbox") as sb:
         _, document = _audit(sb, tmp_path)
     assert "needs View-Only Organization Management" in document["not_read"]["RBAC for Applications"]
-    for app in _of_kind(document, "graph-mail"):
-        record = _record(app, "CBA-AUD-011")
-        assert record["outcome"] == "failed" and "RBAC for Applications not read" in record["message"], record
-        assert app["applicationRbac"] is None
+    for app in _of_kind(document, "graph-mail") + _of_kind(document, "graph-mail-restricted"):
+        record = _record(app, "CBA-AUD-011")  # an Application Access Policy could limit it: not verified
+        assert record["outcome"] == "error" and "Application Access Policies not read" in record["message"], record
+        assert "RBAC for Applications not read" in record["message"] and app["applicationRbac"] is None
 
 
 def test_apps_whose_certificate_was_supplied_get_the_token_and_exchange_links(audited: Any) -> None:
