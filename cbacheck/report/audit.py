@@ -32,16 +32,18 @@ class Outcome:
     id: str
     outcome: str  # passed | failed | error | accepted (a failure an exception covers) | blocked | skipped
     message: str
+    evidence: dict[str, Any] | None = None  # what a check of `cbacheck run` recorded (supplied certificates only)
 
     def as_dict(self) -> dict[str, Any]:
         entry = requirement(self.id)
-        return {
+        out = {
             "id": self.id,
             "title": entry.title,
             "severity": entry.severity,
             "outcome": self.outcome,
             "message": self.message,
         }
+        return out if self.evidence is None else {**out, "evidence": self.evidence}
 
 
 Rule = Callable[[Holder, AuditFacts, Settings], Outcome]
@@ -244,7 +246,8 @@ def accepted(outcome: Outcome, app_id: str, exceptions: ExceptionsFile | None, t
     if entry is None or exceptions is None:
         return outcome
     note = exception_note(entry, exceptions, today)
-    return Outcome(outcome.id, "failed" if entry.expired(today) else "accepted", f"{outcome.message}; {note}")
+    verdict = "failed" if entry.expired(today) else "accepted"
+    return Outcome(outcome.id, verdict, f"{outcome.message}; {note}", outcome.evidence)
 
 
 def app_entry(

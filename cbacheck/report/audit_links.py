@@ -15,8 +15,8 @@ from typing import Any, Final
 from cbacheck import profiles, wellknown
 from cbacheck.auditfacts import AppLinks, AuditFacts, Holder
 from cbacheck.chain import UpstreamFailure
-from cbacheck.config import Settings
-from cbacheck.evidence import Evidence
+from cbacheck.config import Settings, setting_fields
+from cbacheck.evidence import Evidence, redacted
 from cbacheck.facts import (
     AppRoleAssignment,
     DirectoryRoleAssignment,
@@ -83,6 +83,10 @@ def tenant_facts_of(holder: Holder, facts: AuditFacts, links: AppLinks) -> Tenan
     )
 
 
+# `cbacheck run`'s upstream requirements and the audit's for the same link, named beside a blocked outcome.
+AUDIT_EQUIVALENT: Final = {"CBA-ROLE-001": "CBA-AUD-008", "CBA-KEY-003": "CBA-AUD-004"}
+
+
 def _judged(check: Callable[..., None], fixtures: dict[str, Any], links: AppLinks) -> tuple[str, str]:
     """(outcome, message) of one check over the fixtures it names."""
     import pytest  # the checks' own dependency, loaded only when there are links to judge
@@ -96,7 +100,8 @@ def _judged(check: Callable[..., None], fixtures: dict[str, Any], links: AppLink
             values["exchange_probe"] = available(links.exchange)
         check(**{name: values[name] for name in wanted})
     except UpstreamFailure as err:
-        return "blocked", str(err)
+        equivalent = AUDIT_EQUIVALENT.get(err.upstream)
+        return "blocked", f"{err}" + (f" (in this audit: {equivalent})" if equivalent else "")
     except AssertionError as err:
         return "failed", str(err)
     except FactUnavailable as err:
@@ -106,8 +111,11 @@ def _judged(check: Callable[..., None], fixtures: dict[str, Any], links: AppLink
     return "passed", f"with the supplied certificate {links.certificate} (SHA-1 {links.thumbprint})"
 
 
-def link_outcomes(holder: Holder, facts: AuditFacts, settings: Settings) -> list[tuple[str, str, str]]:
-    """(requirement ID, outcome, message) of the token and Exchange links; none when no certificate was supplied."""
+def link_outcomes(holder: Holder, facts: AuditFacts, settings: Settings) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(requirement ID, outcome, message, evidence) of the token and Exchange links; none without a certificate.
+
+    The evidence is what the check recorded (the token's decoded claims, Exchange's answer), with every string
+    holding a secret setting's value withheld, as `cbacheck run`'s reports do."""
     links = facts.links.get(holder.sp.app_id.lower())
     if links is None:
         return []
@@ -125,6 +133,12 @@ def link_outcomes(holder: Holder, facts: AuditFacts, settings: Settings) -> list
         "cba_settings": settings,
         "cba_profile": profiles.PROFILES[profiles.DEFAULT],
     }
-    return [
-        (req_id, *_judged(check, {**fixtures, "evidence": Evidence(req_id)}, links)) for req_id, check in link_checks
+    secrets = [
+        str(getattr(settings, spec.name) or "") for spec in setting_fields() if spec.metadata["kind"] == "secret"
     ]
+    found = []
+    for req_id, check in link_checks:
+        evidence = Evidence(req_id)
+        outcome, message = _judged(check, {**fixtures, "evidence": evidence}, links)
+        found.append((req_id, outcome, redacted(message, secrets), redacted(evidence.as_dict(), secrets)))
+    return found

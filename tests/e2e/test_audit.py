@@ -304,9 +304,12 @@ def test_apps_whose_certificate_was_supplied_get_the_token_and_exchange_links(au
     links = {r["id"]: r["outcome"] for r in under_test["requirements"] if r["id"].startswith(("CBA-TOKEN", "CBA-EXO"))}
     assert links == dict.fromkeys(("CBA-TOKEN-001", "CBA-TOKEN-002", "CBA-TOKEN-003", "CBA-EXO-001"), "passed")
     assert under_test["certificate"]["file"] == "app.pfx"
+    claims = _record(under_test, "CBA-TOKEN-002")["evidence"]["observed"]["token claims"]  # the token's, not it
+    assert "Exchange.ManageAsApp" in claims["roles"] and claims["appid"] == under_test["appId"]
     for app in _of_kind(document, "own-certificate-no-role"):  # the same functions `cbacheck run` judges with
         assert _record(app, "CBA-EXO-001")["outcome"] in ("failed", "blocked")
         assert "isn't supported in this scenario" in _record(app, "CBA-EXO-001")["message"]
+        assert "(in this audit: CBA-AUD-008)" in _record(app, "CBA-TOKEN-002")["message"]
     others = [app for app in document["apps"] if app["certificate"] is None]
     assert others and not any(r["id"].startswith("CBA-TOKEN") for app in others for r in app["requirements"])
     files = {f["file"]: f for f in document["certificates"]}
