@@ -331,8 +331,8 @@ def _relations(graph: GraphClient, holders: list[Holder], pool: ThreadPoolExecut
 
 @dataclass(frozen=True)
 class ExchangeReads:
-    """What the Exchange lane read: the EWS policy, every pointer, and the RBAC for Applications grants (None: not
-    read, the reason in not_read)."""
+    """What the Exchange lane read: the EWS policy, every pointer, the RBAC for Applications grants and the
+    Application Access Policies (None: not read, the reason in not_read)."""
 
     ews: EwsPolicy | None
     pointers: list[ExchangeServicePrincipal] | None
@@ -352,10 +352,12 @@ def _exchange_reads(commands: ExchangeCommands, exo: ThreadPoolExecutor, not_rea
         except (ExchangeCommandError, CredentialError) as err:
             return err
 
-    cmdlets = ("Get-OrganizationConfig", "Get-ServicePrincipal", application_rbac.ASSIGNMENTS_CMDLET)
+    # Four in the pool and one here: this lane holds a worker of the pool itself, so it never waits on a full pool.
+    cmdlets = ("Get-ServicePrincipal", application_rbac.ASSIGNMENTS_CMDLET)
     more = (application_rbac.SCOPES_CMDLET, application_rbac.POLICIES_CMDLET)
     futures = [exo.submit(run, cmdlet) for cmdlet in (*cmdlets, *more)]
-    config, pointer_items, assignments, scopes, policies = (future.result() for future in futures)
+    config = run("Get-OrganizationConfig")
+    pointer_items, assignments, scopes, policies = (future.result() for future in futures)
     if isinstance(policies, list):
         read_policies: tuple[AccessPolicy, ...] | None = application_rbac.access_policies(policies)
     else:
