@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cbacheck.facts import AppRegistration, DirectoryRoleAssignment, ExchangeRbac, ServicePrincipal
+from cbacheck.facts import (
+    AppRegistration,
+    DirectoryRoleAssignment,
+    ExchangeProbe,
+    ExchangeRbac,
+    ServicePrincipal,
+    TokenAttempt,
+    Unavailable,
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,32 @@ class Holder:
     def holds(self, value: str) -> bool:
         return any(permission.endswith(f"/{value}") for permission in self.permissions)
 
+    def held_from(self, source: str) -> tuple[str, ...]:
+        """The values of the permissions held from one source (a resource's display name, or RBAC for Applications)."""
+        return tuple(p.split("/", 1)[1] for p in self.permissions if p.startswith(f"{source}/"))
+
+
+@dataclass(frozen=True)
+class ApplicationRoleAssignment:
+    """An RBAC for Applications grant: an Application role assigned to a service principal pointer, with the resource
+    scope it is limited to (https://learn.microsoft.com/exchange/permissions-exo/application-rbac)."""
+
+    name: str
+    role: str  # e.g. "Application Mail.Read"
+    sp_object_id: str  # the pointer's ObjectId: the Entra service principal's object id (lower case)
+    scope: str | None  # "management scope NAME" or "administrative unit ID"; None: the whole organization
+    scope_filter: str | None = None  # the management scope's RecipientRestrictionFilter, when read
+    enabled: bool = True
+
+    @property
+    def scoped(self) -> bool:
+        return self.scope is not None
+
+    def describe(self) -> str:
+        where = self.scope or "the whole organization (no scope)"
+        shown = f"{where} ({self.scope_filter})" if self.scope_filter else where
+        return f"{self.role} over {shown}"
+
 
 @dataclass(frozen=True)
 class EwsPolicy:
@@ -47,6 +81,41 @@ class EwsPolicy:
 
 
 @dataclass(frozen=True)
+class AccessPolicy:
+    """An Application Access Policy (Get-ApplicationAccessPolicy): Exchange's older limit on the Graph mailbox
+    permissions an app holds from Entra. RestrictAccess admits only the scope's mailboxes, DenyAccess all but them
+    (https://learn.microsoft.com/powershell/module/exchangepowershell/new-applicationaccesspolicy)."""
+
+    app_id: str  # lower case; "*" names every app
+    access_right: str  # RestrictAccess | DenyAccess
+    scope: str  # ScopeName: the group or mailbox
+
+    def applies_to(self, app_id: str) -> bool:
+        return self.app_id in ("*", app_id.lower())
+
+
+@dataclass(frozen=True)
+class AppLinks:
+    """The token and Exchange links of an app whose certificate the user supplied (`--certificates`): the app's own
+    token attempt and, with a token, the read-only Exchange probe, collected as `cbacheck run` collects them."""
+
+    certificate: str  # the file's name
+    thumbprint: str  # its SHA-1 thumbprint
+    token: TokenAttempt | Unavailable
+    exchange: ExchangeProbe | None | Unavailable  # None: no token, so Exchange was not asked
+
+
+@dataclass(frozen=True)
+class SuppliedFile:
+    """A file of the `--certificates` folder as the report lists it: which apps it matched, or why none."""
+
+    name: str
+    thumbprint: str
+    app_ids: tuple[str, ...] = ()
+    problem: str = ""  # why it cannot sign ("" when it can)
+
+
+@dataclass(frozen=True)
 class AuditFacts:
     """What one audit read: the holders, their roles, what could not be read and what the reads cost."""
 
@@ -60,8 +129,13 @@ class AuditFacts:
     last_sign_in: dict[str, str] | None = None
     app_management_policy: dict[str, object] | None = None  # the default policy's summary; None: not read
     exchange_rbac: ExchangeRbac | None = None
+    # service principal object id (lower case) -> its enabled RBAC for Applications assignments; None: not read.
+    application_rbac: dict[str, tuple[ApplicationRoleAssignment, ...]] | None = None
+    access_policies: tuple[AccessPolicy, ...] | None = None  # the organization's; None: not read
     ews: EwsPolicy | None = None
     tools: frozenset[str] = frozenset()  # appIds of the auditor and admin identities: never findings
+    links: dict[str, AppLinks] = field(default_factory=dict)  # appId (lower case) -> its links (--certificates)
+    supplied: tuple[SuppliedFile, ...] = ()  # the --certificates folder's files
     not_read: dict[str, str] = field(default_factory=dict)  # what -> why (the permission it needs)
     requests_per_endpoint: dict[str, int] = field(default_factory=dict)
     round_trips: int = 0
@@ -70,3 +144,11 @@ class AuditFacts:
 
     def roles_of(self, sp_object_id: str) -> tuple[DirectoryRoleAssignment, ...]:
         return self.roles.get(sp_object_id.lower(), ())
+
+    def access_policies_of(self, app_id: str) -> tuple[AccessPolicy, ...] | None:
+        if self.access_policies is None:
+            return None
+        return tuple(p for p in self.access_policies if p.applies_to(app_id))
+
+    def application_roles_of(self, sp_object_id: str) -> tuple[ApplicationRoleAssignment, ...]:
+        return (self.application_rbac or {}).get(sp_object_id.lower(), ())

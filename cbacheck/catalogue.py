@@ -259,8 +259,8 @@ CATALOGUE: Final[dict[str, Requirement]] = {
             "add_exchange_permission",
             "App registrations > the app > API permissions > Add a permission > APIs my organization uses > "
             "Office 365 Exchange Online > Application permissions > Exchange.ManageAsApp. A permission id that "
-            "does not exist on Office 365 Exchange Online makes admin consent fail with AADSTS650051 (\"Claim is "
-            "invalid\"): remove it.",
+            'does not exist on Office 365 Exchange Online makes admin consent fail with AADSTS650051 ("Claim is '
+            'invalid"): remove it.',
             after=("CBA-APP-001",),
         ),
         Requirement(
@@ -271,7 +271,7 @@ CATALOGUE: Final[dict[str, Requirement]] = {
             "grant_exchange_consent",
             "API permissions > Grant admin consent for <organization>; the result is an appRoleAssignment on the "
             "app's service principal (the manifest line alone grants nothing). If consent fails with AADSTS650051 "
-            "(\"Claim is invalid ... does not exist on resource application\"), the manifest names a wrong "
+            '("Claim is invalid ... does not exist on resource application"), the manifest names a wrong '
             "permission id (CBA-PERM-002).",
             after=("CBA-APP-002", "CBA-PERM-001"),
         ),
@@ -529,7 +529,8 @@ AUDIT_CATALOGUE: Final[dict[str, Requirement]] = {
             "high",
             "manual",
             "Scope the app with RBAC for Applications (management scopes) instead of tenant-wide Graph "
-            "Mail/Calendars/Contacts permissions.",
+            "Mail/Calendars/Contacts permissions, and remove the Entra grant: the two add up, so a scoped "
+            "assignment limits nothing while the Entra grant stays.",
             reference=DOC_RBAC_FOR_APPS,
         ),
         Requirement(
@@ -551,6 +552,16 @@ AUDIT_CATALOGUE: Final[dict[str, Requirement]] = {
             "Confirm with the app's owner that it is still needed; remove its Exchange permissions (or the app) if "
             "not. An unused app with standing Exchange access is credentials nobody watches.",
             reference=DOC_REMOVE_UNUSED_APPS,
+        ),
+        Requirement(
+            "CBA-AUD-014",
+            4,
+            "RBAC for Applications assignments are limited to a resource scope",
+            "high",
+            "manual",
+            "Give each Application role assignment a management scope (-CustomResourceScope) or an administrative unit "
+            "(-RecipientAdministrativeUnitScope); without one it covers every mailbox.",
+            reference=DOC_RBAC_FOR_APPS,
         ),
     )
 }

@@ -221,3 +221,8 @@ GRAPH_MAILBOX_PERMISSION_IDS: Final[dict[str, str]] = {
     "Contacts.Read": "089fe4d0-434a-44c5-8827-41ba8a0b17f5",
     "Contacts.ReadWrite": "6918b873-d17a-4dc1-b314-35f528134491",
 }
+# RBAC for Applications (https://learn.microsoft.com/exchange/permissions-exo/application-rbac): "Application roles"
+# ("Application Mail.Read", "Application Calendars.ReadWrite", ...) are management roles assignable only to a service
+# principal pointer, with a management scope or an administrative unit. The audit lists such grants under this label.
+RBAC_FOR_APPLICATIONS: Final = "RBAC for Applications"
+APPLICATION_ROLE_PREFIX: Final = "Application "

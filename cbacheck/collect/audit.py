@@ -23,7 +23,9 @@ from typing import Any
 import requests
 
 from cbacheck import wellknown
-from cbacheck.auditfacts import AuditFacts, EwsPolicy, Holder
+from cbacheck.auditfacts import AccessPolicy, ApplicationRoleAssignment, AuditFacts, EwsPolicy, Holder
+from cbacheck.certs.folder import SuppliedCertificate
+from cbacheck.collect import application_rbac, audit_links
 from cbacheck.collect.graph import BatchRequest, GraphClient
 from cbacheck.collect.parse import parse_application, parse_role_assignments, parse_service_principal
 from cbacheck.collect.rbac import ExchangeCommandError, ExchangeCommands, _assignment, _pointer, exchange_tenant
@@ -66,6 +68,8 @@ class SideBySide:
     rbac: ExchangeRbac | None
     last_sign_in: dict[str, str] | None
     app_management_policy: dict[str, object] | None
+    application_rbac: dict[str, tuple[ApplicationRoleAssignment, ...]] | None
+    access_policies: tuple[AccessPolicy, ...] | None
 
 
 def audited_roles(resource: ServicePrincipal) -> dict[str, str]:
@@ -197,7 +201,7 @@ def _read_side_by_side(
         ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="cbacheck-audit") as pool,
         ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="cbacheck-audit-exo") as exo,
     ):
-        exchange = exo.submit(_exchange_reads, commands, not_read)
+        exchange = exo.submit(_exchange_reads, commands, exo, not_read)
         grant_futures = [pool.submit(_grants, graph, resource, lanes) for resource in resources]
         apps = pool.submit(_listing, graph, "/applications", {"$select": APP_SELECT}, _compact_app, lanes)
         sps = pool.submit(_listing, graph, "/servicePrincipals", {"$select": SP_SELECT}, lambda i: i, lanes)
@@ -211,12 +215,25 @@ def _read_side_by_side(
         for future in grant_futures:
             for principal, permissions in future.result().items():
                 held[principal].extend(permissions)
+        read = exchange.result()
+        for sp_id, assignments in (read.application_rbac or {}).items():
+            # Principals granted mailbox access by RBAC for Applications are holders too, Entra grant or not.
+            held[sp_id].extend(f"{wellknown.RBAC_FOR_APPLICATIONS}/{a.role}" for a in assignments)
         holders = _holders(held, sps.result(), apps.result())
-        ews, pointers = exchange.result()
-        rbac = pool.submit(_rbac_or_none, commands, pointers, holders, exo, not_read)
+        rbac = pool.submit(_rbac_or_none, commands, read.pointers, holders, exo, not_read)
         holders = _relations(graph, holders, pool, later)
         roles = _by_principal([*active.result(), *eligible.result()], held)
-        return SideBySide(holders, roles, len(apps.result()), ews, rbac.result(), sign_ins.result(), policy.result())
+        return SideBySide(
+            holders,
+            roles,
+            len(apps.result()),
+            read.ews,
+            rbac.result(),
+            sign_ins.result(),
+            policy.result(),
+            read.application_rbac,
+            read.access_policies,
+        )
 
 
 def _sign_ins(graph: GraphClient, not_read: dict[str, str], lanes: dict[str, int]) -> dict[str, str] | None:
@@ -314,14 +331,42 @@ def _relations(graph: GraphClient, holders: list[Holder], pool: ThreadPoolExecut
     return [read.get(h.sp.object_id, h) for h in holders]
 
 
-def _exchange_reads(
-    commands: ExchangeCommands, not_read: dict[str, str]
-) -> tuple[EwsPolicy | None, list[ExchangeServicePrincipal] | None]:
-    """The EWS policy (Get-OrganizationConfig) and every Exchange service principal pointer (Get-ServicePrincipal
-    without -Identity returns all, https://learn.microsoft.com/powershell/module/exchangepowershell/get-serviceprincipal)."""
+@dataclass(frozen=True)
+class ExchangeReads:
+    """What the Exchange lane read: the EWS policy, every pointer, the RBAC for Applications grants and the
+    Application Access Policies (None: not read, the reason in not_read)."""
+
+    ews: EwsPolicy | None
+    pointers: list[ExchangeServicePrincipal] | None
+    application_rbac: dict[str, tuple[ApplicationRoleAssignment, ...]] | None
+    access_policies: tuple[AccessPolicy, ...] | None
+
+
+def _exchange_reads(commands: ExchangeCommands, exo: ThreadPoolExecutor, not_read: dict[str, str]) -> ExchangeReads:
+    """Five read-only cmdlets side by side: the EWS policy (Get-OrganizationConfig), every Exchange service principal
+    pointer (Get-ServicePrincipal without -Identity returns all,
+    https://learn.microsoft.com/powershell/module/exchangepowershell/get-serviceprincipal), every management role
+    assignment, every management scope and every Application Access Policy (collect/application_rbac.py)."""
+
+    def run(cmdlet: str) -> list[dict[str, Any]] | ExchangeCommandError | CredentialError:
+        try:
+            return commands.run(cmdlet, {})
+        except (ExchangeCommandError, CredentialError) as err:
+            return err
+
+    # Four in the pool and one here: this lane holds a worker of the pool itself, so it never waits on a full pool.
+    cmdlets = ("Get-ServicePrincipal", application_rbac.ASSIGNMENTS_CMDLET)
+    more = (application_rbac.SCOPES_CMDLET, application_rbac.POLICIES_CMDLET)
+    futures = [exo.submit(run, cmdlet) for cmdlet in (*cmdlets, *more)]
+    config = run("Get-OrganizationConfig")
+    pointer_items, assignments, scopes, policies = (future.result() for future in futures)
+    if isinstance(policies, list):
+        read_policies: tuple[AccessPolicy, ...] | None = application_rbac.access_policies(policies)
+    else:
+        read_policies = None
+        not_read["Application Access Policies"] = f"not read: {policies} ({application_rbac.NEEDS})"
     ews: EwsPolicy | None = None
-    try:
-        config = commands.run("Get-OrganizationConfig", {})
+    if isinstance(config, list):
         first = config[0] if config else {}
         enabled = first.get("EwsEnabled")
         allowed = first.get("EwsAllowedAppIDs") or []
@@ -329,13 +374,20 @@ def _exchange_reads(
             enabled if isinstance(enabled, bool) else None,
             frozenset(str(a).lower() for a in (allowed if isinstance(allowed, list) else str(allowed).split(","))),
         )
-    except (ExchangeCommandError, CredentialError) as err:
-        not_read["EWS status"] = f"EWS status not read: {err} (needs an Exchange role with Get-OrganizationConfig)"
-    try:
-        return ews, [_pointer(item) for item in commands.run("Get-ServicePrincipal", {})]
-    except (ExchangeCommandError, CredentialError) as err:
-        not_read["Exchange RBAC"] = f"Exchange RBAC not read: {err} (needs View-Only Organization Management)"
-        return ews, None
+    else:
+        not_read["EWS status"] = f"EWS status not read: {config} (needs an Exchange role with Get-OrganizationConfig)"
+    if not isinstance(pointer_items, list):
+        not_read["Exchange RBAC"] = f"Exchange RBAC not read: {pointer_items} (needs View-Only Organization Management)"
+        not_read["RBAC for Applications"] = f"not read: {pointer_items} ({application_rbac.NEEDS})"
+        return ExchangeReads(ews, None, None, read_policies)
+    pointers = [_pointer(item) for item in pointer_items]
+    if not isinstance(assignments, list):
+        not_read["RBAC for Applications"] = f"not read: {assignments} ({application_rbac.NEEDS})"
+        return ExchangeReads(ews, pointers, None, read_policies)
+    if not isinstance(scopes, list):
+        not_read["management scopes"] = f"filters not shown: {scopes} ({application_rbac.NEEDS})"
+    read = application_rbac.application_assignments(assignments, pointers, scopes if isinstance(scopes, list) else None)
+    return ExchangeReads(ews, pointers, read, read_policies)
 
 
 def _rbac_of(
@@ -363,9 +415,14 @@ def _rbac_of(
 
 
 def collect_audit(
-    settings: Settings, *, now: datetime | None = None, session: requests.Session | None = None
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    session: requests.Session | None = None,
+    supplied: tuple[SuppliedCertificate, ...] = (),
 ) -> AuditFacts:
-    """Read every Exchange app-only principal of the tenant with the auditor identity."""
+    """Read every Exchange app-only principal of the tenant with the auditor identity; then the token and Exchange
+    links of the apps whose certificate is among `supplied` (collect/audit_links.py)."""
     session = session or build_session(settings)
     cloud = settings.cloud_endpoints
     provider = graph_token_provider(settings, session, "auditor")
@@ -380,14 +437,24 @@ def collect_audit(
     commands = ExchangeCommands(settings, session, provider, exchange_tenant(settings, None))
     read = _read_side_by_side(graph, commands, resources, not_read, lanes, later)
     tools = frozenset(a.lower() for a in (settings.auditor_app_id, settings.admin_app_id) if a)
+    holders = tuple(h for h in read.holders if h.sp.app_id.lower() not in tools)
+    pairs, files = audit_links.match_certificates(holders, supplied)
+    links = audit_links.collect_links(settings, session, pairs)
+    unmatched = [f"{f.name} ({f.problem or 'SHA-1 ' + f.thumbprint})" for f in files if not f.app_ids]
+    if unmatched:
+        not_read["supplied certificates"] = f"no audited app holds {', '.join(unmatched)}"
     stats = stats_of(session)
     counts = Counter(endpoint_of(source.url) for source in stats.sources if not is_token_request("POST", source.url))
     return AuditFacts(
         collected_at=read_at,
         tenant=settings.tenant or "",
-        holders=tuple(h for h in read.holders if h.sp.app_id.lower() not in tools),
+        holders=holders,
+        links=links,
+        supplied=files,
         roles=read.roles,
         exchange_rbac=read.rbac,
+        application_rbac=read.application_rbac,
+        access_policies=read.access_policies,
         last_sign_in=read.last_sign_in,
         app_management_policy=read.app_management_policy,
         ews=read.ews,
@@ -398,7 +465,8 @@ def collect_audit(
         # The $batch of resource principals, then the longest lane of pages read side by side.
         # The $batch of resource principals, the longest lane of pages read side by side, then the rounds of
         # owner batches (the Exchange reads run beside the lists; the RBAC reads beside the owner batches).
-        sequential_round_trips=1 + max(lanes.values(), default=0) + sum(later),
+        # With supplied certificates, each app's token and then its Exchange probe follow, apps side by side.
+        sequential_round_trips=1 + max(lanes.values(), default=0) + sum(later) + (2 if links else 0),
         applications_seen=read.applications_seen,
     )
 

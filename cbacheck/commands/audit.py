@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from cbacheck import config
 from cbacheck.commands.audit_targets import Target, load_targets, parse_shard, shard_of
@@ -18,6 +18,9 @@ from cbacheck.report.audit import audit_document, compare_principals, unread_doc
 from cbacheck.report.audit_html import audit_csv, audit_html, audit_markdown
 from cbacheck.report.exceptions import ExceptionsFile, load_exceptions
 from cbacheck.report.sarif import audit_sarif_log
+
+if TYPE_CHECKING:
+    from cbacheck.certs.folder import SuppliedCertificate
 
 HELP = "list every app that can act on Exchange Online as itself, and judge each without its private key"
 EARLIER_SCHEMAS = ("cbacheck-audit", "cbacheck-audit-merged")
@@ -46,6 +49,14 @@ def add_parser(subparsers: Any) -> None:
         "--shard",
         metavar="I/N",
         help="audit only the I-th of N shards of the config file's [[targets]] (1 <= I <= N; split by name)",
+    )
+    # An input path, like cert: a command-line option only, so no config file can point it elsewhere.
+    parser.add_argument(
+        "--certificates",
+        type=Path,
+        metavar="DIR",
+        help="folder of PFX/PEM files (password in CBACHECK_CERTIFICATES_PASSWORD or _FILE): each app holding one of "
+        "them as an uploaded key also gets the token and Exchange links (CBA-TOKEN-*, CBA-EXO-001)",
     )
 
 
@@ -140,14 +151,19 @@ def write_reports(document: dict[str, Any], names: Mapping[str, Path], compared:
         path.write_text(texts[kind](), encoding="utf-8")
 
 
-def _audit_one(target: Target | None, settings: config.Settings, exceptions: ExceptionsFile | None) -> dict[str, Any]:
+def _audit_one(
+    target: Target | None,
+    settings: config.Settings,
+    exceptions: ExceptionsFile | None,
+    supplied: tuple[SuppliedCertificate, ...],
+) -> dict[str, Any]:
     # Imported here so `cbacheck audit --help` loads no network library (tests/unit/test_startup.py).
     from cbacheck.collect.audit import collect_audit
 
     if target is None:
-        return audit_document(collect_audit(settings), settings, exceptions)
+        return audit_document(collect_audit(settings, supplied=supplied), settings, exceptions)
     try:
-        document = audit_document(collect_audit(settings), settings, exceptions)
+        document = audit_document(collect_audit(settings, supplied=supplied), settings, exceptions)
     except CbaCheckError as err:
         # One tenant that cannot be read (a missing consent, a typo in its name) does not stop the others:
         # it is recorded as not read, an error, and the audit goes on.
@@ -180,9 +196,13 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     chosen = audits(args, settings)
     earlier = _earlier(settings.compare)
     exceptions = load_exceptions(settings)  # read (and refused, exit 2) before any request
+    from cbacheck.certs.folder import read_certificate_folder  # cryptography: only when the audit runs
+
+    # The supplied certificates are opened before any request too: a wrong password is exit 2, never a read.
+    supplied = read_certificate_folder(args.certificates, settings.certificates_password) if args.certificates else ()
     status = ExitCode.OK
     for target, target_settings in chosen:
-        document = _audit_one(target, target_settings, exceptions)
+        document = _audit_one(target, target_settings, exceptions, supplied)
         compared = None
         if earlier is not None:
             compared = compare_principals(document, _earlier_of(str(target_settings.tenant), earlier))

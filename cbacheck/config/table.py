@@ -186,6 +186,14 @@ class Settings:
     auditor_cert_password: str | None = _setting(
         "secret", None, "Password of the auditor certificate", trust="subject", group="auditor"
     )
+    # `cbacheck audit --certificates DIR`: one password for the folder's PFX and encrypted PEM files.
+    certificates_password: str | None = _setting(
+        "secret",
+        None,
+        "Password of the PFX/PEM files given to `cbacheck audit --certificates`",
+        trust="subject",
+        group="auditor",
+    )
     # The admin identity that applies fixes.
     admin_credential: str = _setting(
         "choice",

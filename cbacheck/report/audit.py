@@ -15,34 +15,43 @@ from typing import Any
 
 from cbacheck import wellknown
 from cbacheck.auditfacts import AuditFacts, Holder
-from cbacheck.catalogue import AUDIT_CATALOGUE
+from cbacheck.catalogue import AUDIT_CATALOGUE, CATALOGUE, Requirement
 from cbacheck.config import Settings
 from cbacheck.config.table import accepted_role_ids
+from cbacheck.report.audit_links import link_outcomes
 from cbacheck.report.exceptions import PROFILE, ExceptionsFile, exception_note
 from cbacheck.report.gate import at_or_above
 
 SCHEMA_VERSION = 1
 MANAGE_AS_APP = (wellknown.EXCHANGE_MANAGE_AS_APP, wellknown.EXCHANGE_MANAGE_AS_APP_V2)
+FAILING = ("failed", "blocked")
 
 
 @dataclass(frozen=True)
 class Outcome:
     id: str
-    outcome: str  # passed | failed | error | accepted (a failure an exception covers)
+    outcome: str  # passed | failed | error | accepted (a failure an exception covers) | blocked | skipped
     message: str
+    evidence: dict[str, Any] | None = None  # what a check of `cbacheck run` recorded (supplied certificates only)
 
     def as_dict(self) -> dict[str, Any]:
-        entry = AUDIT_CATALOGUE[self.id]
-        return {
+        entry = requirement(self.id)
+        out = {
             "id": self.id,
             "title": entry.title,
             "severity": entry.severity,
             "outcome": self.outcome,
             "message": self.message,
         }
+        return out if self.evidence is None else {**out, "evidence": self.evidence}
 
 
 Rule = Callable[[Holder, AuditFacts, Settings], Outcome]
+
+
+def requirement(req_id: str) -> Requirement:
+    """An audit requirement, or one of `cbacheck run`'s (the token and Exchange links of a supplied certificate)."""
+    return AUDIT_CATALOGUE.get(req_id) or CATALOGUE[req_id]
 
 
 def _judge(req_id: str, problems: Sequence[str], fine: str) -> Outcome:
@@ -158,12 +167,47 @@ def _ews_switch(enabled: bool | None) -> str:
 
 
 def graph_mailbox(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome:
-    held = [p.split("/", 1)[1] for p in holder.permissions if p.startswith(wellknown.MICROSOFT_GRAPH_DISPLAY_NAME)]
-    return Outcome(
-        "CBA-AUD-011",
-        "failed",
-        f"{', '.join(held)}: every mailbox, unscoped unless RBAC for Applications scopes it (not read by this audit)",
-    )
+    """An Entra-granted Graph mailbox permission reaches every mailbox unless an Application Access Policy
+    restricts it; RBAC for Applications grants add to Entra's ("a union operation"), so a scoped assignment bites
+    only once the Entra grant is removed (https://learn.microsoft.com/exchange/permissions-exo/application-rbac,
+    FAQ; the policies' rules: https://learn.microsoft.com/powershell/module/exchangepowershell/new-applicationaccesspolicy)."""
+    held = f"{', '.join(holder.held_from(wellknown.MICROSOFT_GRAPH_DISPLAY_NAME))} granted in Entra"
+    policies = facts.access_policies_of(holder.sp.app_id)
+    restricted = [p.scope for p in policies or () if p.access_right == "RestrictAccess"]
+    if restricted:
+        return Outcome(
+            "CBA-AUD-011",
+            "passed",
+            f"{held}, limited by an Application Access Policy to {', '.join(restricted)} (RestrictAccess); RBAC for "
+            "Applications replaces these policies",
+        )
+    if facts.application_rbac is None:
+        rbac = "RBAC for Applications " + facts.not_read.get("RBAC for Applications", "not read")
+    else:
+        scoped = [a.describe() for a in facts.application_roles_of(holder.sp.object_id) if a.scoped]
+        rbac = (
+            f"RBAC for Applications also grants {'; '.join(scoped)}, which limits nothing while the Entra grant stays: "
+            "remove the Entra grant"
+            if scoped
+            else "no scoped RBAC for Applications assignment: assign the matching Application role with a management "
+            "scope, then remove the Entra grant"
+        )
+    if policies is None:
+        unread = facts.not_read.get("Application Access Policies", "not read")
+        return Outcome(
+            "CBA-AUD-011", "error", f"{held}; could not verify: Application Access Policies {unread}; {rbac}"
+        )
+    denied = [p.scope for p in policies if p.access_right == "DenyAccess"]
+    but = f" but {', '.join(denied)} (DenyAccess)" if denied else ""
+    return Outcome("CBA-AUD-011", "failed", f"{held}: every mailbox of the tenant{but}, unscoped; {rbac}")
+
+
+def application_rbac_scoped(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome:
+    """Each RBAC for Applications assignment names a management scope or an administrative unit; one without covers
+    the whole organization (https://learn.microsoft.com/exchange/permissions-exo/application-rbac)."""
+    assignments = facts.application_roles_of(holder.sp.object_id)
+    unscoped = [a.describe() for a in assignments if not a.scoped]
+    return _judge("CBA-AUD-014", unscoped, "; ".join(a.describe() for a in assignments))
 
 
 def unused(holder: Holder, facts: AuditFacts, settings: Settings) -> Outcome:
@@ -206,12 +250,15 @@ def rules_for(holder: Holder) -> Iterator[Rule]:
             yield in_manifest
     if holder.holds(wellknown.FULL_ACCESS_AS_APP):
         yield ews_status
-    if any(p.startswith(wellknown.MICROSOFT_GRAPH_DISPLAY_NAME + "/") for p in holder.permissions):
+    if holder.held_from(wellknown.MICROSOFT_GRAPH_DISPLAY_NAME):
         yield graph_mailbox
+    if holder.held_from(wellknown.RBAC_FOR_APPLICATIONS):
+        yield application_rbac_scoped
 
 
 def verdict_of(outcomes: Sequence[Outcome], fail_on: str) -> str:
-    if any(o.outcome == "failed" and at_or_above(AUDIT_CATALOGUE[o.id].severity, fail_on) for o in outcomes):
+    # blocked (a broken upstream link) fails at the check's own severity, as in `cbacheck run`.
+    if any(o.outcome in FAILING and at_or_above(requirement(o.id).severity, fail_on) for o in outcomes):
         return "failed"
     if any(o.outcome == "error" for o in outcomes):
         return "error"
@@ -225,16 +272,18 @@ def accepted(outcome: Outcome, app_id: str, exceptions: ExceptionsFile | None, t
     if entry is None or exceptions is None:
         return outcome
     note = exception_note(entry, exceptions, today)
-    return Outcome(outcome.id, "failed" if entry.expired(today) else "accepted", f"{outcome.message}; {note}")
+    verdict = "failed" if entry.expired(today) else "accepted"
+    return Outcome(outcome.id, verdict, f"{outcome.message}; {note}", outcome.evidence)
 
 
 def app_entry(
     holder: Holder, facts: AuditFacts, settings: Settings, exceptions: ExceptionsFile | None = None
 ) -> dict[str, Any]:
     today = facts.collected_at.date()
-    outcomes = [
-        accepted(rule(holder, facts, settings), holder.sp.app_id, exceptions, today) for rule in rules_for(holder)
-    ]
+    judged = [rule(holder, facts, settings) for rule in rules_for(holder)]
+    judged += [Outcome(*found) for found in link_outcomes(holder, facts, settings)]
+    outcomes = [accepted(outcome, holder.sp.app_id, exceptions, today) for outcome in judged]
+    links = facts.links.get(holder.sp.app_id.lower())
     keys = holder.app.key_credentials if holder.app else ()
     secrets = holder.app.password_credentials if holder.app else ()
     now = facts.collected_at
@@ -248,6 +297,9 @@ def app_entry(
             {f"{r.role_display_name or r.template_id} ({r.status})" for r in facts.roles_of(holder.sp.object_id)}
         ),
         "exchangeRbac": list(facts.exchange_rbac.roles_of(holder.sp.object_id)) if facts.exchange_rbac else None,
+        "applicationRbac": None
+        if facts.application_rbac is None
+        else [a.describe() for a in facts.application_roles_of(holder.sp.object_id)],
         "credentials": [
             {"kind": "certificate", "keyId": k.key_id, "daysLeft": (k.end - now).days if k.end else None} for k in keys
         ]
@@ -257,6 +309,7 @@ def app_entry(
         "lastSignIn": None
         if facts.last_sign_in is None
         else facts.last_sign_in.get(holder.sp.app_id.lower(), "none recorded"),
+        "certificate": None if links is None else {"file": links.certificate, "thumbprint": links.thumbprint},
         "verdict": verdict_of(outcomes, settings.fail_on),
         "requirements": [o.as_dict() for o in outcomes],
     }
@@ -277,6 +330,10 @@ def audit_document(facts: AuditFacts, settings: Settings, exceptions: Exceptions
         "counts": {"apps": len(apps), "failed": failed, "error": errors, "applications_seen": facts.applications_seen},
         "not_read": dict(facts.not_read),
         "app_management_policy": facts.app_management_policy,
+        "certificates": [
+            {"file": f.name, "thumbprint": f.thumbprint, "appIds": list(f.app_ids), "problem": f.problem or None}
+            for f in facts.supplied
+        ],
         "requests": {
             "per_endpoint": facts.requests_per_endpoint,
             "round_trips": facts.round_trips,
@@ -338,7 +395,9 @@ AUDIT_SCHEMA: dict[str, Any] = {
                         "items": {
                             "type": "object",
                             "required": ["id", "outcome", "severity", "message"],
-                            "properties": {"outcome": {"enum": ["passed", "failed", "error", "accepted"]}},
+                            "properties": {
+                                "outcome": {"enum": ["passed", "failed", "error", "accepted", "blocked", "skipped"]}
+                            },
                         },
                     },
                 },

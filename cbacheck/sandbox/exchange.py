@@ -161,6 +161,19 @@ class RbacCmdlets:
             found = [a for a in found if str(a["Role"]).lower() == role.lower()]
         return [dict(a) for a in found]
 
+    def get_management_scope(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
+        """Every management scope, or the one -Identity names."""
+        identity = _text(parameters, "Identity").lower()
+        scopes = [dict(s) for s in self.state.exchange["managementScopes"]]
+        return [s for s in scopes if str(s["Name"]).lower() == identity] if identity else scopes
+
+    def get_application_access_policy(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
+        """Every Application Access Policy, or the one -Identity names (a missing one returns all, as documented)."""
+        identity = _text(parameters, "Identity").lower()
+        policies = [dict(p) for p in self.state.exchange["applicationAccessPolicies"]]
+        named = [p for p in policies if str(p["Identity"]).lower() == identity]
+        return named or policies
+
     def get_management_role(self, parameters: Mapping[str, Any]) -> list[JsonObject]:
         cmdlet = _text(parameters, "Cmdlet")
         custom = {str(r["Name"]): r for r in self.state.exchange["managementRoles"]}
@@ -242,6 +255,8 @@ class ExchangeService(RbacCmdlets):
             "Get-RoleGroupMember": self.get_role_group_member,
             "Get-ManagementRoleAssignment": self.get_management_role_assignment,
             "Get-ManagementRole": self.get_management_role,
+            "Get-ManagementScope": self.get_management_scope,
+            "Get-ApplicationAccessPolicy": self.get_application_access_policy,
             "New-ServicePrincipal": self.new_service_principal,
             "Add-RoleGroupMember": self.add_role_group_member,
         }

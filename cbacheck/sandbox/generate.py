@@ -38,9 +38,32 @@ KINDS: Final[dict[str, frozenset[str]]] = {
     "rbac-only": frozenset(),  # no Entra role; an Exchange pointer with a direct management role assignment
     "owned": frozenset({"CBA-AUD-012"}),  # a user owns the app: it can add a credential and act as the app
     "federated": frozenset(),  # a federated identity credential (listed with the credentials, no finding)
+    # RBAC for Applications: an Application role on an Exchange pointer, scoped by a management scope or not.
+    "graph-mail-scoped": frozenset(),  # mailbox access through a scoped Application role only: the sound setup
+    "graph-mail-both": frozenset({"CBA-AUD-011"}),  # Entra Mail.Read beside the scoped role: the union is unscoped
+    "rbac-app-unscoped": frozenset({"CBA-AUD-014"}),  # an Application role with no scope covers every mailbox
+    "graph-mail-restricted": frozenset(),  # Entra Mail.Read limited by an Application Access Policy (RestrictAccess)
+    # Keys of the spec's supplied_certificate: an audit given that certificate also proves their token and Exchange.
+    "own-certificate": frozenset(),
+    "own-certificate-no-role": frozenset({"CBA-AUD-008"}),
 }
+# What the token and Exchange links of those kinds break when the audit is given their certificate.
+LINK_BREAKS: Final[dict[str, frozenset[str]]] = {
+    "own-certificate": frozenset(),
+    "own-certificate-no-role": frozenset({"CBA-TOKEN-002", "CBA-EXO-001"}),  # no wids; Exchange refuses the app
+}
+# Kinds whose mailbox access comes from RBAC for Applications, and whether their Application role is scoped.
+APPLICATION_ROLE_KINDS: Final[dict[str, bool]] = {
+    "graph-mail-scoped": True,
+    "graph-mail-both": True,
+    "rbac-app-unscoped": False,
+}
+GENERATED_SCOPE: Final = "generated mailbox scope"
+GENERATED_SCOPE_FILTER: Final = "CustomAttribute1 -eq 'cbacheck-generated'"
 KIND_ORDER: Final = tuple(KINDS)
-_GENERATE_KEYS: Final = frozenset({"applications", "exchange_share", "certificate", "seed", "ews"})
+_GENERATE_KEYS: Final = frozenset(
+    {"applications", "exchange_share", "certificate", "seed", "ews", "supplied_certificate"}
+)
 # "ews": "allow-list" sets EwsEnabled true with every second full_access_as_app holder on EwsAllowedAppIDs;
 # "disabled" sets EwsEnabled false; absent leaves EwsEnabled unset ($null).
 EWS_MODES: Final = ("allow-list", "disabled")
@@ -60,6 +83,7 @@ class GenerateSpec:
     certificate: str
     seed: str
     ews: str | None = None
+    supplied_certificate: str | None = None  # the certificate of the own-certificate kinds (else `certificate`)
 
 
 def parse_spec(raw: Any, source: str) -> GenerateSpec:
@@ -75,6 +99,7 @@ def parse_spec(raw: Any, source: str) -> GenerateSpec:
             certificate=str(raw.get("certificate", "")),
             seed=str(raw.get("seed", "generated")),
             ews=None if raw.get("ews") is None else str(raw["ews"]),
+            supplied_certificate=None if raw.get("supplied_certificate") is None else str(raw["supplied_certificate"]),
         )
     except (TypeError, ValueError) as exc:
         raise SandboxStateError(f"{source}: $.generate: {exc}. Fix the file.") from None
@@ -126,6 +151,15 @@ def _unused(index: int) -> bool:
     return created_days_ago(index) > UNUSED_DAYS
 
 
+def declared_link_breaks(spec: GenerateSpec) -> dict[str, frozenset[str]]:
+    """appId -> the token and Exchange requirements its links break, for every app keyed with supplied_certificate."""
+    return {
+        app_id_of(i, spec): LINK_BREAKS[kind]
+        for i in range(spec.applications)
+        if (kind := kind_of(i, spec)) in LINK_BREAKS and spec.supplied_certificate
+    }
+
+
 def days_since_sign_in(spec: GenerateSpec) -> dict[str, int]:
     """appId -> days since the app's last app-only sign-in, for every generated app that signed in; every
     NEVER_SIGNED_IN_EVERY-th app (counting from the second) never signed in and is absent from the report."""
@@ -145,18 +179,24 @@ class _Builder:
     """Appends the generated objects to a state document; one keyCredential template per certificate."""
 
     def __init__(
-        self, state: JsonObject, spec: GenerateSpec, cert_der: bytes, now: datetime, sp_ids: Mapping[str, str]
+        self,
+        state: JsonObject,
+        spec: GenerateSpec,
+        certificates: tuple[bytes, bytes],
+        now: datetime,
+        sp_ids: Mapping[str, str],
     ):
         self.state, self.spec, self.now, self.sp_ids = state, spec, now, sp_ids
-        self.template = key_credential_for(cert_der, key_id="template")
+        self.template = key_credential_for(certificates[0], key_id="template")
+        self.supplied = key_credential_for(certificates[1], key_id="template")  # the own-certificate kinds' keys
         self.roles = {
             "Exchange.ManageAsApp": (wellknown.EXCHANGE_ONLINE_APP_ID, wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID),
             "full_access_as_app": (wellknown.EXCHANGE_ONLINE_APP_ID, wellknown.FULL_ACCESS_AS_APP_ROLE_ID),
             "Mail.Read": (wellknown.MICROSOFT_GRAPH_APP_ID, wellknown.GRAPH_MAILBOX_PERMISSION_IDS["Mail.Read"]),
         }
 
-    def key(self, index: int, start_days: int, end_days: int) -> JsonObject:
-        key = copy.copy(self.template)
+    def key(self, index: int, start_days: int, end_days: int, *, supplied: bool = False) -> JsonObject:
+        key = copy.copy(self.supplied if supplied else self.template)
         key["keyId"] = stable_guid(self.spec.seed, "key", str(index), str(end_days))
         key["startDateTime"] = graph_time(self.now + timedelta(days=start_days))
         key["endDateTime"] = graph_time(self.now + timedelta(days=end_days))
@@ -181,7 +221,18 @@ class _Builder:
             self._relations(index, kind, str(application["id"]))
         if kind is None:
             return
-        permission = {"full-access": "full_access_as_app", "graph-mail": "Mail.Read"}.get(kind, "Exchange.ManageAsApp")
+        if kind in APPLICATION_ROLE_KINDS:
+            self._application_role(index, app_id, sp_id, scoped=APPLICATION_ROLE_KINDS[kind])
+            if kind != "graph-mail-both":
+                return  # mailbox access through Exchange alone: no Entra grant
+        permission = {
+            "full-access": "full_access_as_app",
+            "graph-mail": "Mail.Read",
+            "graph-mail-both": "Mail.Read",
+            "graph-mail-restricted": "Mail.Read",
+        }.get(kind, "Exchange.ManageAsApp")
+        if kind == "graph-mail-restricted":
+            self._access_policy(index, app_id)
         resource_app_id, role_id = self.roles[permission]
         self.state["appRoleAssignments"].append(
             {
@@ -194,7 +245,7 @@ class _Builder:
         )
         if kind == "rbac-only":
             self._exchange_pointer(index, app_id, sp_id)
-        elif permission == "Exchange.ManageAsApp" and kind != "no-role":
+        elif permission == "Exchange.ManageAsApp" and kind not in ("no-role", "own-certificate-no-role"):
             role = wellknown.GLOBAL_ADMINISTRATOR if kind == "global-admin" else wellknown.EXCHANGE_ADMINISTRATOR
             self.state["roleAssignments"].append(
                 {
@@ -237,8 +288,33 @@ class _Builder:
             {"Role": "View-Only Configuration", "RoleAssignee": sp_id, "Name": f"generated-{index:05d}"}
         )
 
+    def _access_policy(self, index: int, app_id: str) -> None:
+        """New-ApplicationAccessPolicy -AppId <appId> -AccessRight RestrictAccess -PolicyScopeGroupId <group>."""
+        policies = self.state.setdefault("exchange", {}).setdefault("applicationAccessPolicies", [])
+        policies.append({"AppId": app_id, "AccessRight": "RestrictAccess", "ScopeName": f"generated-mail-{index:05d}"})
+
+    def _application_role(self, index: int, app_id: str, sp_id: str, *, scoped: bool) -> None:
+        """A pointer and an Application role assignment (New-ServicePrincipal, then New-ManagementRoleAssignment -App
+        -Role "Application Mail.Read" [-CustomResourceScope], https://learn.microsoft.com/exchange/permissions-exo/application-rbac)."""
+        exchange = self.state.setdefault("exchange", {})
+        exchange.setdefault("servicePrincipals", []).append(
+            {"AppId": app_id, "ObjectId": sp_id, "DisplayName": f"generated mailbox app {index:05d}"}
+        )
+        scopes = exchange.setdefault("managementScopes", [])
+        if not scopes or all(s.get("Name") != GENERATED_SCOPE for s in scopes):
+            scopes.append({"Name": GENERATED_SCOPE, "RecipientFilter": GENERATED_SCOPE_FILTER})
+        exchange.setdefault("managementRoleAssignments", []).append(
+            {
+                "Role": "Application Mail.Read",
+                "RoleAssignee": sp_id,
+                "RoleAssigneeType": "ServicePrincipal",
+                "Name": f"generated-application-{index:05d}",
+                "CustomResourceScope": GENERATED_SCOPE if scoped else None,
+            }
+        )
+
     def _application(self, index: int, kind: str | None, app_id: str) -> JsonObject:
-        keys = [self.key(index, -30, 10 if kind == "expiring-key" else 300)]
+        keys = [self.key(index, -30, 10 if kind == "expiring-key" else 300, supplied=kind in LINK_BREAKS)]
         if kind == "expired-leftover":
             keys.append(self.key(index, -400, -35))
         if kind == "long-lived-key":
@@ -257,7 +333,8 @@ class _Builder:
         permission = {"full-access": wellknown.FULL_ACCESS_AS_APP_ROLE_ID}.get(
             kind or "", wellknown.EXCHANGE_MANAGE_AS_APP_ROLE_ID
         )
-        requested = kind is not None and kind not in ("graph-mail", "not-in-manifest")
+        unrequested = ("graph-mail", "graph-mail-restricted", "not-in-manifest", *APPLICATION_ROLE_KINDS)
+        requested = kind is not None and kind not in unrequested
         return {
             "id": stable_guid(self.spec.seed, "app", str(index)),
             "appId": app_id,
@@ -288,14 +365,15 @@ def expand(
     source: str,
 ) -> None:
     """Append the spec's applications, service principals, grants and roles to the state document."""
-    if spec.certificate not in certificates:
-        raise SandboxStateError(
-            f"{source}: $.generate.certificate: no certificate named {spec.certificate!r} in $.certificates. "
-            "Fix the file."
-        )
+    for key, name in (("certificate", spec.certificate), ("supplied_certificate", spec.supplied_certificate)):
+        if name is not None and name not in certificates:
+            raise SandboxStateError(
+                f"{source}: $.generate.{key}: no certificate named {name!r} in $.certificates. Fix the file."
+            )
     for name in ("applications", "servicePrincipals", "appRoleAssignments", "roleAssignments"):
         state.setdefault(name, [])
-    builder = _Builder(state, spec, certificates[spec.certificate], now, sp_ids)
+    shared = certificates[spec.certificate]
+    builder = _Builder(state, spec, (shared, certificates.get(spec.supplied_certificate or "", shared)), now, sp_ids)
     for index in range(spec.applications):
         builder.add(index)
     state["servicePrincipalSignInActivities"] = [

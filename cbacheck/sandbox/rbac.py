@@ -29,6 +29,8 @@ RBAC_READS: Final = frozenset(
         "Get-RoleGroupMember",
         "Get-ManagementRoleAssignment",
         "Get-ManagementRole",
+        "Get-ManagementScope",
+        "Get-ApplicationAccessPolicy",  # UNCONFIRMED (A6): with the RBAC reads
     }
 )
 RBAC_WRITES: Final = frozenset({"New-ServicePrincipal", "Add-RoleGroupMember"})
@@ -89,6 +91,54 @@ CMDLET_ROLES: Final[dict[str, frozenset[str]]] = {
     **dict.fromkeys(RBAC_WRITES, _RBAC_WRITERS),
 }
 DEFAULT_WRITE_SCOPE: Final = "Organization"
+
+# --- RBAC for Applications ---------------------------------------------------------------------------
+# Application roles and the Graph (or EWS) permissions each carries, from Microsoft's table
+# (https://learn.microsoft.com/exchange/permissions-exo/application-rbac#supported-application-roles; a subset).
+# They are assignable only to service principal pointers (New-ManagementRoleAssignment -App) and run no cmdlet;
+# -CustomResourceScope names a management scope (New-ManagementScope -RecipientRestrictionFilter), and
+# -RecipientAdministrativeUnitScope an administrative unit; without either the assignment covers the organization.
+# UNCONFIRMED (A1): an assignment prints its scope as CustomResourceScope and RecipientWriteScope
+# CustomRecipientScope (or AdministrativeUnit); RoleAssignee is the pointer's ObjectId.
+APPLICATION_ROLES: Final[dict[str, tuple[str, ...]]] = {
+    "Application Mail.Read": ("Mail.Read",),
+    "Application Mail.ReadBasic": ("Mail.ReadBasic",),
+    "Application Mail.ReadWrite": ("Mail.ReadWrite",),
+    "Application Mail.Send": ("Mail.Send",),
+    "Application MailboxSettings.Read": ("MailboxSettings.Read",),
+    "Application MailboxSettings.ReadWrite": ("MailboxSettings.ReadWrite",),
+    "Application Calendars.Read": ("Calendars.Read",),
+    "Application Calendars.ReadWrite": ("Calendars.ReadWrite",),
+    "Application Contacts.Read": ("Contacts.Read",),
+    "Application Contacts.ReadWrite": ("Contacts.ReadWrite",),
+    "Application Mail Full Access": ("Mail.ReadWrite", "Mail.Send"),
+    "Application EWS.AccessAsApp": ("EWS.AccessAsApp",),
+}
+
+
+def application_scope_fields(assignment: Mapping[str, Any]) -> JsonObject:
+    """The write-scope fields of an Application role assignment as Get-ManagementRoleAssignment prints them."""
+    scope = assignment.get("CustomResourceScope")
+    unit = assignment.get("RecipientAdministrativeUnitScope")
+    kind = "CustomRecipientScope" if scope else ("AdministrativeUnit" if unit else DEFAULT_WRITE_SCOPE)
+    return {
+        "CustomResourceScope": scope or None,
+        "RecipientAdministrativeUnitScope": unit or None,
+        "RecipientWriteScope": kind,
+    }
+
+
+def management_scope(name: str, recipient_filter: str) -> JsonObject:
+    """A recipient management scope as Get-ManagementScope prints it (New-ManagementScope -RecipientRestrictionFilter,
+    https://learn.microsoft.com/powershell/module/exchangepowershell/new-managementscope)."""
+    return {
+        "Name": name,
+        "Identity": name,
+        "ScopeRestrictionType": "RecipientScope",
+        "Exclusive": False,
+        "RecipientRoot": None,
+        "RecipientFilter": recipient_filter,
+    }
 
 
 def _lower(values: Iterable[Any]) -> set[str]:
@@ -199,7 +249,11 @@ class ExchangeRbac:
         pointer = self.matching_pointer(app_id, sp_object_id)
         if pointer is None:
             return None
-        enabled = [a for a in self.assignments_for(pointer) if a.get("Enabled", True)]
+        enabled = [
+            a
+            for a in self.assignments_for(pointer)
+            if a.get("Enabled", True) and str(a["Role"]) not in APPLICATION_ROLES  # they grant data, not cmdlets
+        ]
         if not enabled:
             return None
         table = self.role_cmdlets()
@@ -222,4 +276,22 @@ def group_assignment(role: str, group: str) -> JsonObject:
         "CustomRecipientWriteScope": None,
         "RecipientAdministrativeUnitScope": None,
         "Enabled": True,
+    }
+
+
+ACCESS_RIGHTS: Final = ("RestrictAccess", "DenyAccess")
+
+
+def access_policy(app_id: str, access_right: str, scope: str) -> JsonObject:
+    """An Application Access Policy as Get-ApplicationAccessPolicy prints it (New-ApplicationAccessPolicy -AppId
+    -AccessRight -PolicyScopeGroupId, https://learn.microsoft.com/powershell/module/exchangepowershell/new-applicationaccesspolicy).
+    UNCONFIRMED (A7): the printed shape (one AppId GUID, ScopeName the group's name, Identity <appId>:<scope>)."""
+    return {
+        "Identity": f"{app_id}:{scope}",
+        "AppId": app_id,
+        "AccessRight": access_right,
+        "ScopeName": scope,
+        "ScopeIdentity": scope,
+        "Description": "",
+        "IsValid": True,
     }

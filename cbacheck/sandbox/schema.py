@@ -44,6 +44,8 @@ EXCHANGE_COLLECTIONS: Final = (
     "roleGroups",
     "managementRoleAssignments",
     "managementRoles",
+    "managementScopes",  # RBAC for Applications' resource scopes (Get-ManagementScope)
+    "applicationAccessPolicies",  # Get-ApplicationAccessPolicy: the older limit on Entra-granted mailbox access
     "organizationConfig",  # at most one object: the EWS settings Get-OrganizationConfig adds (sandbox.md)
 )
 

@@ -19,7 +19,16 @@ from cbacheck.sandbox.firstparty import (
     builtin_graph_sp,
     builtin_role_definitions,
 )
-from cbacheck.sandbox.rbac import BUILTIN_ROLE_GROUPS, DEFAULT_WRITE_SCOPE, ROLE_CMDLETS
+from cbacheck.sandbox.rbac import (
+    ACCESS_RIGHTS,
+    APPLICATION_ROLES,
+    BUILTIN_ROLE_GROUPS,
+    DEFAULT_WRITE_SCOPE,
+    ROLE_CMDLETS,
+    access_policy,
+    application_scope_fields,
+    management_scope,
+)
 from cbacheck.sandbox.schema import (
     APP_MANAGEMENT_POLICY,
     COLLECTIONS,
@@ -403,14 +412,18 @@ def _exchange(check: _Check, value: object) -> JsonObject:
         group.setdefault("DisplayName", name)
     check.unique(out["roleGroups"], "Name", "$.exchange.roleGroups")
     groups = {str(g["Name"]).lower() for g in out["roleGroups"]} | {g.lower() for g in BUILTIN_ROLE_GROUPS}
+    scopes = _management_scopes(check, out["managementScopes"])
+    _access_policies(check, out["applicationAccessPolicies"])
     for i, ra in enumerate(out["managementRoleAssignments"]):
         path = f"$.exchange.managementRoleAssignments[{i}]"
         role = check.string(ra, "Role", path)
         assignee = check.string(ra, "RoleAssignee", path)
-        _known_roles(check, [str(role)], roles, f"{path}.Role")
+        _known_roles(check, [str(role)], roles | set(APPLICATION_ROLES), f"{path}.Role")
         kind = ra.setdefault("RoleAssigneeType", "RoleGroup" if str(assignee).lower() in groups else "ServicePrincipal")
         if kind not in ("RoleGroup", "ServicePrincipal"):
             raise check.fail(f"{path}.RoleAssigneeType", "expected RoleGroup or ServicePrincipal")
+        if role in APPLICATION_ROLES:
+            _application_assignment(check, ra, scopes, path)
         check.boolean(ra, "Enabled", path)
         ra.setdefault("Enabled", True)
         ra.setdefault("RecipientWriteScope", DEFAULT_WRITE_SCOPE)
@@ -421,6 +434,36 @@ def _exchange(check: _Check, value: object) -> JsonObject:
         ra.setdefault("Identity", ra["Name"])
     check.unique(out["managementRoleAssignments"], "Name", "$.exchange.managementRoleAssignments")
     return out
+
+
+def _management_scopes(check: _Check, scopes: list[JsonObject]) -> set[str]:
+    """RBAC for Applications' recipient scopes: a Name and a RecipientFilter (Get-ManagementScope's shape)."""
+    for i, scope in enumerate(scopes):
+        path = f"$.exchange.managementScopes[{i}]"
+        name = check.string(scope, "Name", path)
+        scope.update({**management_scope(str(name), str(check.string(scope, "RecipientFilter", path))), **scope})
+    check.unique(scopes, "Name", "$.exchange.managementScopes")
+    return {str(s["Name"]).lower() for s in scopes}
+
+
+def _access_policies(check: _Check, policies: list[JsonObject]) -> None:
+    """Application Access Policies: an AppId (a GUID or *), an AccessRight and a ScopeName."""
+    for i, policy in enumerate(policies):
+        path = f"$.exchange.applicationAccessPolicies[{i}]"
+        app_id, right, scope = (str(check.string(policy, key, path)) for key in ("AppId", "AccessRight", "ScopeName"))
+        if right not in ACCESS_RIGHTS:
+            raise check.fail(f"{path}.AccessRight", f"expected one of {', '.join(ACCESS_RIGHTS)}")
+        policy.update({**access_policy(app_id, right, scope), **policy})
+
+
+def _application_assignment(check: _Check, ra: JsonObject, scopes: set[str], path: str) -> None:
+    """An Application role goes only to a service principal pointer; its scope must exist."""
+    if ra["RoleAssigneeType"] != "ServicePrincipal":
+        raise check.fail(f"{path}.RoleAssigneeType", "Application roles are assignable only to service principals")
+    scope = ra.get("CustomResourceScope")
+    if scope is not None and str(scope).lower() not in scopes:
+        raise check.fail(f"{path}.CustomResourceScope", f"no management scope {scope!r} in $.exchange.managementScopes")
+    ra.update(application_scope_fields(ra))
 
 
 def _relation(check: _Check, name: str, value: object, apps: list[JsonObject]) -> JsonObject:

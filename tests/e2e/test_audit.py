@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 
 from cbacheck import cli, wellknown
-from cbacheck.catalogue import AUDIT_CATALOGUE
+from cbacheck.catalogue import AUDIT_CATALOGUE, CATALOGUE
 from cbacheck.commands import demo as democommand
 from cbacheck.errors import ExitCode
 from cbacheck.report.audit import AUDIT_SCHEMA
@@ -41,11 +45,31 @@ def _audit(sb: Sandbox, tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any
     return status, json.loads((out / "audit.json").read_text(encoding="utf-8"))
 
 
+PASSWORD = "pfx-password-5e1a"
+
+
+def _certificate_folder(sb: Sandbox, folder: Path) -> Path:
+    """The app's certificate as a password-protected PFX (it matches the app under test and the generated
+    own-certificate apps), and the admin's PEM, which matches no audited app (the admin is a tool)."""
+    pem = sb.identities["under_test"].cert_path.read_bytes()
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    certificate = x509.load_pem_x509_certificate(pem)
+    encryption = serialization.BestAvailableEncryption(PASSWORD.encode())
+    folder.mkdir()
+    (folder / "app.pfx").write_bytes(pkcs12.serialize_key_and_certificates(b"app", key, certificate, None, encryption))
+    (folder / "admin.pem").write_bytes(sb.identities["admin"].cert_path.read_bytes())
+    return folder
+
+
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], Path, Sandbox]:
     tmp_path = tmp_path_factory.mktemp("audit")
-    with Sandbox(SCENARIO, workdir=tmp_path / "sandbox") as sb:
-        status, document = _audit(sb, tmp_path, "--sarif", str(tmp_path / "reports" / "audit.sarif"))
+    with Sandbox(SCENARIO, workdir=tmp_path / "sandbox") as sb, pytest.MonkeyPatch.context() as env:
+        env.setenv("CBACHECK_CERTIFICATES_PASSWORD", PASSWORD)
+        folder = _certificate_folder(sb, tmp_path / "certificates")
+        sarif = str(tmp_path / "reports" / "audit.sarif")
+        status, document = _audit(sb, tmp_path, "--certificates", str(folder), "--sarif", sarif)
         return status, document, tmp_path, sb
 
 
@@ -53,6 +77,8 @@ def test_every_generated_holder_fails_exactly_what_the_scenario_declares(audited
     status, document, _, _ = audited
     spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"], "test")
     declared = generate.declared_breaks(spec)
+    for app_id, breaks in generate.declared_link_breaks(spec).items():  # their certificate was supplied
+        declared[app_id] = declared[app_id] | breaks
     apps = {app["appId"]: app for app in document["apps"]}
     assert set(declared) <= set(apps), "a generated holder was not found"
     kinds = {generate.kind_of(i, spec) for i in range(spec.applications)} - {None}
@@ -109,7 +135,7 @@ def test_the_document_follows_its_schema_and_the_catalogue(audited: Any) -> None
     jsonschema.validate(document, AUDIT_SCHEMA)
     for app in document["apps"]:
         for record in app["requirements"]:
-            entry = AUDIT_CATALOGUE[record["id"]]
+            entry = AUDIT_CATALOGUE.get(record["id"]) or CATALOGUE[record["id"]]
             assert (record["title"], record["severity"]) == (entry.title, entry.severity)
 
 
@@ -221,8 +247,10 @@ def test_the_markdown_summary_lists_every_principal_that_did_not_pass(audited: A
 
 def test_an_exception_naming_an_app_accepts_its_finding_and_no_other(tmp_path: Path) -> None:
     spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"], "test")
-    secret_apps = [app_id for app_id, breaks in generate.declared_breaks(spec).items() if breaks == {"CBA-AUD-003"}]
-    accepted_app, other_app = secret_apps[:2]
+    declared = generate.declared_breaks(spec)
+    # The accepted app fails CBA-AUD-003 alone; the other one fails it too (with or without other findings).
+    (accepted_app,) = [app_id for app_id, breaks in declared.items() if breaks == {"CBA-AUD-003"}][:1]
+    other_app = next(app_id for app_id, found in declared.items() if "CBA-AUD-003" in found and app_id != accepted_app)
     exceptions = tmp_path / "exceptions.toml"
     exceptions.write_text(
         f'[[exception]]\nid = "CBA-AUD-003"\napp_id = "{accepted_app}"\n'
@@ -237,6 +265,8 @@ def test_an_exception_naming_an_app_accepts_its_finding_and_no_other(tmp_path: P
     (record,) = [r for r in apps[accepted_app]["requirements"] if r["id"] == "CBA-AUD-003"]
     assert record["outcome"] == "accepted" and "security@contoso.example" in record["message"]
     assert apps[other_app]["verdict"] == "failed"
+    (other,) = [r for r in apps[other_app]["requirements"] if r["id"] == "CBA-AUD-003"]
+    assert other["outcome"] == "failed"
 
 
 def test_the_sarif_log_has_one_result_per_failed_app_and_requirement_and_validates(audited: Any) -> None:
@@ -255,3 +285,81 @@ def test_the_sarif_log_has_one_result_per_failed_app_and_requirement_and_validat
     for result in run["results"]:
         (logical,) = result["locations"][0]["logicalLocations"]
         assert logical["name"] == apps[result["properties"]["app"]]["displayName"]
+
+
+def _of_kind(document: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"], "test")
+    apps = {app["appId"]: app for app in document["apps"]}
+    found = [apps[generate.app_id_of(i, spec)] for i in range(spec.applications) if generate.kind_of(i, spec) == kind]
+    assert found, f"the scenario must hold a {kind} app"
+    return found
+
+
+def _record(app: dict[str, Any], req_id: str) -> dict[str, Any]:
+    (record,) = [r for r in app["requirements"] if r["id"] == req_id]
+    return record
+
+
+def test_rbac_for_applications_is_read_and_an_entra_grant_stays_unscoped_beside_it(audited: Any) -> None:
+    _, document, tmp_path, _ = audited
+    assert "RBAC for Applications" not in document["not_read"]
+    scoped_note = f"management scope {generate.GENERATED_SCOPE} ({generate.GENERATED_SCOPE_FILTER})"
+    for app in _of_kind(document, "graph-mail-scoped"):  # found through Exchange alone
+        assert app["permissions"] == [f"{wellknown.RBAC_FOR_APPLICATIONS}/Application Mail.Read"]
+        assert _record(app, "CBA-AUD-014")["outcome"] == "passed"
+        assert scoped_note in _record(app, "CBA-AUD-014")["message"]
+        assert app["applicationRbac"] == [f"Application Mail.Read over {scoped_note}"]
+    for app in _of_kind(document, "graph-mail-both"):
+        record = _record(app, "CBA-AUD-011")
+        assert record["outcome"] == "failed" and "remove the Entra grant" in record["message"], record
+        assert scoped_note in record["message"] and _record(app, "CBA-AUD-014")["outcome"] == "passed"
+    for app in _of_kind(document, "graph-mail"):
+        assert "no scoped RBAC for Applications assignment" in _record(app, "CBA-AUD-011")["message"]
+    for app in _of_kind(document, "graph-mail-restricted"):  # the older limit on an Entra grant
+        record = _record(app, "CBA-AUD-011")
+        assert record["outcome"] == "passed" and "Application Access Policy" in record["message"], record
+    for app in _of_kind(document, "rbac-app-unscoped"):
+        record = _record(app, "CBA-AUD-014")
+        assert record["outcome"] == "failed" and "the whole organization (no scope)" in record["message"]
+    html = (tmp_path / "reports" / "audit.html").read_text(encoding="utf-8")
+    assert generate.GENERATED_SCOPE in html
+
+
+def test_rbac_for_applications_unreadable_is_named_in_the_graph_mailbox_finding(tmp_path: Path) -> None:
+    doc = json.loads(SCENARIO.read_text(encoding="utf-8"))
+    doc["state"]["exchange"]["roleGroups"] = []  # the auditor holds no Exchange role: no RBAC read
+    scenario = tmp_path / "audit-without-exchange-roles.json"
+    scenario.write_text(json.dumps(doc), encoding="utf-8")
+    with Sandbox(scenario, workdir=tmp_path / "sandbox") as sb:
+        _, document = _audit(sb, tmp_path)
+    assert "needs View-Only Organization Management" in document["not_read"]["RBAC for Applications"]
+    for app in _of_kind(document, "graph-mail") + _of_kind(document, "graph-mail-restricted"):
+        record = _record(app, "CBA-AUD-011")  # an Application Access Policy could limit it: not verified
+        assert record["outcome"] == "error" and "Application Access Policies not read" in record["message"], record
+        assert "RBAC for Applications not read" in record["message"] and app["applicationRbac"] is None
+
+
+def test_apps_whose_certificate_was_supplied_get_the_token_and_exchange_links(audited: Any) -> None:
+    _, document, tmp_path, sb = audited
+    apps = {app["appId"]: app for app in document["apps"]}
+    under_test = apps[sb.identities["under_test"].app_id]  # healthy: every link holds
+    links = {r["id"]: r["outcome"] for r in under_test["requirements"] if r["id"].startswith(("CBA-TOKEN", "CBA-EXO"))}
+    assert links == dict.fromkeys(("CBA-TOKEN-001", "CBA-TOKEN-002", "CBA-TOKEN-003", "CBA-EXO-001"), "passed")
+    assert under_test["certificate"]["file"] == "app.pfx"
+    claims = _record(under_test, "CBA-TOKEN-002")["evidence"]["observed"]["token claims"]  # the token's, not it
+    assert "Exchange.ManageAsApp" in claims["roles"] and claims["appid"] == under_test["appId"]
+    for app in _of_kind(document, "own-certificate-no-role"):  # the same functions `cbacheck run` judges with
+        assert _record(app, "CBA-EXO-001")["outcome"] in ("failed", "blocked")
+        assert "isn't supported in this scenario" in _record(app, "CBA-EXO-001")["message"]
+        assert "(in this audit: CBA-AUD-008)" in _record(app, "CBA-TOKEN-002")["message"]
+    others = [app for app in document["apps"] if app["certificate"] is None]
+    assert others and not any(r["id"].startswith("CBA-TOKEN") for app in others for r in app["requirements"])
+    files = {f["file"]: f for f in document["certificates"]}
+    assert set(files["app.pfx"]["appIds"]) == {sb.identities["under_test"].app_id} | {
+        app["appId"] for kind in generate.LINK_BREAKS for app in _of_kind(document, kind)
+    }
+    unmatched = files["admin.pem"]  # the admin is a tool, not an audited app: listed, not dropped
+    assert unmatched["appIds"] == [] and len(unmatched["thumbprint"]) == 40
+    assert unmatched["thumbprint"] in document["not_read"]["supplied certificates"]
+    html = (tmp_path / "reports" / "audit.html").read_text(encoding="utf-8")
+    assert "admin.pem" in html and "CBA-EXO-001" in html

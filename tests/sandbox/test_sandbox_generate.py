@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,8 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, Cli
 
 
 def test_a_generated_tenant_shares_one_certificate_across_its_keys(tmp_path: Path) -> None:
-    built = build(load_scenario(_scenario(tmp_path, applications=300)))
+    # Without supplied_certificate the own-certificate kinds too are keyed with the shared certificate.
+    built = build(load_scenario(_scenario(tmp_path, applications=300, supplied_certificate=None)))
     generated = [a for a in built.state["applications"] if a["displayName"].startswith("generated")]
     assert len(generated) >= 290  # managed identities have no application
     assert len({key["customKeyIdentifier"] for app in generated for key in app["keyCredentials"]}) == 1
@@ -69,3 +71,24 @@ def test_owners_and_federated_credentials_are_served_per_application(big: tuple[
     federated = next(iter(state["federatedIdentityCredentials"]))
     creds = client.graph("GET", f"/applications/{federated}/federatedIdentityCredentials").json()["value"]
     assert creds[0]["issuer"] == "https://token.actions.githubusercontent.com"
+
+
+def test_the_own_certificate_kinds_are_keyed_with_the_supplied_certificate(tmp_path: Path) -> None:
+    built = build(load_scenario(_scenario(tmp_path, applications=300)))
+    spec = generate.parse_spec(load_scenario(SCENARIO).doc["generate"] | {"applications": 300}, "test")
+    own = set(generate.declared_link_breaks(spec))
+    supplied = built.certificates["app"].thumbprint_sha1
+    for app in built.state["applications"]:
+        if app["displayName"].startswith("generated"):
+            thumbprints = {base64.b64decode(k["customKeyIdentifier"]).hex().upper() for k in app["keyCredentials"]}
+            assert (thumbprints == {supplied}) is (app["appId"] in own), app["displayName"]
+    assert own
+
+
+def test_rbac_for_applications_kinds_hold_application_roles_with_and_without_a_scope(tmp_path: Path) -> None:
+    built = build(load_scenario(_scenario(tmp_path, applications=300)))
+    exchange = built.state["exchange"]
+    assert [s["Name"] for s in exchange["managementScopes"]] == [generate.GENERATED_SCOPE]
+    application = [a for a in exchange["managementRoleAssignments"] if a["Role"].startswith("Application ")]
+    assert {a["RoleAssigneeType"] for a in application} == {"ServicePrincipal"}
+    assert {a["RecipientWriteScope"] for a in application} == {"CustomRecipientScope", "Organization"}

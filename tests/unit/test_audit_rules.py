@@ -7,9 +7,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cbacheck import wellknown
-from cbacheck.auditfacts import AuditFacts, EwsPolicy, Holder
+from cbacheck.auditfacts import AccessPolicy, ApplicationRoleAssignment, AuditFacts, EwsPolicy, Holder
+from cbacheck.collect.application_rbac import access_policies, application_assignments
 from cbacheck.config import Settings
-from cbacheck.facts import AppRegistration, DirectoryRoleAssignment, KeyCredential, ServicePrincipal
+from cbacheck.facts import (
+    AppRegistration,
+    DirectoryRoleAssignment,
+    ExchangeServicePrincipal,
+    KeyCredential,
+    ServicePrincipal,
+)
 from cbacheck.report import audit
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -70,3 +77,77 @@ def test_unread_role_assignments_make_authorisation_an_error_never_a_pass() -> N
     holder = _holder((f"{EXO}/Exchange.ManageAsApp",))
     facts = AuditFacts(NOW, "t", (holder,), {}, not_read={"directory role active assignments": "403"})
     assert audit.authorised(holder, facts, Settings()).outcome == "error"
+
+
+def test_application_role_assignments_are_mapped_to_principals_with_their_scope() -> None:
+    pointers = [ExchangeServicePrincipal("app-1", "SP-1", "SP-1", "app one")]
+    items = [
+        {"Role": "Application Mail.Read", "RoleAssignee": "sp-1", "CustomResourceScope": "Canadian users"},
+        {"Role": "Application Calendars.Read", "RoleAssignee": "app one", "RecipientAdministrativeUnitScope": "au-1"},
+        {"Role": "Application Contacts.Read", "RoleAssignee": "SP-1"},  # the whole organization
+        {"Role": "Application Mail.Send", "RoleAssignee": "SP-1", "Enabled": False},
+        {"Role": "Application Mail.Read", "RoleAssignee": "another pointer"},
+        {"Role": "View-Only Configuration", "RoleAssignee": "SP-1"},  # not an Application role
+    ]
+    scopes = [{"Name": "Canadian Users", "RecipientFilter": "CustomAttribute1 -eq '012332'"}]
+    found = application_assignments(items, pointers, scopes)
+    assert [a.describe() for a in found["sp-1"]] == [
+        "Application Mail.Read over management scope Canadian users (CustomAttribute1 -eq '012332')",
+        "Application Calendars.Read over administrative unit au-1",
+        "Application Contacts.Read over the whole organization (no scope)",
+    ]
+    assert set(found) == {"sp-1"}
+
+
+def _mail_facts(holder: Holder, scoped: bool | None, policies: tuple[AccessPolicy, ...] = ()) -> AuditFacts:
+    if scoped is None:
+        unread = {"RBAC for Applications": "not read: 403 (needs X)"}
+        return AuditFacts(NOW, "t", (holder,), {}, not_read=unread, access_policies=policies)
+    grant = ApplicationRoleAssignment("a", "Application Mail.Read", "sp-1", "management scope S" if scoped else None)
+    return AuditFacts(NOW, "t", (holder,), {}, application_rbac={"sp-1": (grant,)}, access_policies=policies)
+
+
+def test_an_entra_mailbox_grant_fails_whatever_rbac_for_applications_adds() -> None:
+    holder = _holder(("Microsoft Graph/Mail.Read", f"{wellknown.RBAC_FOR_APPLICATIONS}/Application Mail.Read"))
+    rules = [rule.__name__ for rule in audit.rules_for(holder)]
+    assert "graph_mailbox" in rules and "application_rbac_scoped" in rules
+    both = audit.graph_mailbox(holder, _mail_facts(holder, True), Settings())
+    assert (
+        both.outcome == "failed" and "management scope S" in both.message and "remove the Entra grant" in both.message
+    )
+    unread = audit.graph_mailbox(holder, _mail_facts(holder, None), Settings())
+    assert unread.outcome == "failed" and "RBAC for Applications not read: 403 (needs X)" in unread.message
+    assert audit.application_rbac_scoped(holder, _mail_facts(holder, True), Settings()).outcome == "passed"
+    assert audit.application_rbac_scoped(holder, _mail_facts(holder, False), Settings()).outcome == "failed"
+
+
+def test_a_principal_with_mailbox_access_only_through_rbac_for_applications_is_judged_by_its_scope() -> None:
+    holder = _holder((f"{wellknown.RBAC_FOR_APPLICATIONS}/Application Mail.Read",))
+    rules = [rule.__name__ for rule in audit.rules_for(holder)]
+    assert "application_rbac_scoped" in rules and "graph_mailbox" not in rules
+
+
+def test_an_application_access_policy_decides_whether_an_entra_grant_is_scoped() -> None:
+    holder = _holder(("Microsoft Graph/Mail.Read",))
+    restrict = AccessPolicy("app-1", "RestrictAccess", "Sales")
+    deny = AccessPolicy("*", "DenyAccess", "Executives")  # "*" names every app
+    other = AccessPolicy("app-2", "RestrictAccess", "Elsewhere")
+    limited = audit.graph_mailbox(holder, _mail_facts(holder, False, (restrict, deny)), Settings())
+    assert limited.outcome == "passed" and "Sales (RestrictAccess)" in limited.message
+    denied = audit.graph_mailbox(holder, _mail_facts(holder, False, (deny, other)), Settings())
+    assert denied.outcome == "failed" and "every mailbox of the tenant but Executives (DenyAccess)" in denied.message
+    unread = AuditFacts(NOW, "t", (holder,), {}, not_read={"Application Access Policies": "not read: 401 (needs Y)"})
+    unknown = audit.graph_mailbox(holder, unread, Settings())
+    assert unknown.outcome == "error" and "not read: 401 (needs Y)" in unknown.message
+
+
+def test_access_policies_are_read_one_per_app_they_name() -> None:
+    items = [
+        {"AppId": "APP-1", "AccessRight": "RestrictAccess", "ScopeName": "Sales"},
+        {"AppId": ["app-2", "app-3"], "AccessRight": "DenyAccess", "ScopeName": "Executives"},
+    ]
+    assert [(p.app_id, p.access_right) for p in access_policies(items)] == [
+        ("app-1", "RestrictAccess"),
+        ("app-2", "DenyAccess"),
+        ("app-3", "DenyAccess"),
+    ]

@@ -30,6 +30,7 @@ SUBJECT_SETTINGS = {
     "admin_app_id",
     "admin_cert",
     "admin_cert_password",
+    "certificates_password",
     "report_dir",
     "html",
     "json",
