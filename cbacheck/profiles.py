@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from cbacheck import wellknown
 
@@ -69,9 +69,12 @@ class Profile:
     # cloud and GCC only).
     token_and_probe_collected: bool = False
     token_resource: str = ""
-    # Another profile's probe (its token's resource named): sent to https://{endpoint}{probe_path}, or to the
-    # exchange_url override when one is set (the sandbox, a test proxy).
+    # Another profile's probe (its token's resource named): sent to {its cloud endpoint}{probe_path}. The cloud
+    # field naming that endpoint (overridden by the setting of the same name: the sandbox, a test proxy), and the
+    # one naming its token's resource ("": this version asks for no token of its own).
     probe_path: str = "/adminapi/beta/{tenant}/InvokeCommand"
+    endpoint_field: str = "exchange_url"
+    token_resource_field: str = ""
     unconfirmed: tuple[str, ...] = ()
 
 
@@ -120,6 +123,8 @@ PROFILES: Final[dict[str, Profile]] = {
         # The audience Connect-IPPSSession asks for: UNCONFIRMED (not documented); Entra resolves it through
         # the EOP service principal's wildcard name https://*.protection.outlook.com.
         token_resource=wellknown.SECURITY_COMPLIANCE_RESOURCE,
+        endpoint_field="compliance_url",
+        token_resource_field="compliance_resource",
         unconfirmed=(
             "the token audience and the REST endpoint of Security & Compliance PowerShell",
             "the redirect from ps.compliance.protection.outlook.com to a regional host",
@@ -177,13 +182,26 @@ def permission_in(profile: Profile, cloud: str) -> tuple[Permission, bool]:
 
 def token_resource_in(profile: Profile, cloud: str) -> str:
     """The resource another profile's token is asked for in that cloud ("" when this version does not ask)."""
-    return profile.token_resource if cloud in _COMMERCIAL_CLOUDS else ""
+    if not profile.token_resource_field:
+        return ""
+    resource: str = getattr(wellknown.CLOUDS[cloud], profile.token_resource_field)
+    return resource
 
 
-def probe_url_in(profile: Profile, exchange_url_override: str | None, tenant_for_url: str) -> str:
-    """Where another profile's probe is sent: its endpoint, or the exchange_url override (sandbox, test proxy)."""
-    base = (exchange_url_override or f"https://{profile.endpoint}").rstrip("/")
+def probe_url_in(profile: Profile, endpoints: wellknown.Cloud, tenant_for_url: str) -> str:
+    """Where another profile's probe is sent: its endpoint in the cloud, overrides applied (`Settings.cloud_endpoints`).
+
+    Security & Compliance has its own override (compliance_url): an exchange_url override never redirects it.
+    """
+    base = str(getattr(endpoints, profile.endpoint_field)).rstrip("/")
     return base + profile.probe_path.format(tenant=quote(tenant_for_url, safe=".-"))
+
+
+def service_domains_in(profile: Profile, cloud: str) -> tuple[str, ...]:
+    """The hosts a redirect of the profile's probe may lead to: its service domains and its Microsoft host in the cloud
+    (never an override's host)."""
+    host = urlsplit(str(getattr(wellknown.CLOUDS[cloud], profile.endpoint_field))).hostname or ""
+    return tuple(dict.fromkeys((*profile.service_domains, *((host,) if host else ()))))
 
 
 def permissions_of(names: Iterable[str]) -> tuple[Permission, ...]:

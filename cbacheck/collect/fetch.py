@@ -310,8 +310,8 @@ def _profile_tokens(settings: Settings, session: requests.Session, path: _AppPat
             tenant_for_url = settings.organization or settings.tenant or ""
             target = ProbeTarget(
                 profile.probe_cmdlet,
-                profiles.probe_url_in(profile, settings.exchange_url, tenant_for_url),
-                profile.service_domains,
+                profiles.probe_url_in(profile, settings.cloud_endpoints, tenant_for_url),
+                profiles.service_domains_in(profile, settings.cloud),
             )
             anchor = str(token.claims.get("tid") or settings.tenant or "")
             path.profile_probes[name] = probe_exchange(

@@ -442,3 +442,28 @@ def test_a_fix_still_propagating_marks_pending_only_its_own_profiles_results() -
     ]
     mark_pending(records, {"CBA-PERM-003@security-compliance": "consent reaches tokens late"})
     assert [r["outcome"] for r in records] == ["blocked", "pending"]
+
+
+def test_an_exchange_url_override_does_not_redirect_the_security_compliance_probe() -> None:
+    from cbacheck.config import Settings
+
+    only_exchange = Settings(exchange_url="https://127.0.0.1:8443")
+    url = profiles.probe_url_in(SC, only_exchange.cloud_endpoints, "contoso.onmicrosoft.com")
+    assert url == "https://ps.compliance.protection.outlook.com/adminapi/beta/contoso.onmicrosoft.com/InvokeCommand"
+    both = Settings(exchange_url="https://127.0.0.1:8443", compliance_url="https://127.0.0.1:9443/")
+    assert profiles.probe_url_in(SC, both.cloud_endpoints, "contoso.onmicrosoft.com").startswith(
+        "https://127.0.0.1:9443/adminapi/beta/"
+    )
+    # Exchange Online's own profile still follows exchange_url.
+    assert profiles.probe_url_in(EXO, only_exchange.cloud_endpoints, "x").startswith("https://127.0.0.1:8443/")
+
+
+def test_the_security_compliance_endpoint_and_token_follow_the_cloud() -> None:
+    from cbacheck.config import Settings
+
+    gcchigh = Settings(cloud="gcchigh")
+    assert profiles.probe_url_in(SC, gcchigh.cloud_endpoints, "x").startswith("https://ps.compliance.protection.office365.us/")
+    assert profiles.token_resource_in(SC, "gcchigh") == "https://ps.compliance.protection.office365.us"
+    assert profiles.token_resource_in(SC, "dod") == ""  # not asked: UNCONFIRMED
+    assert "ps.compliance.protection.office365.us" in profiles.service_domains_in(SC, "gcchigh")
+    assert "127.0.0.1" not in profiles.service_domains_in(SC, "global")
