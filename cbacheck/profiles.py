@@ -60,10 +60,16 @@ class Profile:
     # Hosts a redirect may lead to (the profile's service domains); anything else is refused.
     service_domains: tuple[str, ...]
     role_not_supported_text: str
-    # The app's Exchange RBAC as cbacheck reads it (Get-ServicePrincipal, role groups, assignments through
-    # the Exchange admin API) is this profile's: not so for Security & Compliance, whose role groups are
-    # its own and not read by this version.
+    # The app's RBAC in this profile's service is read: Exchange's through the Exchange admin API
+    # (Get-ServicePrincipal, role groups, assignments), or, with own_role_groups, the service's own role groups
+    # through its endpoint with the auditor's token for its resource (Get-ServicePrincipal, Get-RoleGroup).
     exchange_rbac_collected: bool = True
+    own_role_groups: bool = False
+    # Where that RBAC lives (messages) and what the auditor needs to read it (an error's missing permission).
+    rbac_service: str = "Exchange"
+    auditor_rbac_needs: str = (
+        "Exchange.ManageAsApp and View-Only Organization Management (or Global Reader) for the auditor"
+    )
     # What this version collects for the profile through the default chain's facts (exchange-online only);
     # another profile's token, and its probe, are collected when it names the resource to ask for (global
     # cloud and GCC only).
@@ -76,6 +82,16 @@ class Profile:
     endpoint_field: str = "exchange_url"
     token_resource_field: str = ""
     unconfirmed: tuple[str, ...] = ()
+
+    @property
+    def rbac_key(self) -> str:
+        """How TenantFacts names this profile's RBAC: its name when its role groups are its own, "" for Exchange's."""
+        return self.name if self.own_role_groups else ""
+
+    @property
+    def probe_key(self) -> str:
+        """How TenantFacts names this profile's probe: "" for the Exchange probe of the default chain's facts."""
+        return "" if self.token_and_probe_collected else self.name
 
 
 EXCHANGE_ONLINE_PERMISSION: Final = Permission(
@@ -119,7 +135,17 @@ PROFILES: Final[dict[str, Profile]] = {
         # The reported redirect to a regional host (eur05b.ps.compliance.protection.outlook.com) stays in it.
         (wellknown.SECURITY_COMPLIANCE_HOST,),
         wellknown.EXCHANGE_ROLE_NOT_SUPPORTED,
-        exchange_rbac_collected=False,
+        # Option 2 of the app-only article applies to Security & Compliance PowerShell too (New-ServicePrincipal,
+        # Add-RoleGroupMember there; https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2
+        # #option-2-assign-custom-role-groups-to-the-application-using-service-principals): its role groups are
+        # its own, read through its endpoint. UNCONFIRMED: that Get-RoleGroup lists their Members there.
+        own_role_groups=True,
+        rbac_service="Security & Compliance",
+        auditor_rbac_needs=(
+            "Exchange.ManageAsApp on Microsoft Exchange Online Protection (admin consent) for the auditor, and its "
+            "service principal pointer in a Security & Compliance role group that may run Get-ServicePrincipal and "
+            "Get-RoleGroup, or the Entra role Global Reader"
+        ),
         # The audience Connect-IPPSSession asks for: UNCONFIRMED (not documented); Entra resolves it through
         # the EOP service principal's wildcard name https://*.protection.outlook.com.
         token_resource=wellknown.SECURITY_COMPLIANCE_RESOURCE,
@@ -130,6 +156,11 @@ PROFILES: Final[dict[str, Profile]] = {
             "the redirect from ps.compliance.protection.outlook.com to a regional host",
             "the probe cmdlet Get-Label as the read-only proof",
             "the error texts of the Security & Compliance endpoint",
+            "that Get-ServicePrincipal and Get-RoleGroup answer through that endpoint with the auditor's app-only "
+            "token, and that Get-RoleGroup lists each group's Members there",
+            "that a Security & Compliance role group membership of the app's service principal pointer authorises "
+            "it like an Exchange role group does",
+            "the token audience in GCC High (https://ps.compliance.protection.office365.us)",
         ),
     ),
     EXCHANGE_ADMIN_API: Profile(

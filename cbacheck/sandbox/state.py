@@ -19,6 +19,7 @@ from cbacheck.sandbox.faults import Conflict, InvalidRequest, ObjectNotFound
 from cbacheck.sandbox.schema import (
     APP_MANAGEMENT_POLICY,
     COLLECTIONS,
+    COMPLIANCE,
     DEFAULT_APP_MANAGEMENT_POLICY,
     EXCHANGE_COLLECTIONS,
     RELATIONS,
@@ -58,6 +59,10 @@ class TenantState:
         exchange = data.get("exchange") or {}
         self.exchange: dict[str, list[JsonObject]] = {
             name: list(exchange.get(name, [])) for name in EXCHANGE_COLLECTIONS
+        }
+        compliance = data.get(COMPLIANCE) or {}
+        self.compliance: dict[str, list[JsonObject]] = {
+            name: list(compliance.get(name, [])) for name in EXCHANGE_COLLECTIONS
         }
         self.relations: dict[str, dict[str, list[JsonObject]]] = {
             name: {k.lower(): list(v) for k, v in (data.get(name) or {}).items()} for name in RELATIONS
@@ -435,6 +440,8 @@ class TenantState:
                 doc["builtins"] = off
             if any(self.exchange.values()):
                 doc["exchange"] = copy.deepcopy(self.exchange)
+            if any(self.compliance.values()):
+                doc[COMPLIANCE] = copy.deepcopy(self.compliance)
             for name, related in self.relations.items():
                 if related:
                     doc[name] = copy.deepcopy(related)

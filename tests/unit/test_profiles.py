@@ -467,3 +467,49 @@ def test_the_security_compliance_endpoint_and_token_follow_the_cloud() -> None:
     assert profiles.token_resource_in(SC, "dod") == ""  # not asked: UNCONFIRMED
     assert "ps.compliance.protection.office365.us" in profiles.service_domains_in(SC, "gcchigh")
     assert "127.0.0.1" not in profiles.service_domains_in(SC, "global")
+
+
+# --- Security & Compliance role groups (CBA-ROLE-001 and CBA-TOKEN-002 of security-compliance) ------------------
+
+
+def sc_role_001(facts: Any) -> dict[str, Any]:
+    return run(
+        role_checks.test_supported_role_assigned_at_tenant_scope,
+        app_sp=tf.app_sp(),
+        role_assignments=facts.role_assignments,
+        tenant_facts=facts,
+        cba_settings=tf.settings(profile=("security-compliance",)),
+        cba_profile=SC,
+    )
+
+
+def test_security_compliance_role_groups_read_and_empty_make_exchange_administrator_alone_a_failure() -> None:
+    facts = sc_tenant(role_assignments=(tf.role(),), profile_rbac={SC.name: tf.rbac()})  # Exchange Administrator
+    with pytest.raises(AssertionError, match="no Security & Compliance RBAC role"):
+        sc_role_001(facts)
+
+
+def test_a_security_compliance_role_group_membership_authorises_the_app_without_a_supported_entra_role() -> None:
+    sp_id = tf.app_sp().object_id
+    member = tf.rbac(object_id=sp_id, roles=("Sensitivity Label Reader",), group="Label readers")
+    facts = sc_tenant(role_assignments=(tf.role(),), profile_rbac={SC.name: member})
+    record = sc_role_001(facts)
+    assert record["details"]["authorised by"] == [role_checks.RBAC_PATH]
+    # Exchange's own RBAC does not count for Security & Compliance, nor the reverse.
+    exchange_only = sc_tenant(role_assignments=(tf.role(),), exchange_rbac=member, profile_rbac={SC.name: tf.rbac()})
+    with pytest.raises(AssertionError):
+        sc_role_001(exchange_only)
+    # Its token then needs no supported role in wids.
+    sc_token = tf.token(aud=SC.token_resource, wids=[wellknown.EXCHANGE_ADMINISTRATOR])
+    token_002(sc_token, facts, SC)
+
+
+def test_security_compliance_role_groups_unread_stay_an_error_naming_what_the_auditor_needs() -> None:
+    from cbacheck.facts import Unavailable
+
+    unread = Unavailable("the app's Security & Compliance role groups", "Exchange refused Get-ServicePrincipal: 401")
+    facts = sc_tenant(role_assignments=(tf.role(),), profile_rbac={SC.name: unread})
+    with pytest.raises(FactUnavailable) as caught:
+        sc_role_001(facts)
+    assert "Microsoft Exchange Online Protection" in caught.value.missing.missing_permission
+    assert "cannot be ruled out" in caught.value.missing.reason
