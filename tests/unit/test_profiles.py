@@ -310,7 +310,9 @@ def test_security_compliance_plan_adds_and_grants_the_eop_permission_only() -> N
     assert isinstance(add, AddRequiredResourceAccess) and isinstance(grant, GrantAppRole)
     assert (add.resource_app_id, add.app_role_id) == (wellknown.EOP_APP_ID, wellknown.EOP_MANAGE_AS_APP_ROLE_ID)
     assert (grant.resource_id, grant.app_role_id) == (EOP_SP_ID, wellknown.EOP_MANAGE_AS_APP_ROLE_ID)
-    assert add.mends == ("CBA-PERM-002@security-compliance",) and not grant.token_carries_role
+    assert add.mends == ("CBA-PERM-002@security-compliance",)
+    # Verified in the app's Security & Compliance token, which cbacheck asks for in the global cloud.
+    assert grant.token_carries_role and grant.token_profile == "security-compliance"
 
 
 def test_no_permission_is_written_where_its_cloud_mapping_is_unconfirmed() -> None:
@@ -329,9 +331,25 @@ def test_no_permission_is_written_where_its_cloud_mapping_is_unconfirmed() -> No
     assert [type(action) for action in actions] == [AddRequiredResourceAccess, GrantAppRole]
 
 
-def test_another_profiles_missing_role_is_a_manual_step_naming_its_least_privilege() -> None:
+def test_another_profiles_missing_role_is_its_least_privilege_assigned_never_global_administrator() -> None:
+    from cbacheck.fixers.actions import AssignDirectoryRole
+
+    failed = {"CBA-ROLE-001@security-compliance"}
+    facts = sc_tenant(role_assignments=(tf.role(),), profile_rbac={SC.name: tf.rbac()})
+    for required in ("Exchange Administrator", "Global Administrator"):
+        settings = tf.settings(profile=("security-compliance",), required_role=required)
+        [action] = plan(settings, facts, None, failed)
+        assert isinstance(action, AssignDirectoryRole), action
+        assert action.role_definition_id == wellknown.COMPLIANCE_ADMINISTRATOR
+        assert action.mends == ("CBA-ROLE-001@security-compliance",)
+    # A supported role the settings name is kept (Global Reader for read-only automation).
+    reader = tf.settings(profile=("security-compliance",), required_role="Global Reader")
+    [action] = plan(reader, facts, None, failed)
+    assert isinstance(action, AssignDirectoryRole) and action.role_definition_id == wellknown.GLOBAL_READER
+    # An S&C role group meant to authorise the app (its pointer holds a role): no Entra role over it.
+    pointer = tf.rbac(object_id="0f000000-0000-4000-8000-0000000000f0", roles=("Sensitivity Label Reader",))
     settings = tf.settings(profile=("security-compliance",))
-    [step] = plan(settings, sc_tenant(), None, {"CBA-ROLE-001@security-compliance"})
+    [step] = plan(settings, tf.replace(facts, profile_rbac={SC.name: pointer}), None, failed)
     assert isinstance(step, ManualStep) and "Compliance Administrator" in step.explanation
 
 
