@@ -72,7 +72,7 @@ class Profile:
     )
     # What this version collects for the profile through the default chain's facts (exchange-online only);
     # another profile's token, and its probe, are collected when it names the resource to ask for (global
-    # cloud and GCC only).
+    # cloud, GCC and GCC High: `Cloud.compliance_resource`).
     token_and_probe_collected: bool = False
     token_resource: str = ""
     # Another profile's probe (its token's resource named): sent to {its cloud endpoint}{probe_path}. The cloud

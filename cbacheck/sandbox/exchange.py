@@ -23,6 +23,16 @@ EXCHANGE_AUDIENCES: Final = frozenset(
 # UNCONFIRMED (docs/sandbox.md): Security & Compliance PowerShell answers on the same admin API path with a token
 # for its own resource; in the sandbox one origin serves both, told apart by the token's audience.
 COMPLIANCE_AUDIENCES: Final = frozenset({wellknown.SECURITY_COMPLIANCE_RESOURCE})
+
+
+def audiences_in(cloud: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The token audiences Exchange Online and Security & Compliance accept in a tenant of that cloud (its resource
+    names: wellknown.CLOUDS; UNCONFIRMED outside the global cloud, docs/sandbox.md choice 37)."""
+    endpoints = wellknown.CLOUDS[cloud]
+    compliance = {endpoints.compliance_resource} - {""}
+    return EXCHANGE_AUDIENCES | {endpoints.exchange_resource}, COMPLIANCE_AUDIENCES | compliance
+
+
 RATE_LIMIT: Final = 30000
 CONTENT_TYPE: Final = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -295,9 +305,10 @@ class ExchangeService(RbacCmdlets):
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         try:
+            exchange_audiences, compliance_audiences = audiences_in(self.state.cloud)
             claims = self.signer.decode(
                 token.strip() if scheme.lower() == "bearer" else "",
-                audiences=EXCHANGE_AUDIENCES | COMPLIANCE_AUDIENCES,
+                audiences=exchange_audiences | compliance_audiences,
                 tenant_id=self.state.tenant_id,
             )
         except AccessTokenError as exc:
@@ -305,15 +316,16 @@ class ExchangeService(RbacCmdlets):
         lowered = tenant.lower()
         # UNCONFIRMED: the tenant id in the admin API URL is accepted, as CIPP's requests use it; for
         # -Organization Microsoft documents only the .onmicrosoft.com domain (docs/sandbox.md, choice 27).
+        suffixes = (".onmicrosoft.com", wellknown.CLOUDS[self.state.cloud].initial_domain_suffix)
         if lowered != self.state.tenant_id.lower() and lowered not in {
-            d.lower() for d in self.state.domain_names() if d.lower().endswith(".onmicrosoft.com")
+            d.lower() for d in self.state.domain_names() if d.lower().endswith(suffixes)
         }:
             raise ExchangeFault("wrong_tenant", tenant=tenant)
         return _Principal(
             str(claims.get("appid")),
             frozenset(str(r) for r in claims.get("roles") or []),
             frozenset(str(w).lower() for w in claims.get("wids") or []),
-            str(claims.get("aud")).rstrip("/").lower() in COMPLIANCE_AUDIENCES,
+            str(claims.get("aud")).rstrip("/").lower() in compliance_audiences,
         )
 
     def _command(

@@ -56,6 +56,8 @@ class TenantState:
         self.lock = threading.RLock()
         self.data: dict[str, list[JsonObject]] = {name: data[name] for name in COLLECTIONS}
         self.builtins: dict[str, bool] = dict(data.get("builtins", {}))
+        # The Microsoft cloud the tenant is in: its resource names and initial-domain suffix (docs/sandbox.md).
+        self.cloud: str = str(data.get("cloud") or "global")
         exchange = data.get("exchange") or {}
         self.exchange: dict[str, list[JsonObject]] = {
             name: list(exchange.get(name, [])) for name in EXCHANGE_COLLECTIONS
@@ -438,6 +440,8 @@ class TenantState:
             off = {k: v for k, v in self.builtins.items() if not v}
             if off:
                 doc["builtins"] = off
+            if self.cloud != "global":
+                doc["cloud"] = self.cloud
             if any(self.exchange.values()):
                 doc["exchange"] = copy.deepcopy(self.exchange)
             if any(self.compliance.values()):

@@ -18,6 +18,7 @@ from cbacheck.sandbox.firstparty import (
     builtin_exchange_sp,
     builtin_graph_sp,
     builtin_role_definitions,
+    in_cloud,
 )
 from cbacheck.sandbox.rbac import COMPLIANCE_TABLES, DEFAULT_WRITE_SCOPE, EXCHANGE_TABLES, RbacTables
 from cbacheck.sandbox.schema import (
@@ -42,7 +43,7 @@ from cbacheck.sandbox.values import (
 
 KNOWN_TOP_LEVEL: Final = (
     frozenset(COLLECTIONS)
-    | {"builtins", "exchange", COMPLIANCE, "@odata.context", SIGN_IN_ACTIVITIES, APP_MANAGEMENT_POLICY}
+    | {"builtins", "exchange", COMPLIANCE, "cloud", "@odata.context", SIGN_IN_ACTIVITIES, APP_MANAGEMENT_POLICY}
     | set(RELATIONS)
 )
 # The largest state the sandbox loads (a 10,000-application tenant is about 12 MiB) and the deepest
@@ -199,6 +200,10 @@ def validate(doc: object, source: str) -> JsonObject:
     for flag, value in builtins.items():
         if flag not in BUILTIN_FLAGS or not isinstance(value, bool):
             raise check.fail(f"$.builtins.{flag}", f"expected one of {BUILTIN_FLAGS} = true|false")
+    cloud = root.get("cloud", "global")
+    if cloud not in wellknown.CLOUDS:
+        raise check.fail("$.cloud", f"expected one of {', '.join(wellknown.CLOUDS)}")
+    data["cloud"] = cloud
     tenant_id = _organization_and_domains(check, data)
     _applications(check, data["applications"])
     _service_principals(check, data, tenant_id, builtins)
@@ -305,12 +310,13 @@ def _service_principals(check: _Check, data: JsonObject, tenant_id: str, builtin
         for j, role in enumerate(check.items(sp.get("appRoles", []), f"{path}.appRoles")):
             check.guid(role, "id", f"{path}.appRoles[{j}]")
             check.string(role, "value", f"{path}.appRoles[{j}]")
+    cloud = str(data["cloud"])
     if builtins.get("exchangeServicePrincipal", True) and not _has_app(sps, wellknown.EXCHANGE_ONLINE_APP_ID):
-        sps.append(builtin_exchange_sp(tenant_id))
+        sps.append(in_cloud(builtin_exchange_sp(tenant_id), cloud))
     if builtins.get("eopServicePrincipal", True) and not _has_app(sps, wellknown.EOP_APP_ID):
-        sps.append(builtin_eop_sp(tenant_id))
+        sps.append(in_cloud(builtin_eop_sp(tenant_id), cloud))
     if builtins.get("graphServicePrincipal", True) and not _has_app(sps, wellknown.MICROSOFT_GRAPH_APP_ID):
-        sps.append(builtin_graph_sp(tenant_id))
+        sps.append(in_cloud(builtin_graph_sp(tenant_id), cloud))
     check.unique(sps, "id", "$.servicePrincipals")
     check.unique(sps, "appId", "$.servicePrincipals")
     apps_by_app_id = {a["appId"].lower(): a for a in data["applications"]}

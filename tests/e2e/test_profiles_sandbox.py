@@ -59,3 +59,16 @@ def test_one_profile_keeps_node_ids_and_names_its_profile_in_every_result(tmp_pa
     assert probe["evidence"]["observed"]["Exchange answer"]["cmdlet"] == "Get-Label"
     [token] = [r for r in document["requirements"] if r["id"] == "CBA-TOKEN-002"]
     assert token["evidence"]["observed"]["token claims"]["aud"] == "https://ps.compliance.protection.outlook.com"
+
+
+def test_a_gcc_high_security_compliance_run_asks_for_the_us_government_resources(tmp_path: Path) -> None:
+    document, _ = run("gcchigh-sc-healthy", tmp_path)
+    assert document["run"]["settings"]["cloud"]["value"] == "gcchigh"
+    assert {record["outcome"] for record in document["requirements"]} == {"passed"}
+    by_id = {record["id"]: record for record in document["requirements"]}
+    claims = by_id["CBA-TOKEN-002"]["evidence"]["observed"]["token claims"]
+    assert claims["aud"] == "https://ps.compliance.protection.office365.us"
+    # The S&C role groups were read in that cloud too (not "not collected").
+    assert "pointers" in by_id["CBA-ROLE-001"]["evidence"]["observed"]["Exchange RBAC"]
+    # The EOP permission is documented for GCC High: no review flag.
+    assert "cloud mapping" not in json.dumps(by_id["CBA-PERM-002"]["evidence"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sandboxkit import GRAPH_SCOPE, Client, claims, token
+from sandboxkit import GRAPH_SCOPE, Client, acquire, claims, token
 
 from cbacheck import wellknown
 from cbacheck.sandbox import Sandbox
@@ -177,3 +177,17 @@ def test_a_security_compliance_role_group_membership_lets_the_app_run_what_its_r
         )
         assert client.exchange("Get-Label").status_code == 200
         assert "not allowed to call Get-RoleGroup" in error_of(client.exchange("Get-RoleGroup"), 401)
+
+
+def test_a_gcc_high_tenant_answers_the_us_government_resource_names_only() -> None:
+    with Sandbox("gcchigh-sc-healthy") as sb:
+        assert sb.dump()["cloud"] == "gcchigh"
+        graph = token(sb, "auditor", scope="https://graph.microsoft.us/.default")
+        assert claims(graph)["aud"] == "https://graph.microsoft.us"
+        assert Client(sb, graph).graph("GET", "/applications?$select=appId").status_code == 200
+        sc = token(sb, scope=f"{wellknown.SECURITY_COMPLIANCE_RESOURCE_GCCHIGH}/.default")
+        assert claims(sc)["roles"] == [wellknown.EXCHANGE_MANAGE_AS_APP]
+        assert Client(sb, sc).exchange("Get-Label").status_code == 200  # -Organization contosolab.onmicrosoft.us
+        # The global cloud's names are not this tenant's.
+        for scope in (GRAPH_SCOPE, f"{wellknown.SECURITY_COMPLIANCE_RESOURCE}/.default"):
+            assert "AADSTS500011" in str(acquire(sb, "auditor", scope).get("error_description")), scope

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sandboxkit import Client, acquire
 
+from cbacheck import wellknown
 from cbacheck.sandbox import Sandbox, scenario_names
 
 # scenario -> (AADSTS codes of the token request or None, HTTP status of Get-OrganizationConfig)
@@ -46,6 +47,7 @@ OUTCOMES: dict[str, tuple[int | list[int] | None, int | None]] = {
     "sc-permission-missing": (None, 401),
     "both-profiles-one-consent-missing": (None, 200),
     "adminapi-healthy": (None, 401),
+    "gcchigh-sc-healthy": (None, 401),
 }
 
 
@@ -58,7 +60,9 @@ def test_every_shipped_scenario_has_an_expected_outcome() -> None:
 def test_scenario_outcome(name: str) -> None:
     code, status = OUTCOMES[name]
     with Sandbox(name) as sb:
-        result = acquire(sb)
+        # A national cloud's tenant answers its own Exchange resource name (docs/sandbox.md, choice 37).
+        cloud = wellknown.CLOUDS[str(sb.scenario.settings.get("cloud", "global"))]
+        result = acquire(sb, scope=f"{cloud.exchange_resource}/.default")
         if code is not None:
             assert result.get("error_codes") == (code if isinstance(code, list) else [code]), result
             assert any(b.startswith("CBA-TOKEN-001") for b in sb.scenario.breaks)
