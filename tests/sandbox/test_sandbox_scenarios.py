@@ -48,6 +48,7 @@ OUTCOMES: dict[str, tuple[int | list[int] | None, int | None]] = {
     "both-profiles-one-consent-missing": (None, 200),
     "adminapi-healthy": (None, 401),
     "gcchigh-sc-healthy": (None, 401),
+    "gcchigh-exchange-online": (None, 401),
 }
 
 
