@@ -67,6 +67,7 @@ class Profile:
     own_role_groups: bool = False
     # Where that RBAC lives (messages) and what the auditor needs to read it (an error's missing permission).
     rbac_service: str = "Exchange"
+    rbac_grant: str = "an Exchange role group membership or management role assignment"
     auditor_rbac_needs: str = (
         "Exchange.ManageAsApp and View-Only Organization Management (or Global Reader) for the auditor"
     )
@@ -141,6 +142,7 @@ PROFILES: Final[dict[str, Profile]] = {
         # its own, read through its endpoint. UNCONFIRMED: that Get-RoleGroup lists their Members there.
         own_role_groups=True,
         rbac_service="Security & Compliance",
+        rbac_grant="a Security & Compliance role group membership",
         auditor_rbac_needs=(
             "Exchange.ManageAsApp on Microsoft Exchange Online Protection (admin consent) for the auditor, and its "
             "service principal pointer in a Security & Compliance role group that may run Get-ServicePrincipal and "

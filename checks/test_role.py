@@ -165,12 +165,12 @@ def test_supported_role_assigned_at_tenant_scope(
     elif unread:
         evidence.add("Exchange RBAC", unread)
     evidence.expected(
-        f"an active assignment of {accepted_names} with directoryScopeId '/', or an Exchange role group "
-        "membership or management role assignment of the app's service principal pointer, or both"
+        f"an active assignment of {accepted_names} with directoryScopeId '/', or {cba_profile.rbac_grant} of the "
+        "app's service principal pointer, or both"
     )
     paths = [ENTRA_PATH] if any(a.grants_tenant_wide(accepted) for a in role_assignments) else []
     if rbac is not None and rbac.authorised(principal.object_id):
-        paths.append(RBAC_PATH)
+        paths.append(RBAC_PATH.replace("Exchange", cba_profile.rbac_service, 1))
     if not paths and unread:
         if tenant_facts.exchange_accepted(cba_profile.probe_key):
             evidence.add("authorised by", [RBAC_UNREAD])
@@ -189,8 +189,8 @@ def test_supported_role_assigned_at_tenant_scope(
     reasons += _rbac_findings(rbac, principal.object_id) or no_rbac
     assert paths, (
         f"service principal {principal.object_id} of app {principal.app_id} {'; and '.join(reasons)}; expected an "
-        f"active assignment of {accepted_names} at tenant scope '/', or a {service} role group (or management role "
-        "assignment) for its service principal pointer"
+        f"active assignment of {accepted_names} at tenant scope '/', or {cba_profile.rbac_grant} for its service "
+        "principal pointer"
     )
 
 

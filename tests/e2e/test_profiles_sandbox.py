@@ -89,3 +89,11 @@ def test_an_unconfirmed_cloud_mapping_is_flagged_for_review_and_never_written(tm
     assert plan and not [action for action in plan if action["automated"]]
     assert {req for action in plan for req in action["mends"]} == {"CBA-PERM-002", "CBA-PERM-003"}
     assert after == before  # nothing was written
+
+
+def test_a_security_compliance_role_group_alone_authorises_the_app_end_to_end(tmp_path: Path) -> None:
+    document, _ = run("sc-role-group-only", tmp_path)
+    assert {record["outcome"] for record in document["requirements"]} == {"passed"}
+    [role] = [record for record in document["requirements"] if record["id"] == "CBA-ROLE-001"]
+    assert role["evidence"]["details"]["authorised by"] == ["Security & Compliance RBAC (service principal pointer)"]
+    assert role["evidence"]["observed"]["Exchange RBAC"]["role groups"] == ["Automation label readers"]

@@ -49,6 +49,7 @@ OUTCOMES: dict[str, tuple[int | list[int] | None, int | None]] = {
     "adminapi-healthy": (None, 401),
     "gcchigh-sc-healthy": (None, 401),
     "gcchigh-exchange-online": (None, 401),
+    "sc-role-group-only": (None, 401),
 }
 
 

@@ -53,7 +53,7 @@ def test_every_scenario_loads_and_names_real_requirements(name: str) -> None:
     # RBAC, both), a tenant without a PIM licence, and the healthy apps of the other profiles.
     healthy = (
         *("healthy", "rbac-only", "option3-combined", "no-p2"),
-        *("sc-healthy", "adminapi-healthy", "gcchigh-sc-healthy"),
+        *("sc-healthy", "sc-role-group-only", "adminapi-healthy", "gcchigh-sc-healthy"),
     )
     assert (scenario.breaks == ()) == (name in healthy)
     with Sandbox(name) as sb:

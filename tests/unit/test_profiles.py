@@ -512,7 +512,7 @@ def test_a_security_compliance_role_group_membership_authorises_the_app_without_
     member = tf.rbac(object_id=sp_id, roles=("Sensitivity Label Reader",), group="Label readers")
     facts = sc_tenant(role_assignments=(tf.role(),), profile_rbac={SC.name: member})
     record = sc_role_001(facts)
-    assert record["details"]["authorised by"] == [role_checks.RBAC_PATH]
+    assert record["details"]["authorised by"] == ["Security & Compliance RBAC (service principal pointer)"]
     # Exchange's own RBAC does not count for Security & Compliance, nor the reverse.
     exchange_only = sc_tenant(role_assignments=(tf.role(),), exchange_rbac=member, profile_rbac={SC.name: tf.rbac()})
     with pytest.raises(AssertionError):
