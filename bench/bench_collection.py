@@ -31,6 +31,7 @@ def settings_for(sandbox: Sandbox, batching: bool) -> Settings:
         login_url=info.login_url,
         graph_url=info.graph_url,
         exchange_url=info.exchange_url,
+        compliance_url=info.exchange_url,
         ca_bundle=Path(info.ca_bundle),
         auditor_credential="certificate",
         auditor_app_id=identities["auditor"].app_id,

@@ -408,6 +408,8 @@ EXCHANGE_ONLINE_RESOURCE = "00000002-0000-0ff1-ce00-000000000000"
 ProfileTokens = Mapping[str, "TokenAttempt | Unavailable"]  # another profile's token attempt, by profile name
 # Another profile's read-only probe with its token, by profile name (None: no token to try).
 ProfileProbes = Mapping[str, "ExchangeProbe | None | Unavailable"]
+# A profile's own RBAC (Security & Compliance role groups), read through its endpoint, by profile name.
+ProfileRbac = Mapping[str, "ExchangeRbac | Unavailable"]
 ResourceServicePrincipals = Mapping[str, "ServicePrincipal | None | Unavailable"]
 
 
@@ -443,6 +445,7 @@ class TenantFacts:
     resource_sps: ResourceServicePrincipals = field(default_factory=dict)
     profile_tokens: ProfileTokens = field(default_factory=dict)
     profile_probes: ProfileProbes = field(default_factory=dict)
+    profile_rbac: ProfileRbac = field(default_factory=dict)
     # Why role_eligibilities is empty without being read, e.g. a tenant without Entra ID P2 where
     # no eligible assignment can exist ("" when the eligibilities were read).
     pim_note: str = ""
@@ -477,41 +480,50 @@ class TenantFacts:
             return None
         return any(a.grants_tenant_wide(accepted) for a in assignments)
 
-    def rbac_path(self) -> bool | None:
-        """The app is authorised, or meant to be, through Exchange RBAC (None when RBAC could not be read).
+    def rbac_path(self, profile: str = "") -> bool | None:
+        """The app is authorised, or meant to be, through RBAC (None when RBAC could not be read).
 
         True when its pointer holds a role, or a pointer with its AppId holds one (made with the wrong
-        object id: the RBAC path is still the intended one, not an Entra role).
+        object id: the RBAC path is still the intended one, not an Entra role). `profile` names a profile whose
+        role groups are its own (profile_rbac, `Profile.rbac_key`); "" is Exchange's.
         """
-        rbac, sp = self.exchange_rbac, self.known("app_sp")
+        rbac, sp = self._rbac(profile), self.known("app_sp")
         if isinstance(rbac, Unavailable):
             return None
         if rbac is None:
             return False
         return rbac.holds_assignment() or (sp is not None and rbac.authorised(sp.object_id))
 
-    def exchange_rbac_read(self) -> tuple[ExchangeRbac | None, str]:
-        """The app's Exchange RBAC (None when unread or absent) and why it could not be read ("" when it was)."""
-        rbac = self.exchange_rbac
+    def exchange_rbac_read(self, profile: str = "") -> tuple[ExchangeRbac | None, str]:
+        """The app's RBAC (None when unread or absent) and why it could not be read ("" when it was): a profile's
+        own (profile_rbac) when it has one, else Exchange's."""
+        rbac = self._rbac(profile)
         if isinstance(rbac, Unavailable):
             return None, str(rbac)
         return rbac, ""
 
-    def wids_needed(self, accepted: frozenset[str] | set[str]) -> bool:
-        """The app's way into Exchange is the Entra-role path, so its token's wids must carry the role.
+    def _rbac(self, profile: str) -> ExchangeRbac | None | Unavailable:
+        """Exchange's RBAC (profile ""), or the named profile's own role groups (Profile.rbac_key)."""
+        if not profile:
+            return self.exchange_rbac
+        missing = Unavailable(f"the app's role groups of profile {profile}", "not collected")
+        return self.profile_rbac.get(profile, missing)
 
-        Not so when Exchange RBAC authorises it (or is meant to), or when RBAC could not be read but
-        Exchange accepted the app without any Entra role at tenant scope.
+    def wids_needed(self, accepted: frozenset[str] | set[str], profile: str = "") -> bool:
+        """The app's way into the service is the Entra-role path, so its token's wids must carry the role.
+
+        Not so when RBAC authorises it (or is meant to), or when RBAC could not be read but the service
+        accepted the app without any Entra role at tenant scope.
         """
-        rbac = self.rbac_path()
+        rbac = self.rbac_path(profile)
         if rbac:
             return False
-        return not (rbac is None and self.exchange_accepted() and not self.holds_role_tenant_wide(accepted))
+        return not (rbac is None and self.exchange_accepted(profile) and not self.holds_role_tenant_wide(accepted))
 
-    def exchange_accepted(self) -> bool:
-        """The Exchange probe ran a cmdlet with the app's token: Exchange authorises the app somehow."""
-        probe = self.known("exchange")
-        return bool(probe is not None and probe.ok)
+    def exchange_accepted(self, profile: str = "") -> bool:
+        """The probe ran a cmdlet with the app's token: Exchange's (profile ""), or the named profile's probe."""
+        probe = self.profile_probes.get(profile) if profile else self.exchange
+        return bool(probe is not None and not isinstance(probe, Unavailable) and probe.ok)
 
 
 # Every TenantFacts field that is collected and may be Unavailable, in declaration order: the report's

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from cbacheck import wellknown
 
@@ -60,19 +60,39 @@ class Profile:
     # Hosts a redirect may lead to (the profile's service domains); anything else is refused.
     service_domains: tuple[str, ...]
     role_not_supported_text: str
-    # The app's Exchange RBAC as cbacheck reads it (Get-ServicePrincipal, role groups, assignments through
-    # the Exchange admin API) is this profile's: not so for Security & Compliance, whose role groups are
-    # its own and not read by this version.
+    # The app's RBAC in this profile's service is read: Exchange's through the Exchange admin API
+    # (Get-ServicePrincipal, role groups, assignments), or, with own_role_groups, the service's own role groups
+    # through its endpoint with the auditor's token for its resource (Get-ServicePrincipal, Get-RoleGroup).
     exchange_rbac_collected: bool = True
+    own_role_groups: bool = False
+    # Where that RBAC lives (messages) and what the auditor needs to read it (an error's missing permission).
+    rbac_service: str = "Exchange"
+    rbac_grant: str = "an Exchange role group membership or management role assignment"
+    auditor_rbac_needs: str = (
+        "Exchange.ManageAsApp and View-Only Organization Management (or Global Reader) for the auditor"
+    )
     # What this version collects for the profile through the default chain's facts (exchange-online only);
     # another profile's token, and its probe, are collected when it names the resource to ask for (global
-    # cloud and GCC only).
+    # cloud, GCC and GCC High: `Cloud.compliance_resource`; the Admin API: `Cloud.admin_api_resource`).
     token_and_probe_collected: bool = False
-    token_resource: str = ""
-    # Another profile's probe (its token's resource named): sent to https://{endpoint}{probe_path}, or to the
-    # exchange_url override when one is set (the sandbox, a test proxy).
+    token_resource: str = ""  # the audience in the global cloud (shown in docs and tests); per cloud: the field below
+    # Another profile's probe (its token's resource named): sent to {its cloud endpoint}{probe_path}. The cloud
+    # field naming that endpoint (overridden by the setting of the same name: the sandbox, a test proxy), and the
+    # one naming its token's resource ("": this version asks for no token of its own).
     probe_path: str = "/adminapi/beta/{tenant}/InvokeCommand"
+    endpoint_field: str = "exchange_url"
+    token_resource_field: str = ""
     unconfirmed: tuple[str, ...] = ()
+
+    @property
+    def rbac_key(self) -> str:
+        """How TenantFacts names this profile's RBAC: its name when its role groups are its own, "" for Exchange's."""
+        return self.name if self.own_role_groups else ""
+
+    @property
+    def probe_key(self) -> str:
+        """How TenantFacts names this profile's probe: "" for the Exchange probe of the default chain's facts."""
+        return "" if self.token_and_probe_collected else self.name
 
 
 EXCHANGE_ONLINE_PERMISSION: Final = Permission(
@@ -116,15 +136,33 @@ PROFILES: Final[dict[str, Profile]] = {
         # The reported redirect to a regional host (eur05b.ps.compliance.protection.outlook.com) stays in it.
         (wellknown.SECURITY_COMPLIANCE_HOST,),
         wellknown.EXCHANGE_ROLE_NOT_SUPPORTED,
-        exchange_rbac_collected=False,
+        # Option 2 of the app-only article applies to Security & Compliance PowerShell too (New-ServicePrincipal,
+        # Add-RoleGroupMember there; https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2
+        # #option-2-assign-custom-role-groups-to-the-application-using-service-principals): its role groups are
+        # its own, read through its endpoint. UNCONFIRMED: that Get-RoleGroup lists their Members there.
+        own_role_groups=True,
+        rbac_service="Security & Compliance",
+        rbac_grant="a Security & Compliance role group membership",
+        auditor_rbac_needs=(
+            "Exchange.ManageAsApp on Microsoft Exchange Online Protection (admin consent) for the auditor, and its "
+            "service principal pointer in a Security & Compliance role group that may run Get-ServicePrincipal and "
+            "Get-RoleGroup, or the Entra role Global Reader"
+        ),
         # The audience Connect-IPPSSession asks for: UNCONFIRMED (not documented); Entra resolves it through
         # the EOP service principal's wildcard name https://*.protection.outlook.com.
         token_resource=wellknown.SECURITY_COMPLIANCE_RESOURCE,
+        endpoint_field="compliance_url",
+        token_resource_field="compliance_resource",
         unconfirmed=(
             "the token audience and the REST endpoint of Security & Compliance PowerShell",
             "the redirect from ps.compliance.protection.outlook.com to a regional host",
             "the probe cmdlet Get-Label as the read-only proof",
             "the error texts of the Security & Compliance endpoint",
+            "that Get-ServicePrincipal and Get-RoleGroup answer through that endpoint with the auditor's app-only "
+            "token, and that Get-RoleGroup lists each group's Members there",
+            "that a Security & Compliance role group membership of the app's service principal pointer authorises "
+            "it like an Exchange role group does",
+            "the token audience in GCC High (https://ps.compliance.protection.office365.us)",
         ),
     ),
     # The Exchange Online Admin API (preview), as Microsoft documents it: the app-only permission
@@ -148,6 +186,7 @@ PROFILES: Final[dict[str, Profile]] = {
         wellknown.EXCHANGE_ROLE_NOT_SUPPORTED,
         token_resource=wellknown.CLOUDS["global"].exchange_resource,
         probe_path="/adminapi/v2.0/{tenant}/OrganizationConfig",
+        token_resource_field="admin_api_resource",
         unconfirmed=(
             "the app role id of Exchange.ManageAsAppV2 (resolved by value from the service principal's appRoles)",
             "which Entra roles besides Exchange Administrator authorise the Admin API",
@@ -190,13 +229,26 @@ def permission_in(profile: Profile, cloud: str) -> tuple[Permission, bool]:
 
 def token_resource_in(profile: Profile, cloud: str) -> str:
     """The resource another profile's token is asked for in that cloud ("" when this version does not ask)."""
-    return profile.token_resource if cloud in _COMMERCIAL_CLOUDS else ""
+    if not profile.token_resource_field:
+        return ""
+    resource: str = getattr(wellknown.CLOUDS[cloud], profile.token_resource_field)
+    return resource
 
 
-def probe_url_in(profile: Profile, exchange_url_override: str | None, tenant_for_url: str) -> str:
-    """Where another profile's probe is sent: its endpoint, or the exchange_url override (sandbox, test proxy)."""
-    base = (exchange_url_override or f"https://{profile.endpoint}").rstrip("/")
+def probe_url_in(profile: Profile, endpoints: wellknown.Cloud, tenant_for_url: str) -> str:
+    """Where another profile's probe is sent: its endpoint in the cloud, overrides applied (`Settings.cloud_endpoints`).
+
+    Security & Compliance has its own override (compliance_url): an exchange_url override never redirects it.
+    """
+    base = str(getattr(endpoints, profile.endpoint_field)).rstrip("/")
     return base + profile.probe_path.format(tenant=quote(tenant_for_url, safe=".-"))
+
+
+def service_domains_in(profile: Profile, cloud: str) -> tuple[str, ...]:
+    """The hosts a redirect of the profile's probe may lead to: its service domains and its Microsoft host in the cloud
+    (never an override's host)."""
+    host = urlsplit(str(getattr(wellknown.CLOUDS[cloud], profile.endpoint_field))).hostname or ""
+    return tuple(dict.fromkeys((*profile.service_domains, *((host,) if host else ()))))
 
 
 def permissions_of(names: Iterable[str]) -> tuple[Permission, ...]:

@@ -32,6 +32,11 @@ EOP_MANAGE_AS_APP_ROLE_ID: Final = "455e5cd2-84e8-4751-8344-5672145dfa17"
 SECURITY_COMPLIANCE_HOST: Final = "ps.compliance.protection.outlook.com"
 SECURITY_COMPLIANCE_RESOURCE: Final = f"https://{SECURITY_COMPLIANCE_HOST}"
 SECURITY_COMPLIANCE_PROBE_CMDLET: Final = "Get-Label"
+# GCC High's Security & Compliance host is documented (Connect-IPPSSession -ConnectionUri
+# https://ps.compliance.protection.office365.us/powershell-liveid/); that a token is asked for it as its audience
+# is UNCONFIRMED as in the global cloud (docs/profiles.md).
+SECURITY_COMPLIANCE_HOST_GCCHIGH: Final = "ps.compliance.protection.office365.us"
+SECURITY_COMPLIANCE_RESOURCE_GCCHIGH: Final = f"https://{SECURITY_COMPLIANCE_HOST_GCCHIGH}"
 # The Admin API preview's permission on Office 365 Exchange Online; its app role id is UNCONFIRMED (not
 # published where cbacheck could read it), so cbacheck resolves it by value through the SP's appRoles.
 EXCHANGE_MANAGE_AS_APP_V2: Final = "Exchange.ManageAsAppV2"
@@ -141,6 +146,14 @@ class Cloud:
     graph_resource: str
     portal_url: str
     initial_domain_suffix: str
+    # Security & Compliance PowerShell's host in this cloud (its Connect-IPPSSession -ConnectionUri,
+    # https://learn.microsoft.com/powershell/module/exchangepowershell/connect-ippssession) and the token
+    # audience asked for it ("" where this version does not ask: UNCONFIRMED, docs/profiles.md).
+    compliance_url: str = ""
+    compliance_resource: str = ""
+    # The Exchange Online Admin API's token resource ("" where this version does not ask: UNCONFIRMED outside the
+    # global cloud and GCC, docs/profiles.md; https://learn.microsoft.com/exchange/reference/admin-api-authentication).
+    admin_api_resource: str = ""
 
 
 # National clouds: https://learn.microsoft.com/entra/identity-platform/authentication-national-cloud and
@@ -156,6 +169,9 @@ CLOUDS: Final[dict[str, Cloud]] = {
         "https://graph.microsoft.com",
         "https://entra.microsoft.com",
         ".onmicrosoft.com",
+        compliance_url="https://ps.compliance.protection.outlook.com",
+        compliance_resource=SECURITY_COMPLIANCE_RESOURCE,
+        admin_api_resource="https://outlook.office365.com",
     ),
     "gcc": Cloud(
         "gcc",
@@ -166,6 +182,9 @@ CLOUDS: Final[dict[str, Cloud]] = {
         "https://graph.microsoft.com",
         "https://entra.microsoft.com",
         ".onmicrosoft.com",
+        compliance_url="https://ps.compliance.protection.outlook.com",
+        compliance_resource=SECURITY_COMPLIANCE_RESOURCE,
+        admin_api_resource="https://outlook.office365.com",
     ),
     "gcchigh": Cloud(
         "gcchigh",
@@ -176,6 +195,8 @@ CLOUDS: Final[dict[str, Cloud]] = {
         "https://graph.microsoft.us",
         "https://entra.microsoft.us",
         ".onmicrosoft.us",
+        compliance_url="https://ps.compliance.protection.office365.us",
+        compliance_resource=SECURITY_COMPLIANCE_RESOURCE_GCCHIGH,
     ),
     "dod": Cloud(
         "dod",
@@ -186,6 +207,8 @@ CLOUDS: Final[dict[str, Cloud]] = {
         "https://dod-graph.microsoft.us",
         "https://entra.microsoft.us",
         ".onmicrosoft.us",
+        compliance_url="https://l5.ps.compliance.protection.office365.us",
+        compliance_resource="",
     ),
     "china": Cloud(
         "china",
@@ -196,6 +219,8 @@ CLOUDS: Final[dict[str, Cloud]] = {
         "https://microsoftgraph.chinacloudapi.cn",
         "https://entra.microsoftonline.cn",
         ".partner.onmschina.cn",
+        compliance_url="https://ps.compliance.protection.partner.outlook.cn",
+        compliance_resource="",
     ),
 }
 

@@ -235,7 +235,7 @@ def _grant_findings(
         text = f"roles is {list(attempt.roles)!r}, without {value}"
         findings.append(CONSENT_CLAIM.finding(text, _consent_in_graph(facts, profile)))
     # A profile whose RBAC is not read: only its Entra roles can be seen, so wids must carry one.
-    if profile.exchange_rbac_collected and not facts.wids_needed(accepted):
+    if profile.exchange_rbac_collected and not facts.wids_needed(accepted, profile.rbac_key):
         return findings  # Exchange RBAC authorises the app: wids matter only on the Entra-role path
     if "wids" not in attempt.claims:
         text = "the token carries no wids claim, so Exchange sees no directory role"

@@ -30,10 +30,11 @@ def accepted_for(profile: Profile, settings: Settings) -> frozenset[str]:
 
 
 def _rbac_of(profile: Profile, tenant_facts: TenantFacts) -> tuple[ExchangeRbac | None, str]:
-    """The app's RBAC in the profile's service, and why it could not be read ("" when it was)."""
+    """The app's RBAC in the profile's service (its own role groups when it has them), and why it could not be
+    read ("" when it was)."""
     if not profile.exchange_rbac_collected:
         return None, f"the role groups of profile {profile.name} are not read by this version"
-    return tenant_facts.exchange_rbac_read()
+    return tenant_facts.exchange_rbac_read(profile.rbac_key)
 
 
 def role_name(template_id: str, fallback: str = "") -> str:
@@ -164,32 +165,32 @@ def test_supported_role_assigned_at_tenant_scope(
     elif unread:
         evidence.add("Exchange RBAC", unread)
     evidence.expected(
-        f"an active assignment of {accepted_names} with directoryScopeId '/', or an Exchange role group "
-        "membership or management role assignment of the app's service principal pointer, or both"
+        f"an active assignment of {accepted_names} with directoryScopeId '/', or {cba_profile.rbac_grant} of the "
+        "app's service principal pointer, or both"
     )
     paths = [ENTRA_PATH] if any(a.grants_tenant_wide(accepted) for a in role_assignments) else []
     if rbac is not None and rbac.authorised(principal.object_id):
-        paths.append(RBAC_PATH)
+        paths.append(RBAC_PATH.replace("Exchange", cba_profile.rbac_service, 1))
     if not paths and unread:
-        if cba_profile.token_and_probe_collected and tenant_facts.exchange_accepted():
+        if tenant_facts.exchange_accepted(cba_profile.probe_key):
             evidence.add("authorised by", [RBAC_UNREAD])
             return
-        if not cba_profile.exchange_rbac_collected:
-            held = "; and ".join(_why_no_tenant_wide_role(role_assignments, role_eligibilities, accepted))
-            cannot_verify(
-                f"whether profile {cba_profile.name} authorises the app",
-                f"service principal {principal.object_id} {held}, none of {accepted_names} at tenant scope; "
-                f"{unread}, so a role group there cannot be ruled out",
-            )
-        cannot_verify("the app's Exchange RBAC", unread, permission=AUDITOR_EXCHANGE_NEEDS)
+        held = "; and ".join(_why_no_tenant_wide_role(role_assignments, role_eligibilities, accepted))
+        cannot_verify(
+            f"whether profile {cba_profile.name} authorises the app",
+            f"service principal {principal.object_id} {held}, none of {accepted_names} at tenant scope; "
+            f"{cba_profile.rbac_service} RBAC: {unread}, so a role group there cannot be ruled out",
+            permission=cba_profile.auditor_rbac_needs,
+        )
     evidence.add("authorised by", paths)
-    no_rbac = ["has no Exchange RBAC role through a service principal pointer"]
+    service = cba_profile.rbac_service
+    no_rbac = [f"has no {service} RBAC role through a service principal pointer"]
     reasons = _why_no_tenant_wide_role(role_assignments, role_eligibilities, accepted)
     reasons += _rbac_findings(rbac, principal.object_id) or no_rbac
     assert paths, (
         f"service principal {principal.object_id} of app {principal.app_id} {'; and '.join(reasons)}; expected an "
-        f"active assignment of {accepted_names} at tenant scope '/', or an Exchange role group (or management role "
-        "assignment) for its service principal pointer"
+        f"active assignment of {accepted_names} at tenant scope '/', or {cba_profile.rbac_grant} for its service "
+        "principal pointer"
     )
 
 

@@ -63,7 +63,7 @@ def collect_admin_api(
         return token, None
     # The documented URL names the TenantID (GUID): the token's own tid, else the configured tenant.
     tenant_id = str(token.claims.get("tid") or settings.tenant or "")
-    url = profiles.probe_url_in(profile, settings.exchange_url, tenant_id)
+    url = profiles.probe_url_in(profile, settings.cloud_endpoints, tenant_id)
     probe = probe_admin_api(session, access_token, url, tenant_id, profile)
     del access_token  # the token is not kept beyond the probe
     return token, probe

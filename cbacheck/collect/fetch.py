@@ -25,7 +25,7 @@ from cbacheck.collect.parse import (
     parse_service_principal,
     pim_unlicensed_note,
 )
-from cbacheck.collect.rbac import collect_exchange_rbac
+from cbacheck.collect.rbac import collect_exchange_rbac, collect_profile_rbac
 from cbacheck.collect.tokens import acquire_app_token, describe_provider, graph_token_provider
 from cbacheck.collect.transport import build_session, stats_of
 from cbacheck.config import GUID_RE, Settings
@@ -281,9 +281,9 @@ def _probe_with_token(
 
 # Lanes of the request log: the evidence lists the auditor's requests first, then the app's, then any
 # further read, each in the order it was sent, whichever finished first.
-AUDITOR_LANE, APP_LANE, FURTHER_LANE = 1, 2, 3
-# The auditor's path, the app's path and one further read: one thread each, no more (one more per further read).
-PATHS = 3
+AUDITOR_LANE, APP_LANE, FURTHER_LANE, PROFILE_RBAC_LANE = 1, 2, 3, 4
+# The auditor's path, the app's path and the further reads: one thread each, no more (one more per further read).
+PATHS = 4
 
 
 @dataclasses.dataclass
@@ -314,8 +314,8 @@ def _profile_tokens(settings: Settings, session: requests.Session, path: _AppPat
             tenant_for_url = settings.organization or settings.tenant or ""
             target = ProbeTarget(
                 profile.probe_cmdlet,
-                profiles.probe_url_in(profile, settings.exchange_url, tenant_for_url),
-                profile.service_domains,
+                profiles.probe_url_in(profile, settings.cloud_endpoints, tenant_for_url),
+                profiles.service_domains_in(profile, settings.cloud),
             )
             anchor = str(token.claims.get("tid") or settings.tenant or "")
             path.profile_probes[name] = probe_exchange(
@@ -395,9 +395,12 @@ def collect(settings: Settings, *, now: datetime | None = None, session: request
         # their result becomes a TenantFacts field below. The app's Exchange RBAC, read by the auditor with its
         # own Exchange token, needs nothing from Graph (the admin API URL takes the configured organization).
         rbac = pool.submit(_in_lane, FURTHER_LANE, stats.sources, collect_exchange_rbac, settings, session, None)
+        # A profile's own role groups (Security & Compliance), beside the Exchange RBAC read.
+        profile_rbac = pool.submit(_in_lane, PROFILE_RBAC_LANE, stats.sources, collect_profile_rbac, settings, session)
         app_path = app.result()
         graph_facts, auditor = graph.result()
         exchange_rbac = rbac.result()
+        rbac_by_profile = profile_rbac.result()
     discovery.save(stats.http_cache, login_url)
 
     wall_ms = (time.perf_counter() - started) * 1000
@@ -412,6 +415,7 @@ def collect(settings: Settings, *, now: datetime | None = None, session: request
         profile_probes=app_path.profile_probes,
         auditor=auditor,
         exchange_rbac=exchange_rbac,
+        profile_rbac=rbac_by_profile,
         requests=tuple(stats.sources.in_lane_order()),
         stats=CollectionStats(
             graph_round_trips=stats.graph_round_trips,

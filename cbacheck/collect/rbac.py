@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import requests
 
+from cbacheck import profiles
 from cbacheck.collect.exchange import CMDLET_NAME, error_text, invoke_command_url, request_headers, scrub
 from cbacheck.collect.graph import TokenProvider
 from cbacheck.collect.tokens import decode_without_verifying, graph_token_provider
@@ -182,3 +183,69 @@ def _group(item: dict[str, Any]) -> RoleGroup:
         roles=tuple(str(r) for r in roles) if isinstance(roles, list) else (),
         members=tuple(str(m) for m in members) if isinstance(members, list) else (),
     )
+
+
+# --- A profile's own role groups (Security & Compliance) -------------------------------------------------------
+# Option 2 of the app-only article works in Security & Compliance PowerShell too; there the app's pointer is a member
+# of role groups (Add-RoleGroupMember), and Get-ManagementRoleAssignment does not apply
+# (https://learn.microsoft.com/powershell/module/exchangepowershell/get-managementroleassignment lists Exchange only),
+# so the auditor reads Get-ServicePrincipal and Get-RoleGroup, both documented for Security & Compliance
+# (https://learn.microsoft.com/powershell/module/exchangepowershell/get-rolegroup).
+
+
+def collect_profile_rbac(settings: Settings, session: requests.Session) -> dict[str, ExchangeRbac | Unavailable]:
+    """Each checked profile with role groups of its own: the app's pointers and memberships there, by profile."""
+    return {
+        name: read_own_role_groups(settings, session, profiles.profile_named(name))
+        for name in settings.profile
+        if profiles.profile_named(name).own_role_groups
+    }
+
+
+def read_own_role_groups(
+    settings: Settings, session: requests.Session, profile: profiles.Profile
+) -> ExchangeRbac | Unavailable:
+    """The profile's RBAC read through its endpoint with the auditor's token for its resource (read-only cmdlets)."""
+    what = f"the app's {profile.rbac_service} role groups"
+    resource = profiles.token_resource_in(profile, settings.cloud)
+    if not resource:
+        return Unavailable(what, f"not collected in cloud {settings.cloud} by this version (docs/profiles.md)")
+    tenant_for_url = exchange_tenant(settings, None)
+    try:
+        provider = graph_token_provider(settings, session, "auditor")
+        commands = ExchangeCommands(settings, session, provider, tenant_for_url)
+        commands.url = profiles.probe_url_in(profile, settings.cloud_endpoints, tenant_for_url)
+        commands.scope = f"{resource.rstrip('/')}/.default"
+        return read_role_group_memberships(commands, settings.app_id or "")
+    except (ExchangeCommandError, CredentialError) as err:
+        source = err.source if isinstance(err, ExchangeCommandError) else None
+        return Unavailable(what, str(err), missing_permission=profile.auditor_rbac_needs, source=source, error=err)
+
+
+def read_role_group_memberships(commands: ExchangeCommands, app_id: str) -> ExchangeRbac:
+    """Pointers with the app's AppId and every role group; each role of a group a pointer is a member of is that
+    pointer's assignment (through the group), so the fact has the shape of Exchange's."""
+    pointers = tuple(
+        _pointer(item)
+        for item in commands.run("Get-ServicePrincipal", {})
+        if str(item.get("AppId", "")).lower() == app_id.lower()
+    )
+    groups = tuple(_group(item) for item in commands.run("Get-RoleGroup", {}))
+    assignments = tuple(
+        ManagementRoleAssignment(
+            pointer=pointer.object_id,
+            name=f"{role}-{group.name}",
+            role=role,
+            role_assignee=group.name,
+            role_assignee_type="RoleGroup",
+            recipient_write_scope="",
+            custom_recipient_write_scope=None,
+            administrative_unit_scope=None,
+            enabled=True,
+        )
+        for pointer in pointers
+        for group in groups
+        if group.has_member(pointer)
+        for role in group.roles
+    )
+    return ExchangeRbac(pointers, assignments, groups, {}, source=commands.last_source)

@@ -76,6 +76,8 @@ def sandbox_settings(sb: Any, report_dir: Path) -> dict[str, Any]:
         "login_url": info.login_url,
         "graph_url": info.graph_url,
         "exchange_url": info.exchange_url,
+        # Security & Compliance PowerShell's endpoint is served on the same origin (docs/sandbox.md, choice 33).
+        "compliance_url": info.exchange_url,
         "ca_bundle": info.ca_bundle,
         "report_dir": str(report_dir),
     }

@@ -39,7 +39,7 @@ CREDENTIAL_KINDS = (
     "azure_cli",
     "device_code",
 )
-ENDPOINT_SETTINGS = ("login_url", "graph_url", "exchange_url")
+ENDPOINT_SETTINGS = ("login_url", "graph_url", "exchange_url", "compliance_url")
 # The gate (docs/reports.md, "Exit codes"): which failures fail the run, and which links must have been checked.
 FAIL_ON_LEVELS = ("critical", "high", "medium", "low", "info")
 REQUIRE_CHOICES = ("configured", "cert", "tenant", "all")
@@ -110,6 +110,9 @@ class Settings:
     login_url: str | None = _setting("url", None, "Override of the Entra login endpoint (private endpoints, sandbox)")
     graph_url: str | None = _setting("url", None, "Override of the Microsoft Graph endpoint")
     exchange_url: str | None = _setting("url", None, "Override of the Exchange Online endpoint")
+    compliance_url: str | None = _setting(
+        "url", None, "Override of the Security & Compliance PowerShell endpoint (profile security-compliance)"
+    )
     ca_bundle: Path | None = _setting(
         "path", None, "CA bundle that signs those endpoints (wins over REQUESTS_CA_BUNDLE)"
     )
@@ -312,6 +315,7 @@ class Settings:
             login_url=(self.login_url or base.login_url).rstrip("/"),
             graph_url=(self.graph_url or base.graph_url).rstrip("/"),
             exchange_url=(self.exchange_url or base.exchange_url).rstrip("/"),
+            compliance_url=(self.compliance_url or base.compliance_url).rstrip("/"),
         )
 
     @property

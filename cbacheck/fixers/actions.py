@@ -324,9 +324,10 @@ class GrantAppRole(Action):
     resource_id: str
     app_role_id: str
     app_role_name: str
-    # The app's token cbacheck collects (Office 365 Exchange Online) carries this role; a profile's other
-    # resource (Microsoft Exchange Online Protection) is not probed through a token.
+    # The app's token cbacheck collects carries this role: its Exchange Online token, or with token_profile the
+    # token it asks for that profile's resource (Microsoft Exchange Online Protection's for security-compliance).
     token_carries_role: bool = True
+    token_profile: str = ""
     permission: ClassVar[str] = PERMISSION_GRANT_APP_ROLE
 
     def describe(self) -> dict[str, Any]:

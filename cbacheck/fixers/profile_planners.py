@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from cbacheck import catalogue, profiles, wellknown
+from cbacheck.config import role_id
 from cbacheck.facts import ServicePrincipal, Unavailable
-from cbacheck.fixers.actions import Action, AddRequiredResourceAccess, GrantAppRole, ManualStep
+from cbacheck.fixers.actions import Action, AddRequiredResourceAccess, AssignDirectoryRole, GrantAppRole, ManualStep
 from cbacheck.fixers.planning import CannotPlan, PlanContext
 from cbacheck.fixers.rbac_planners import rbac_actions
 from cbacheck.profiles import Permission, Profile
@@ -34,10 +35,15 @@ def plan_profiles(ctx: PlanContext) -> list[Action]:
 def _role_actions(ctx: PlanContext, profile: Profile) -> list[Action]:
     """A profile Exchange's own RBAC authorises (the Admin API): the default chain's RBAC fix (the pointer, then
     rbac_role_group, with the opt-ins it already needs), never an Entra role. Any other profile, or one whose
-    RBAC the default chain's own fix already mends in this run, gets a manual step."""
+    RBAC the default chain's own fix already mends in this run, gets a manual step. Another profile (Security &
+    Compliance) gets its least-privileged Entra role, or a manual step (_role_action)."""
     on_exchange = profile.permission.resource_app_id == wellknown.EXCHANGE_ONLINE_APP_ID
-    exchange_rbac = profile.exchange_rbac_collected and on_exchange
-    if not exchange_rbac or "CBA-ROLE-001" in ctx.failed:
+    if not (profile.exchange_rbac_collected and on_exchange):
+        try:
+            return [_role_action(ctx, profile)]
+        except CannotPlan as stop:
+            return stop.steps(ctx)
+    if "CBA-ROLE-001" in ctx.failed:
         return [_role_step(ctx, profile)]
     mends = (profiles.qualified("CBA-ROLE-001", profile.name),)
     try:
@@ -93,7 +99,9 @@ def _permission_actions(ctx: PlanContext, profile: Profile, failed: frozenset[st
                 resource_id=resource.object_id,
                 app_role_id=role_id,
                 app_role_name=permission.value,
-                token_carries_role=False,
+                # Verified in the profile's own token when cbacheck asks for one in this cloud (else Graph's grant).
+                token_carries_role=bool(profiles.token_resource_in(profile, ctx.settings.cloud)),
+                token_profile=profile.name,
                 depends_on=sp.depends_on,
             )
         )
@@ -123,14 +131,46 @@ def _unconfirmed_step(ctx: PlanContext, profile: Profile, permission: Permission
     )
 
 
+def _least_role(ctx: PlanContext, profile: Profile) -> str:
+    """The Entra role to assign for the profile: required_role when the profile supports it, else its least privilege;
+    never an over-privileged one ("" when there is none to assign)."""
+    configured = role_id(ctx.settings.required_role)
+    usable = configured in profile.supported_roles and configured not in wellknown.OVER_PRIVILEGED_ROLES
+    role = configured if usable and configured else profile.least_privileged_role
+    return "" if role in wellknown.OVER_PRIVILEGED_ROLES else role
+
+
+def _role_action(ctx: PlanContext, profile: Profile) -> Action:
+    """Assign the profile's least-privileged Entra role (Compliance Administrator for Security & Compliance), active
+    at tenant scope; a manual step when there is none, or when the profile's own RBAC is meant to authorise the app
+    or its service already accepts it (an Entra role would only widen its rights)."""
+    role = _least_role(ctx, profile)
+    tenant = ctx.tenant
+    if not role or tenant is None or tenant.rbac_path(profile.rbac_key) or tenant.exchange_accepted(profile.probe_key):
+        return _role_step(ctx, profile)
+    handle = ctx.sp_handle("assign_directory_role")
+    role_name = wellknown.DIRECTORY_ROLE_NAMES.get(role, role)
+    return AssignDirectoryRole(
+        id=f"assign-{profile.name}-role",
+        mends=(profiles.qualified("CBA-ROLE-001", profile.name),),
+        reason=f"the service principal holds no role profile {profile.name} supports; {role_name} is its least "
+        "privilege",
+        principal_id=handle.object_id,
+        role_definition_id=role,
+        role_name=role_name,
+        depends_on=handle.depends_on,
+    )
+
+
 def _role_step(ctx: PlanContext, profile: Profile) -> Action:
-    """cbacheck assigns no role for another profile: the least privilege is named, the assignment left to an admin."""
+    """The least privilege named, the assignment (or the role group membership) left to an admin."""
     least = wellknown.DIRECTORY_ROLE_NAMES.get(profile.least_privileged_role, "an Exchange RBAC role group")
     return ManualStep(
         id=f"{profile.name}-role",
         mends=(profiles.qualified("CBA-ROLE-001", profile.name),),
         reason=f"the app holds no role profile {profile.name} supports",
         explanation=f"Assign {least} (active, at tenant scope) or add the app's service principal pointer to a "
-        "role group of that service; cbacheck does not assign roles for this profile.",
+        f"role group of {profile.rbac_service}; cbacheck does not assign a role over a role group meant to authorise "
+        "the app.",
         portal=catalogue.PORTAL_ROLES,
     )

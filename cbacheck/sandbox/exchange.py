@@ -12,7 +12,7 @@ from werkzeug.wrappers import Request, Response
 
 from cbacheck import wellknown
 from cbacheck.sandbox.entra.signer import AccessTokenError, TokenSigner
-from cbacheck.sandbox.rbac import CMDLET_ROLES, ExchangeRbac, pointer_names
+from cbacheck.sandbox.rbac import COMPLIANCE_TABLES, ExchangeRbac, RbacTables, pointer_names
 from cbacheck.sandbox.response import Call, json_response
 from cbacheck.sandbox.state import TenantState
 from cbacheck.sandbox.values import JsonObject, stable_guid
@@ -23,17 +23,16 @@ EXCHANGE_AUDIENCES: Final = frozenset(
 # UNCONFIRMED (docs/sandbox.md): Security & Compliance PowerShell answers on the same admin API path with a token
 # for its own resource; in the sandbox one origin serves both, told apart by the token's audience.
 COMPLIANCE_AUDIENCES: Final = frozenset({wellknown.SECURITY_COMPLIANCE_RESOURCE})
-# The Entra roles Security & Compliance PowerShell supports (the S&C column of the supported-roles table,
-# https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2, Step 5; no Exchange Administrator).
-COMPLIANCE_SUPPORTED_ROLES: Final = frozenset(
-    {
-        wellknown.COMPLIANCE_ADMINISTRATOR,
-        wellknown.GLOBAL_ADMINISTRATOR,
-        wellknown.GLOBAL_READER,
-        wellknown.SECURITY_ADMINISTRATOR,
-        wellknown.SECURITY_READER,
-    }
-)
+
+
+def audiences_in(cloud: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The token audiences Exchange Online and Security & Compliance accept in a tenant of that cloud (its resource
+    names: wellknown.CLOUDS; UNCONFIRMED outside the global cloud, docs/sandbox.md choice 37)."""
+    endpoints = wellknown.CLOUDS[cloud]
+    compliance = {endpoints.compliance_resource} - {""}
+    return EXCHANGE_AUDIENCES | {endpoints.exchange_resource}, COMPLIANCE_AUDIENCES | compliance
+
+
 RATE_LIMIT: Final = 30000
 CONTENT_TYPE: Final = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -131,7 +130,7 @@ class RbacCmdlets:
         members = {m.lower() for m in group.get("Members", [])}
         return [
             {**p, "Name": p.get("Name", p["ObjectId"]), "RecipientType": "ServicePrincipal"}
-            for p in self.state.exchange["servicePrincipals"]
+            for p in self.rbac.data["servicePrincipals"]
             if pointer_names(p) & members
         ]
 
@@ -231,6 +230,14 @@ class RbacCmdlets:
         return group
 
 
+class ComplianceRbacCmdlets(RbacCmdlets):
+    """The RBAC reads on Security & Compliance PowerShell's endpoint, over the state's separate `compliance` objects."""
+
+    def __init__(self, state: TenantState) -> None:
+        self.state = state
+        self.rbac = ExchangeRbac(state.compliance, COMPLIANCE_TABLES)
+
+
 @dataclass(frozen=True)
 class _Principal:
     app_id: str
@@ -260,9 +267,14 @@ class ExchangeService(RbacCmdlets):
             "New-ServicePrincipal": self.new_service_principal,
             "Add-RoleGroupMember": self.add_role_group_member,
         }
-        # UNCONFIRMED: only the read-only probe cmdlet is modelled for Security & Compliance (docs/sandbox.md).
+        # UNCONFIRMED: only the read-only probe cmdlet and the RBAC reads are modelled for Security & Compliance
+        # (docs/sandbox.md, choices 33 and 36).
+        self.compliance = ComplianceRbacCmdlets(state)
         self.compliance_cmdlets: dict[str, Callable[[Mapping[str, Any]], list[JsonObject]]] = {
             wellknown.SECURITY_COMPLIANCE_PROBE_CMDLET: self.get_label,
+            "Get-ServicePrincipal": self.compliance.get_service_principal,
+            "Get-RoleGroup": self.compliance.get_role_group,
+            "Get-RoleGroupMember": self.compliance.get_role_group_member,
         }
         self.rbac = ExchangeRbac(state.exchange)
 
@@ -308,9 +320,10 @@ class ExchangeService(RbacCmdlets):
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         try:
+            exchange_audiences, compliance_audiences = audiences_in(self.state.cloud)
             claims = self.signer.decode(
                 token.strip() if scheme.lower() == "bearer" else "",
-                audiences=EXCHANGE_AUDIENCES | COMPLIANCE_AUDIENCES,
+                audiences=exchange_audiences | compliance_audiences,
                 tenant_id=self.state.tenant_id,
             )
         except AccessTokenError as exc:
@@ -318,15 +331,16 @@ class ExchangeService(RbacCmdlets):
         lowered = tenant.lower()
         # UNCONFIRMED: the tenant id in the admin API URL is accepted, as CIPP's requests use it; for
         # -Organization Microsoft documents only the .onmicrosoft.com domain (docs/sandbox.md, choice 27).
+        suffixes = (".onmicrosoft.com", wellknown.CLOUDS[self.state.cloud].initial_domain_suffix)
         if lowered != self.state.tenant_id.lower() and lowered not in {
-            d.lower() for d in self.state.domain_names() if d.lower().endswith(".onmicrosoft.com")
+            d.lower() for d in self.state.domain_names() if d.lower().endswith(suffixes)
         }:
             raise ExchangeFault("wrong_tenant", tenant=tenant)
         return _Principal(
             str(claims.get("appid")),
             frozenset(str(r) for r in claims.get("roles") or []),
             frozenset(str(w).lower() for w in claims.get("wids") or []),
-            str(claims.get("aud")).rstrip("/").lower() in COMPLIANCE_AUDIENCES,
+            str(claims.get("aud")).rstrip("/").lower() in compliance_audiences,
         )
 
     def _command(
@@ -349,23 +363,22 @@ class ExchangeService(RbacCmdlets):
         return name, parameters
 
     def _authorize(self, principal: _Principal, cmdlet: str) -> None:
-        """Exchange.ManageAsApp, then a supported role in wids or an RBAC path; the cmdlet must be in one of them."""
+        """Exchange.ManageAsApp, then a supported role in wids or an RBAC path; the cmdlet must be in one of them.
+
+        Security & Compliance has its own supported roles and its own role groups (`COMPLIANCE_TABLES`).
+        """
         if wellknown.EXCHANGE_MANAGE_AS_APP not in principal.roles:
             raise ExchangeFault("no_manage_as_app", app_id=principal.app_id)
-        if principal.compliance:
-            # UNCONFIRMED: S&C role groups are not modelled; a supported Entra role runs the probe cmdlet.
-            if not principal.wids & {r.lower() for r in COMPLIANCE_SUPPORTED_ROLES}:
-                raise ExchangeFault("role_not_supported", app_id=principal.app_id)
-            return
-        supported = {r.lower() for r in wellknown.EXCHANGE_SUPPORTED_ROLES}
-        held = principal.wids & supported
+        rbac = self.compliance.rbac if principal.compliance else self.rbac
+        tables: RbacTables = rbac.tables
+        held = principal.wids & {r.lower() for r in tables.supported_roles}
         with self.state.lock:
             sp = self.state.service_principal(app_id=principal.app_id)
             # RBAC combines the permissions of every source (Option 3 of the app-only article).
-            rbac_cmdlets = self.rbac.cmdlets_for(principal.app_id, str(sp["id"]) if sp else None)
+            rbac_cmdlets = rbac.cmdlets_for(principal.app_id, str(sp["id"]) if sp else None)
         if not held and rbac_cmdlets is None:
             raise ExchangeFault("role_not_supported", app_id=principal.app_id)
-        allowed = {r.lower() for r in CMDLET_ROLES[cmdlet]}
+        allowed = {r.lower() for r in tables.cmdlet_roles[cmdlet]}
         if not held & allowed and cmdlet.lower() not in (rbac_cmdlets or set()):
             raise ExchangeFault("cmdlet_not_allowed", cmdlet=cmdlet)
 

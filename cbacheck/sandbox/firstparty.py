@@ -171,3 +171,32 @@ def builtin_role_definitions() -> list[JsonObject]:
         }
         for template_id, name in wellknown.DIRECTORY_ROLE_NAMES.items()
     ]
+
+
+# The names a built-in service principal answers to in a national cloud, in place of the global ones (the sandbox
+# is a tenant of one cloud: a state document's "cloud"). Graph's is documented: an app-only token in US Government
+# L4 asks for https://graph.microsoft.us/.default (https://learn.microsoft.com/graph/sdks/national-clouds). GCC High's
+# Exchange Online and Security & Compliance hosts are documented (outlook.office365.us for Connect-ExchangeOnline
+# -ExchangeEnvironmentName O365USGovGCCHigh, ps.compliance.protection.office365.us for Connect-IPPSSession,
+# https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2); that the Exchange and EOP service
+# principals list these names, EOP's as the wildcard https://*.protection.office365.us, is UNCONFIRMED (choice 37).
+NATIONAL_NAMES: Final[dict[tuple[str, str], tuple[str, ...]]] = {
+    ("gcchigh", wellknown.MICROSOFT_GRAPH_APP_ID): ("https://graph.microsoft.us/", "https://graph.microsoft.us"),
+    ("gcchigh", wellknown.EXCHANGE_ONLINE_APP_ID): (
+        "https://outlook.office365.us/",
+        "https://outlook.office365.us",
+        f"{wellknown.EXCHANGE_ONLINE_APP_ID}/outlook.office365.us",
+    ),
+    ("gcchigh", wellknown.EOP_APP_ID): (
+        "https://*.protection.office365.us",
+        f"{wellknown.EOP_APP_ID}/*.protection.office365.us",
+    ),
+}
+
+
+def in_cloud(sp: JsonObject, cloud: str) -> JsonObject:
+    """The built-in service principal as a tenant of that cloud lists it (its names; the global ones elsewhere)."""
+    names = NATIONAL_NAMES.get((cloud, str(sp["appId"])))
+    if names:
+        sp["servicePrincipalNames"] = [*names, sp["appId"]]
+    return sp

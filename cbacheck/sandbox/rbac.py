@@ -12,6 +12,7 @@ and silently never matches.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from cbacheck import wellknown
@@ -141,6 +142,59 @@ def management_scope(name: str, recipient_filter: str) -> JsonObject:
     }
 
 
+# --- Security & Compliance PowerShell's own RBAC (a separate collection: the state's `compliance`) ----------
+# Documented: Option 2 of the app-only article works in Security & Compliance PowerShell too (New-ServicePrincipal,
+# then Add-RoleGroupMember, "In Exchange Online PowerShell or Security & Compliance PowerShell",
+# https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2#option-2-assign-custom-role-groups-to-the-application-using-service-principals),
+# and Get-ServicePrincipal, Get-RoleGroup, Get-RoleGroupMember, New-ServicePrincipal and Add-RoleGroupMember apply
+# to Security & Compliance (https://learn.microsoft.com/powershell/module/exchangepowershell/get-rolegroup), while
+# Get-ManagementRoleAssignment does not. UNCONFIRMED (docs/sandbox.md, choice 36): the roles, the built-in role
+# groups and which Entra role may run which cmdlet there; only the cmdlets the sandbox answers are listed.
+COMPLIANCE_RBAC_READS: Final = frozenset({"Get-ServicePrincipal", "Get-RoleGroup", "Get-RoleGroupMember"})
+COMPLIANCE_ROLE_CMDLETS: Final[dict[str, frozenset[str]]] = {
+    "View-Only Configuration": frozenset({wellknown.SECURITY_COMPLIANCE_PROBE_CMDLET}) | COMPLIANCE_RBAC_READS,
+    "Sensitivity Label Reader": frozenset({wellknown.SECURITY_COMPLIANCE_PROBE_CMDLET}),
+    "Sensitivity Label Administrator": frozenset({wellknown.SECURITY_COMPLIANCE_PROBE_CMDLET}),
+    "Role Management": COMPLIANCE_RBAC_READS,
+}
+COMPLIANCE_BUILTIN_ROLE_GROUPS: Final[dict[str, tuple[str, ...]]] = {
+    "Organization Management": ("Role Management", "View-Only Configuration", "Sensitivity Label Administrator"),
+    "Compliance Administrator": ("Sensitivity Label Administrator", "View-Only Configuration"),
+    "Global Reader": ("View-Only Configuration", "Sensitivity Label Reader"),
+}
+# The Entra roles of the S&C column of the supported-roles table (no Exchange Administrator; Step 5 of
+# https://learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2) run the probe and the RBAC reads.
+COMPLIANCE_SUPPORTED_ROLES: Final = frozenset(
+    {
+        wellknown.COMPLIANCE_ADMINISTRATOR,
+        wellknown.GLOBAL_ADMINISTRATOR,
+        wellknown.GLOBAL_READER,
+        wellknown.SECURITY_ADMINISTRATOR,
+        wellknown.SECURITY_READER,
+    }
+)
+COMPLIANCE_CMDLET_ROLES: Final[dict[str, frozenset[str]]] = {
+    wellknown.SECURITY_COMPLIANCE_PROBE_CMDLET: COMPLIANCE_SUPPORTED_ROLES,
+    **dict.fromkeys(COMPLIANCE_RBAC_READS, COMPLIANCE_SUPPORTED_ROLES),
+}
+
+
+@dataclass(frozen=True)
+class RbacTables:
+    """One service's RBAC tables: role -> cmdlets, built-in role groups, Entra role -> cmdlets, supported roles."""
+
+    role_cmdlets: Mapping[str, frozenset[str]]
+    builtin_groups: Mapping[str, tuple[str, ...]]
+    cmdlet_roles: Mapping[str, frozenset[str]]
+    supported_roles: frozenset[str]
+
+
+EXCHANGE_TABLES: Final = RbacTables(ROLE_CMDLETS, BUILTIN_ROLE_GROUPS, CMDLET_ROLES, wellknown.EXCHANGE_SUPPORTED_ROLES)
+COMPLIANCE_TABLES: Final = RbacTables(
+    COMPLIANCE_ROLE_CMDLETS, COMPLIANCE_BUILTIN_ROLE_GROUPS, COMPLIANCE_CMDLET_ROLES, COMPLIANCE_SUPPORTED_ROLES
+)
+
+
 def _lower(values: Iterable[Any]) -> set[str]:
     return {str(v).lower() for v in values if v is not None}
 
@@ -151,23 +205,24 @@ def pointer_names(pointer: Mapping[str, Any]) -> set[str]:
 
 
 class ExchangeRbac:
-    """The RBAC part of a tenant state's `exchange` object, with Exchange's matching rules."""
+    """The RBAC part of a tenant state's `exchange` (or `compliance`) object, with Exchange's matching rules."""
 
-    def __init__(self, exchange: dict[str, list[JsonObject]]) -> None:
+    def __init__(self, exchange: dict[str, list[JsonObject]], tables: RbacTables | None = None) -> None:
         self.data = exchange
+        self.tables = tables or EXCHANGE_TABLES
 
     # roles and groups
     def custom_roles(self) -> dict[str, frozenset[str]]:
         return {str(r["Name"]): frozenset(r.get("Cmdlets", [])) for r in self.data["managementRoles"]}
 
     def role_cmdlets(self) -> dict[str, frozenset[str]]:
-        return {**ROLE_CMDLETS, **self.custom_roles()}
+        return {**self.tables.role_cmdlets, **self.custom_roles()}
 
     def role_groups(self) -> list[JsonObject]:
         """Stored groups, then the built-in ones not stored (each with its built-in roles)."""
         stored = list(self.data["roleGroups"])
         names = _lower(g["Name"] for g in stored)
-        for name, roles in BUILTIN_ROLE_GROUPS.items():
+        for name, roles in self.tables.builtin_groups.items():
             if name.lower() not in names:
                 stored.append(
                     {"Name": name, "Identity": name, "DisplayName": name, "Roles": list(roles), "Members": []}

@@ -48,6 +48,8 @@ EXCHANGE_COLLECTIONS: Final = (
     "applicationAccessPolicies",  # Get-ApplicationAccessPolicy: the older limit on Entra-granted mailbox access
     "organizationConfig",  # at most one object: the EWS settings Get-OrganizationConfig adds (sandbox.md)
 )
+# Security & Compliance PowerShell's own RBAC objects: the same shape, a separate collection (sandbox.md).
+COMPLIANCE: Final = "compliance"
 
 # --- object templates: the full Graph shape, filled in when an object is rendered ---------------
 

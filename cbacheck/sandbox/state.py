@@ -19,6 +19,7 @@ from cbacheck.sandbox.faults import Conflict, InvalidRequest, ObjectNotFound
 from cbacheck.sandbox.schema import (
     APP_MANAGEMENT_POLICY,
     COLLECTIONS,
+    COMPLIANCE,
     DEFAULT_APP_MANAGEMENT_POLICY,
     EXCHANGE_COLLECTIONS,
     RELATIONS,
@@ -55,9 +56,15 @@ class TenantState:
         self.lock = threading.RLock()
         self.data: dict[str, list[JsonObject]] = {name: data[name] for name in COLLECTIONS}
         self.builtins: dict[str, bool] = dict(data.get("builtins", {}))
+        # The Microsoft cloud the tenant is in: its resource names and initial-domain suffix (docs/sandbox.md).
+        self.cloud: str = str(data.get("cloud") or "global")
         exchange = data.get("exchange") or {}
         self.exchange: dict[str, list[JsonObject]] = {
             name: list(exchange.get(name, [])) for name in EXCHANGE_COLLECTIONS
+        }
+        compliance = data.get(COMPLIANCE) or {}
+        self.compliance: dict[str, list[JsonObject]] = {
+            name: list(compliance.get(name, [])) for name in EXCHANGE_COLLECTIONS
         }
         self.relations: dict[str, dict[str, list[JsonObject]]] = {
             name: {k.lower(): list(v) for k, v in (data.get(name) or {}).items()} for name in RELATIONS
@@ -433,8 +440,12 @@ class TenantState:
             off = {k: v for k, v in self.builtins.items() if not v}
             if off:
                 doc["builtins"] = off
+            if self.cloud != "global":
+                doc["cloud"] = self.cloud
             if any(self.exchange.values()):
                 doc["exchange"] = copy.deepcopy(self.exchange)
+            if any(self.compliance.values()):
+                doc[COMPLIANCE] = copy.deepcopy(self.compliance)
             for name, related in self.relations.items():
                 if related:
                     doc[name] = copy.deepcopy(related)

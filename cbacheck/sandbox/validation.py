@@ -18,13 +18,15 @@ from cbacheck.sandbox.firstparty import (
     builtin_exchange_sp,
     builtin_graph_sp,
     builtin_role_definitions,
+    in_cloud,
 )
 from cbacheck.sandbox.rbac import (
     ACCESS_RIGHTS,
     APPLICATION_ROLES,
-    BUILTIN_ROLE_GROUPS,
+    COMPLIANCE_TABLES,
     DEFAULT_WRITE_SCOPE,
-    ROLE_CMDLETS,
+    EXCHANGE_TABLES,
+    RbacTables,
     access_policy,
     application_scope_fields,
     management_scope,
@@ -32,6 +34,7 @@ from cbacheck.sandbox.rbac import (
 from cbacheck.sandbox.schema import (
     APP_MANAGEMENT_POLICY,
     COLLECTIONS,
+    COMPLIANCE,
     DEFAULT_APP_MANAGEMENT_POLICY,
     EXCHANGE_COLLECTIONS,
     RELATIONS,
@@ -50,7 +53,7 @@ from cbacheck.sandbox.values import (
 
 KNOWN_TOP_LEVEL: Final = (
     frozenset(COLLECTIONS)
-    | {"builtins", "exchange", "@odata.context", SIGN_IN_ACTIVITIES, APP_MANAGEMENT_POLICY}
+    | {"builtins", "exchange", COMPLIANCE, "cloud", "@odata.context", SIGN_IN_ACTIVITIES, APP_MANAGEMENT_POLICY}
     | set(RELATIONS)
 )
 # The largest state the sandbox loads (a 10,000-application tenant is about 12 MiB) and the deepest
@@ -207,6 +210,10 @@ def validate(doc: object, source: str) -> JsonObject:
     for flag, value in builtins.items():
         if flag not in BUILTIN_FLAGS or not isinstance(value, bool):
             raise check.fail(f"$.builtins.{flag}", f"expected one of {BUILTIN_FLAGS} = true|false")
+    cloud = root.get("cloud", "global")
+    if cloud not in wellknown.CLOUDS:
+        raise check.fail("$.cloud", f"expected one of {', '.join(wellknown.CLOUDS)}")
+    data["cloud"] = cloud
     tenant_id = _organization_and_domains(check, data)
     _applications(check, data["applications"])
     _service_principals(check, data, tenant_id, builtins)
@@ -219,6 +226,7 @@ def validate(doc: object, source: str) -> JsonObject:
         check.string(mbx, "PrimarySmtpAddress", f"$.mailboxes[{i}]")
     data["builtins"] = {flag: builtins.get(flag, True) for flag in BUILTIN_FLAGS}
     data["exchange"] = _exchange(check, root.get("exchange", {}))
+    data[COMPLIANCE] = _exchange(check, root.get(COMPLIANCE, {}), COMPLIANCE, COMPLIANCE_TABLES)
     for relation in RELATIONS:
         data[relation] = _relation(check, relation, root.get(relation, {}), data["applications"])
     data[SIGN_IN_ACTIVITIES] = check.items(root.get(SIGN_IN_ACTIVITIES, []), f"$.{SIGN_IN_ACTIVITIES}")
@@ -312,12 +320,13 @@ def _service_principals(check: _Check, data: JsonObject, tenant_id: str, builtin
         for j, role in enumerate(check.items(sp.get("appRoles", []), f"{path}.appRoles")):
             check.guid(role, "id", f"{path}.appRoles[{j}]")
             check.string(role, "value", f"{path}.appRoles[{j}]")
+    cloud = str(data["cloud"])
     if builtins.get("exchangeServicePrincipal", True) and not _has_app(sps, wellknown.EXCHANGE_ONLINE_APP_ID):
-        sps.append(builtin_exchange_sp(tenant_id))
+        sps.append(in_cloud(builtin_exchange_sp(tenant_id), cloud))
     if builtins.get("eopServicePrincipal", True) and not _has_app(sps, wellknown.EOP_APP_ID):
-        sps.append(builtin_eop_sp(tenant_id))
+        sps.append(in_cloud(builtin_eop_sp(tenant_id), cloud))
     if builtins.get("graphServicePrincipal", True) and not _has_app(sps, wellknown.MICROSOFT_GRAPH_APP_ID):
-        sps.append(builtin_graph_sp(tenant_id))
+        sps.append(in_cloud(builtin_graph_sp(tenant_id), cloud))
     check.unique(sps, "id", "$.servicePrincipals")
     check.unique(sps, "appId", "$.servicePrincipals")
     apps_by_app_id = {a["appId"].lower(): a for a in data["applications"]}
@@ -384,38 +393,41 @@ def _directory_roles(
     check.unique(assignments, "id", f"$.{name}")
 
 
-def _exchange(check: _Check, value: object) -> JsonObject:
-    """The Exchange RBAC objects, in the shape the Exchange cmdlets print them (PascalCase fields)."""
-    root = check.obj(value, "$.exchange")
-    for key in root:
-        if key not in EXCHANGE_COLLECTIONS:
-            raise check.fail(f"$.exchange.{key}", f"unknown key; expected some of {', '.join(EXCHANGE_COLLECTIONS)}")
-    out: JsonObject = {name: check.items(root.get(name, []), f"$.exchange.{name}") for name in EXCHANGE_COLLECTIONS}
-    roles = _management_roles(check, out["managementRoles"])
+def _exchange(
+    check: _Check, value: object, key: str = "exchange", tables: RbacTables = EXCHANGE_TABLES
+) -> JsonObject:
+    """The Exchange (or Security & Compliance) RBAC objects, in the shape the cmdlets print them (PascalCase)."""
+    root = check.obj(value, f"$.{key}")
+    for collection in root:
+        if collection not in EXCHANGE_COLLECTIONS:
+            expected = ", ".join(EXCHANGE_COLLECTIONS)
+            raise check.fail(f"$.{key}.{collection}", f"unknown key; expected some of {expected}")
+    out: JsonObject = {name: check.items(root.get(name, []), f"$.{key}.{name}") for name in EXCHANGE_COLLECTIONS}
+    roles = _management_roles(check, out["managementRoles"], key, tables.role_cmdlets)
     for i, sp in enumerate(out["servicePrincipals"]):
-        path = f"$.exchange.servicePrincipals[{i}]"
+        path = f"$.{key}.servicePrincipals[{i}]"
         check.guid(sp, "AppId", path)
         check.guid(sp, "ObjectId", path)
         check.string(sp, "DisplayName", path, required=False)
         sp.setdefault("DisplayName", sp["AppId"])
         sp.setdefault("Identity", sp["ObjectId"])
         sp.setdefault("Name", sp["ObjectId"])
-    check.unique(out["servicePrincipals"], "ObjectId", "$.exchange.servicePrincipals")
+    check.unique(out["servicePrincipals"], "ObjectId", f"$.{key}.servicePrincipals")
     for i, group in enumerate(out["roleGroups"]):
-        path = f"$.exchange.roleGroups[{i}]"
+        path = f"$.{key}.roleGroups[{i}]"
         name = check.string(group, "Name", path)
-        group.setdefault("Roles", list(BUILTIN_ROLE_GROUPS.get(str(name), ())))
+        group.setdefault("Roles", list(tables.builtin_groups.get(str(name), ())))
         for field in ("Roles", "Members"):
             group[field] = _strings(check, group.get(field, []), f"{path}.{field}")
         _known_roles(check, group["Roles"], roles, f"{path}.Roles")
         group.setdefault("Identity", name)
         group.setdefault("DisplayName", name)
-    check.unique(out["roleGroups"], "Name", "$.exchange.roleGroups")
-    groups = {str(g["Name"]).lower() for g in out["roleGroups"]} | {g.lower() for g in BUILTIN_ROLE_GROUPS}
+    check.unique(out["roleGroups"], "Name", f"$.{key}.roleGroups")
+    groups = {str(g["Name"]).lower() for g in out["roleGroups"]} | {g.lower() for g in tables.builtin_groups}
     scopes = _management_scopes(check, out["managementScopes"])
     _access_policies(check, out["applicationAccessPolicies"])
     for i, ra in enumerate(out["managementRoleAssignments"]):
-        path = f"$.exchange.managementRoleAssignments[{i}]"
+        path = f"$.{key}.managementRoleAssignments[{i}]"
         role = check.string(ra, "Role", path)
         assignee = check.string(ra, "RoleAssignee", path)
         _known_roles(check, [str(role)], roles | set(APPLICATION_ROLES), f"{path}.Role")
@@ -432,7 +444,7 @@ def _exchange(check: _Check, value: object) -> JsonObject:
         ra.setdefault("RoleAssigneeName", assignee)
         ra.setdefault("Name", f"{role}-{assignee}")
         ra.setdefault("Identity", ra["Name"])
-    check.unique(out["managementRoleAssignments"], "Name", "$.exchange.managementRoleAssignments")
+    check.unique(out["managementRoleAssignments"], "Name", f"$.{key}.managementRoleAssignments")
     return out
 
 
@@ -480,20 +492,22 @@ def _relation(check: _Check, name: str, value: object, apps: list[JsonObject]) -
     return out
 
 
-def _management_roles(check: _Check, roles: list[JsonObject]) -> set[str]:
+def _management_roles(
+    check: _Check, roles: list[JsonObject], key: str, role_cmdlets: Mapping[str, frozenset[str]]
+) -> set[str]:
     """Custom roles: a Name, a built-in Parent and a subset of the parent's cmdlets (New-ManagementRole -Parent)."""
     for i, role in enumerate(roles):
-        path = f"$.exchange.managementRoles[{i}]"
+        path = f"$.{key}.managementRoles[{i}]"
         check.string(role, "Name", path)
         parent = check.string(role, "Parent", path)
-        if parent not in ROLE_CMDLETS:
-            raise check.fail(f"{path}.Parent", f"expected one of {', '.join(ROLE_CMDLETS)}")
+        if parent not in role_cmdlets:
+            raise check.fail(f"{path}.Parent", f"expected one of {', '.join(role_cmdlets)}")
         role["Cmdlets"] = _strings(check, role.get("Cmdlets", []), f"{path}.Cmdlets")
-        extra = set(role["Cmdlets"]) - ROLE_CMDLETS[parent]
+        extra = set(role["Cmdlets"]) - role_cmdlets[str(parent)]
         if extra:
             raise check.fail(f"{path}.Cmdlets", f"{sorted(extra)} are not cmdlets of the parent role {parent!r}")
-    check.unique(roles, "Name", "$.exchange.managementRoles")
-    return {str(r["Name"]) for r in roles} | set(ROLE_CMDLETS)
+    check.unique(roles, "Name", f"$.{key}.managementRoles")
+    return {str(r["Name"]) for r in roles} | set(role_cmdlets)
 
 
 def _strings(check: _Check, value: object, path: str) -> list[str]:

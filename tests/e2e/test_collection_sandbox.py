@@ -36,6 +36,7 @@ def settings_for(sandbox: Sandbox, *, auditor: bool = True) -> Settings:
         login_url=info.login_url,
         graph_url=info.graph_url,
         exchange_url=info.exchange_url,
+        compliance_url=info.exchange_url,
         ca_bundle=Path(info.ca_bundle),
         retries=3,
         timeout_s=10.0,

@@ -118,3 +118,20 @@ def test_an_apply_that_leaves_the_automation_to_switch_certificate_does_not_exit
     assert code == 1  # but the automation still signs in with the old one
     out = capsys.readouterr().out
     assert "use-new-certificate: set cert = " in out
+
+
+@pytest.mark.parametrize("name", ["sc-exchange-admin-only", "sc-permission-missing"])
+def test_security_compliance_fixes_converge_without_raising_privilege(name: str, tmp_path: Path) -> None:
+    with Sandbox(name, propagation_s=0.5, workdir=tmp_path / "sandbox") as sb:
+        roles_before = {r["roleDefinitionId"] for r in sb.dump()["roleAssignments"]}
+        options = democommand.sandbox_settings(sb, tmp_path / "reports")
+        options.update(propagation_timeout_s=30, journal=tmp_path / "journal.jsonl")
+        cli.main(["run", *as_cli_options(options), "--json", str(tmp_path / "r.json"), "--fix", "apply", "--yes"])
+        roles_after = {r["roleDefinitionId"] for r in sb.dump()["roleAssignments"]}
+    after = json.loads((tmp_path / "r-after.json").read_text(encoding="utf-8"))
+    assert {record["outcome"] for record in after["requirements"]} == {"passed"}
+    added = roles_after - roles_before
+    # Compliance Administrator is the profile's least privilege; Global Administrator is never assigned.
+    assert added <= {profiles.profile_named("security-compliance").least_privileged_role}
+    assert not added & {"62e90394-69f5-4237-9190-012177145e10", "e8611ab8-c189-46e8-94e1-60213ab1f814"}
+    assert bool(added) == (name == "sc-exchange-admin-only")

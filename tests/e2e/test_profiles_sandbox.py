@@ -59,3 +59,41 @@ def test_one_profile_keeps_node_ids_and_names_its_profile_in_every_result(tmp_pa
     assert probe["evidence"]["observed"]["Exchange answer"]["cmdlet"] == "Get-Label"
     [token] = [r for r in document["requirements"] if r["id"] == "CBA-TOKEN-002"]
     assert token["evidence"]["observed"]["token claims"]["aud"] == "https://ps.compliance.protection.outlook.com"
+
+
+def test_a_gcc_high_security_compliance_run_asks_for_the_us_government_resources(tmp_path: Path) -> None:
+    document, _ = run("gcchigh-sc-healthy", tmp_path)
+    assert document["run"]["settings"]["cloud"]["value"] == "gcchigh"
+    assert {record["outcome"] for record in document["requirements"]} == {"passed"}
+    by_id = {record["id"]: record for record in document["requirements"]}
+    claims = by_id["CBA-TOKEN-002"]["evidence"]["observed"]["token claims"]
+    assert claims["aud"] == "https://ps.compliance.protection.office365.us"
+    # The S&C role groups were read in that cloud too (not "not collected").
+    assert "pointers" in by_id["CBA-ROLE-001"]["evidence"]["observed"]["Exchange RBAC"]
+    # The EOP permission is documented for GCC High: no review flag.
+    assert "cloud mapping" not in json.dumps(by_id["CBA-PERM-002"]["evidence"])
+
+
+def test_an_unconfirmed_cloud_mapping_is_flagged_for_review_and_never_written(tmp_path: Path) -> None:
+    results_file = tmp_path / "results.json"
+    with Sandbox("gcchigh-exchange-online", workdir=tmp_path / "sandbox") as sb:
+        before = sb.dump()
+        options = democommand.sandbox_settings(sb, tmp_path / "reports")
+        args = [item for key, value in options.items() for item in (f"--{key.replace('_', '-')}", str(value))]
+        cli.main(["run", *args, "--json", str(results_file), "--fix", "apply", "--yes"])
+        after = sb.dump()
+    document = json.loads(results_file.read_text(encoding="utf-8"))
+    [perm] = [record for record in document["requirements"] if record["id"] == "CBA-PERM-002"]
+    assert perm["outcome"] == "failed" and "UNCONFIRMED" in perm["evidence"]["details"]["cloud mapping"]
+    plan = document["fixes"]["plan"]
+    assert plan and not [action for action in plan if action["automated"]]
+    assert {req for action in plan for req in action["mends"]} == {"CBA-PERM-002", "CBA-PERM-003"}
+    assert after == before  # nothing was written
+
+
+def test_a_security_compliance_role_group_alone_authorises_the_app_end_to_end(tmp_path: Path) -> None:
+    document, _ = run("sc-role-group-only", tmp_path)
+    assert {record["outcome"] for record in document["requirements"]} == {"passed"}
+    [role] = [record for record in document["requirements"] if record["id"] == "CBA-ROLE-001"]
+    assert role["evidence"]["details"]["authorised by"] == ["Security & Compliance RBAC (service principal pointer)"]
+    assert role["evidence"]["observed"]["Exchange RBAC"]["role groups"] == ["Automation label readers"]

@@ -57,7 +57,7 @@ def test_a_dead_endpoint_makes_every_tenant_check_an_error(tmp_path: Path, capsy
         dead = f"https://127.0.0.1:{probe.getsockname()[1]}"
     with Sandbox("healthy", workdir=tmp_path / "sb") as sb:
         options = democommand.sandbox_settings(sb, tmp_path / "reports")
-    options.update(login_url=dead, graph_url=dead, exchange_url=dead, retries=0, timeout_s=5)
+    options.update(login_url=dead, graph_url=dead, exchange_url=dead, compliance_url=dead, retries=0, timeout_s=5)
     status = run(options, tmp_path / "r.json")
     records = tenant_records(outcomes(tmp_path / "r.json"))
     console = capsys.readouterr()

@@ -7,14 +7,15 @@ import responses
 from mockhttp import EXO, TENANT_ID, Waits, make_session
 from responses import matchers
 
-from cbacheck import profiles
+from cbacheck import profiles, wellknown
 from cbacheck.collect.adminapi import probe_admin_api
 from cbacheck.config import Settings
 from cbacheck.facts import ExchangeProbe, Unavailable
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJyb2xlcyI6W119.c2lnbmF0dXJl"
 ADMIN_API = profiles.PROFILES[profiles.EXCHANGE_ADMIN_API]
-URL = profiles.probe_url_in(ADMIN_API, None, TENANT_ID)
+GLOBAL = wellknown.CLOUDS["global"]
+URL = profiles.probe_url_in(ADMIN_API, GLOBAL, TENANT_ID)
 
 
 def probe(settings: Settings, waits: Waits) -> ExchangeProbe | Unavailable:
@@ -22,8 +23,10 @@ def probe(settings: Settings, waits: Waits) -> ExchangeProbe | Unavailable:
 
 
 def test_the_url_is_the_documented_v2_endpoint_with_the_tenant_id() -> None:
-    assert profiles.probe_url_in(ADMIN_API, None, TENANT_ID) == f"{EXO}/adminapi/v2.0/{TENANT_ID}/OrganizationConfig"
+    assert profiles.probe_url_in(ADMIN_API, GLOBAL, TENANT_ID) == f"{EXO}/adminapi/v2.0/{TENANT_ID}/OrganizationConfig"
     assert ADMIN_API.token_resource == "https://outlook.office365.com"
+    assert profiles.token_resource_in(ADMIN_API, "gcc") == "https://outlook.office365.com"
+    assert profiles.token_resource_in(ADMIN_API, "gcchigh") == ""  # not asked there: UNCONFIRMED
 
 
 def test_one_object_answers_with_the_documented_body_and_headers(

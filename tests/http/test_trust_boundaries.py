@@ -137,7 +137,7 @@ def test_a_security_compliance_probe_follows_a_regional_redirect_only_within_its
     mock: responses.RequestsMock, settings: Settings, waits: Waits
 ) -> None:
     sc = profiles.PROFILES[profiles.SECURITY_COMPLIANCE]
-    origin = profiles.probe_url_in(sc, None, "contoso.onmicrosoft.com")
+    origin = profiles.probe_url_in(sc, settings.cloud_endpoints, "contoso.onmicrosoft.com")
     regional = "https://eur05b.ps.compliance.protection.outlook.com/adminapi/beta/contoso.onmicrosoft.com/InvokeCommand"
     mock.post(origin, status=302, headers={"Location": regional})
     mock.post(regional, json={"value": []})

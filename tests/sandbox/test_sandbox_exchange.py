@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sandboxkit import GRAPH_SCOPE, Client, claims, token
+from sandboxkit import GRAPH_SCOPE, Client, acquire, claims, token
 
 from cbacheck import wellknown
 from cbacheck.sandbox import Sandbox
@@ -144,3 +144,50 @@ def test_security_compliance_refuses_exchange_administrator_and_a_missing_eop_gr
     with Sandbox("sc-permission-missing") as sb:
         message = error_of(Client(sb, token(sb, scope=SC_SCOPE)).exchange("Get-Label"), 401)
         assert "Exchange.ManageAsApp" in message
+
+
+def test_security_compliance_serves_its_own_role_groups_apart_from_exchanges() -> None:
+    with Sandbox("sc-exchange-admin-only") as sb:
+        auditor = sb.identities["auditor"]
+        client = Client(sb, token(sb, "auditor", scope=SC_SCOPE))
+        pointers = client.exchange("Get-ServicePrincipal").json()["value"]
+        assert [p["AppId"] for p in pointers] == [auditor.app_id]
+        groups = {g["Name"]: g for g in client.exchange("Get-RoleGroup").json()["value"]}
+        assert "Compliance Administrator" in groups  # a built-in group of Security & Compliance
+        assert "View-Only Organization Management" not in groups  # Exchange's, not here
+        assert groups["Global Reader"]["Members"] == [pointers[0]["ObjectId"]]
+        # Exchange Online's RBAC reads answer from Exchange's objects, not these.
+        exchange = Client(sb, token(sb, "auditor")).exchange("Get-RoleGroup").json()["value"]
+        assert "Global Reader" not in {g["Name"] for g in exchange}
+        # Exchange Online's writes are not on the Security & Compliance endpoint.
+        assert "is not recognized" in error_of(client.exchange("Add-RoleGroupMember"), 400)
+
+
+def test_a_security_compliance_role_group_membership_lets_the_app_run_what_its_roles_hold() -> None:
+    with Sandbox("sc-exchange-admin-only") as sb:
+        app = sb.identities["under_test"]
+        sp_id = next(sp["id"] for sp in sb.dump()["servicePrincipals"] if sp["appId"] == app.app_id)
+        sb.state.compliance["servicePrincipals"].append(
+            {"AppId": app.app_id, "ObjectId": sp_id, "DisplayName": "automation", "Identity": sp_id, "Name": sp_id}
+        )
+        client = Client(sb, token(sb, scope=SC_SCOPE))
+        assert client.exchange("Get-Label").status_code == 401  # a pointer alone holds nothing
+        sb.state.compliance["roleGroups"].append(
+            {"Name": "Label readers", "Roles": ["Sensitivity Label Reader"], "Members": [sp_id]}
+        )
+        assert client.exchange("Get-Label").status_code == 200
+        assert "not allowed to call Get-RoleGroup" in error_of(client.exchange("Get-RoleGroup"), 401)
+
+
+def test_a_gcc_high_tenant_answers_the_us_government_resource_names_only() -> None:
+    with Sandbox("gcchigh-sc-healthy") as sb:
+        assert sb.dump()["cloud"] == "gcchigh"
+        graph = token(sb, "auditor", scope="https://graph.microsoft.us/.default")
+        assert claims(graph)["aud"] == "https://graph.microsoft.us"
+        assert Client(sb, graph).graph("GET", "/applications?$select=appId").status_code == 200
+        sc = token(sb, scope=f"{wellknown.SECURITY_COMPLIANCE_RESOURCE_GCCHIGH}/.default")
+        assert claims(sc)["roles"] == [wellknown.EXCHANGE_MANAGE_AS_APP]
+        assert Client(sb, sc).exchange("Get-Label").status_code == 200  # -Organization contosolab.onmicrosoft.us
+        # The global cloud's names are not this tenant's.
+        for scope in (GRAPH_SCOPE, f"{wellknown.SECURITY_COMPLIANCE_RESOURCE}/.default"):
+            assert "AADSTS500011" in str(acquire(sb, "auditor", scope).get("error_description")), scope

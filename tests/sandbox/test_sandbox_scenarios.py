@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sandboxkit import Client, acquire
 
+from cbacheck import wellknown
 from cbacheck.sandbox import Sandbox, scenario_names
 
 # scenario -> (AADSTS codes of the token request or None, HTTP status of Get-OrganizationConfig)
@@ -48,6 +49,9 @@ OUTCOMES: dict[str, tuple[int | list[int] | None, int | None]] = {
     "adminapi-healthy": (None, 401),
     "adminapi-rbac-missing": (None, 401),
     "adminapi-v1-permission-only": (None, 200),
+    "gcchigh-sc-healthy": (None, 401),
+    "gcchigh-exchange-online": (None, 401),
+    "sc-role-group-only": (None, 401),
 }
 
 
@@ -60,7 +64,9 @@ def test_every_shipped_scenario_has_an_expected_outcome() -> None:
 def test_scenario_outcome(name: str) -> None:
     code, status = OUTCOMES[name]
     with Sandbox(name) as sb:
-        result = acquire(sb)
+        # A national cloud's tenant answers its own Exchange resource name (docs/sandbox.md, choice 37).
+        cloud = wellknown.CLOUDS[str(sb.scenario.settings.get("cloud", "global"))]
+        result = acquire(sb, scope=f"{cloud.exchange_resource}/.default")
         if code is not None:
             assert result.get("error_codes") == (code if isinstance(code, list) else [code]), result
             assert any(b.startswith("CBA-TOKEN-001") for b in sb.scenario.breaks)

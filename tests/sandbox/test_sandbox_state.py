@@ -51,7 +51,10 @@ def test_every_scenario_loads_and_names_real_requirements(name: str) -> None:
     assert all(re.fullmatch(r"CBA-(CERT|APP|KEY|PERM|ROLE|ORG|TOKEN|EXO)-\d{3}", b) for b in scenario.breaks)
     # The healthy tenants break nothing: Microsoft's three ways to authorise the app (Entra role, Exchange
     # RBAC, both), a tenant without a PIM licence, and the healthy apps of the other profiles.
-    healthy = ("healthy", "rbac-only", "option3-combined", "no-p2", "sc-healthy", "adminapi-healthy")
+    healthy = (
+        *("healthy", "rbac-only", "option3-combined", "no-p2"),
+        *("sc-healthy", "sc-role-group-only", "adminapi-healthy", "gcchigh-sc-healthy"),
+    )
     assert (scenario.breaks == ()) == (name in healthy)
     with Sandbox(name) as sb:
         assert set(sb.identities) == {"under_test", "auditor", "admin"}
@@ -60,7 +63,8 @@ def test_every_scenario_loads_and_names_real_requirements(name: str) -> None:
             text = ident.cert_path.read_text()
             assert "BEGIN CERTIFICATE" in text and "BEGIN PRIVATE KEY" in text
             assert re.fullmatch(r"[0-9A-F]{40}", ident.thumbprint_sha1)
-        assert "access_token" in acquire(sb, "auditor", "https://graph.microsoft.com/.default")
+        graph = wellknown.CLOUDS[str(sb.scenario.settings.get("cloud", "global"))].graph_resource
+        assert "access_token" in acquire(sb, "auditor", f"{graph}/.default")
         assert sb.scenario.name == name and sb.scenario.breaks == scenario.breaks
 
 

@@ -164,6 +164,8 @@ def test_a_named_file_pointing_graph_elsewhere_is_refused_without_the_command_li
         ("login_url", "https://login.microsoftonline.com@attacker.example"),
         ("graph_url", "https://graph.microsoft.us"),  # a Microsoft host, but not of the global cloud
         ("exchange_url", "https://127.0.0.1:8443"),  # loopback from the environment, not marked sandbox
+        ("compliance_url", "https://127.0.0.1:8443"),
+        ("compliance_url", "https://ps.compliance.protection.office365.us"),  # GCC High's, not the global cloud's
     ],
 )
 def test_an_endpoint_from_the_environment_outside_the_cloud_is_refused(name: str, url: str, tmp_path: Path) -> None:
@@ -180,6 +182,15 @@ def test_microsoft_hosts_of_the_chosen_cloud_are_accepted_with_a_loud_line(tmp_p
         "endpoints overridden: graph_url=https://graph.microsoft.us from env CBACHECK_GRAPH_URL"
     )
     assert resolve(env={}, cwd=tmp_path).endpoint_overrides() is None
+
+
+def test_the_compliance_endpoint_is_an_endpoint_override_of_its_own(tmp_path: Path) -> None:
+    regional = "https://eur05b.ps.compliance.protection.outlook.com"
+    settings = resolve(env={"CBACHECK_COMPLIANCE_URL": regional}, cwd=tmp_path)
+    line = f"endpoints overridden: compliance_url={regional} from env CBACHECK_COMPLIANCE_URL"
+    assert settings.endpoint_overrides() == line
+    assert settings.cloud_endpoints.compliance_url == regional
+    assert settings.cloud_endpoints.exchange_url == "https://outlook.office365.com"
 
 
 def test_loopback_endpoints_are_accepted_as_options_or_in_a_sandbox_run(tmp_path: Path) -> None:

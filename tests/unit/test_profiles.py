@@ -343,7 +343,9 @@ def test_security_compliance_plan_adds_and_grants_the_eop_permission_only() -> N
     assert isinstance(add, AddRequiredResourceAccess) and isinstance(grant, GrantAppRole)
     assert (add.resource_app_id, add.app_role_id) == (wellknown.EOP_APP_ID, wellknown.EOP_MANAGE_AS_APP_ROLE_ID)
     assert (grant.resource_id, grant.app_role_id) == (EOP_SP_ID, wellknown.EOP_MANAGE_AS_APP_ROLE_ID)
-    assert add.mends == ("CBA-PERM-002@security-compliance",) and not grant.token_carries_role
+    assert add.mends == ("CBA-PERM-002@security-compliance",)
+    # Verified in the app's Security & Compliance token, which cbacheck asks for in the global cloud.
+    assert grant.token_carries_role and grant.token_profile == "security-compliance"
 
 
 def test_no_permission_is_written_where_its_cloud_mapping_is_unconfirmed() -> None:
@@ -362,9 +364,25 @@ def test_no_permission_is_written_where_its_cloud_mapping_is_unconfirmed() -> No
     assert [type(action) for action in actions] == [AddRequiredResourceAccess, GrantAppRole]
 
 
-def test_another_profiles_missing_role_is_a_manual_step_naming_its_least_privilege() -> None:
+def test_another_profiles_missing_role_is_its_least_privilege_assigned_never_global_administrator() -> None:
+    from cbacheck.fixers.actions import AssignDirectoryRole
+
+    failed = {"CBA-ROLE-001@security-compliance"}
+    facts = sc_tenant(role_assignments=(tf.role(),), profile_rbac={SC.name: tf.rbac()})
+    for required in ("Exchange Administrator", "Global Administrator"):
+        settings = tf.settings(profile=("security-compliance",), required_role=required)
+        [action] = plan(settings, facts, None, failed)
+        assert isinstance(action, AssignDirectoryRole), action
+        assert action.role_definition_id == wellknown.COMPLIANCE_ADMINISTRATOR
+        assert action.mends == ("CBA-ROLE-001@security-compliance",)
+    # A supported role the settings name is kept (Global Reader for read-only automation).
+    reader = tf.settings(profile=("security-compliance",), required_role="Global Reader")
+    [action] = plan(reader, facts, None, failed)
+    assert isinstance(action, AssignDirectoryRole) and action.role_definition_id == wellknown.GLOBAL_READER
+    # An S&C role group meant to authorise the app (its pointer holds a role): no Entra role over it.
+    pointer = tf.rbac(object_id="0f000000-0000-4000-8000-0000000000f0", roles=("Sensitivity Label Reader",))
     settings = tf.settings(profile=("security-compliance",))
-    [step] = plan(settings, sc_tenant(), None, {"CBA-ROLE-001@security-compliance"})
+    [step] = plan(settings, tf.replace(facts, profile_rbac={SC.name: pointer}), None, failed)
     assert isinstance(step, ManualStep) and "Compliance Administrator" in step.explanation
 
 
@@ -497,3 +515,74 @@ def test_a_fix_still_propagating_marks_pending_only_its_own_profiles_results() -
     ]
     mark_pending(records, {"CBA-PERM-003@security-compliance": "consent reaches tokens late"})
     assert [r["outcome"] for r in records] == ["blocked", "pending"]
+
+
+def test_an_exchange_url_override_does_not_redirect_the_security_compliance_probe() -> None:
+    from cbacheck.config import Settings
+
+    only_exchange = Settings(exchange_url="https://127.0.0.1:8443")
+    url = profiles.probe_url_in(SC, only_exchange.cloud_endpoints, "contoso.onmicrosoft.com")
+    assert url == "https://ps.compliance.protection.outlook.com/adminapi/beta/contoso.onmicrosoft.com/InvokeCommand"
+    both = Settings(exchange_url="https://127.0.0.1:8443", compliance_url="https://127.0.0.1:9443/")
+    assert profiles.probe_url_in(SC, both.cloud_endpoints, "contoso.onmicrosoft.com").startswith(
+        "https://127.0.0.1:9443/adminapi/beta/"
+    )
+    # Exchange Online's own profile still follows exchange_url.
+    assert profiles.probe_url_in(EXO, only_exchange.cloud_endpoints, "x").startswith("https://127.0.0.1:8443/")
+
+
+def test_the_security_compliance_endpoint_and_token_follow_the_cloud() -> None:
+    from cbacheck.config import Settings
+
+    gcchigh = Settings(cloud="gcchigh")
+    assert profiles.probe_url_in(SC, gcchigh.cloud_endpoints, "x").startswith("https://ps.compliance.protection.office365.us/")
+    assert profiles.token_resource_in(SC, "gcchigh") == "https://ps.compliance.protection.office365.us"
+    assert profiles.token_resource_in(SC, "dod") == ""  # not asked: UNCONFIRMED
+    assert "ps.compliance.protection.office365.us" in profiles.service_domains_in(SC, "gcchigh")
+    assert "127.0.0.1" not in profiles.service_domains_in(SC, "global")
+
+
+# --- Security & Compliance role groups (CBA-ROLE-001 and CBA-TOKEN-002 of security-compliance) ------------------
+
+
+def sc_role_001(facts: Any) -> dict[str, Any]:
+    return run(
+        role_checks.test_supported_role_assigned_at_tenant_scope,
+        app_sp=tf.app_sp(),
+        role_assignments=facts.role_assignments,
+        tenant_facts=facts,
+        cba_settings=tf.settings(profile=("security-compliance",)),
+        cba_profile=SC,
+    )
+
+
+def test_security_compliance_role_groups_read_and_empty_make_exchange_administrator_alone_a_failure() -> None:
+    facts = sc_tenant(role_assignments=(tf.role(),), profile_rbac={SC.name: tf.rbac()})  # Exchange Administrator
+    with pytest.raises(AssertionError, match="no Security & Compliance RBAC role"):
+        sc_role_001(facts)
+
+
+def test_a_security_compliance_role_group_membership_authorises_the_app_without_a_supported_entra_role() -> None:
+    sp_id = tf.app_sp().object_id
+    member = tf.rbac(object_id=sp_id, roles=("Sensitivity Label Reader",), group="Label readers")
+    facts = sc_tenant(role_assignments=(tf.role(),), profile_rbac={SC.name: member})
+    record = sc_role_001(facts)
+    assert record["details"]["authorised by"] == ["Security & Compliance RBAC (service principal pointer)"]
+    # Exchange's own RBAC does not count for Security & Compliance, nor the reverse.
+    exchange_only = sc_tenant(role_assignments=(tf.role(),), exchange_rbac=member, profile_rbac={SC.name: tf.rbac()})
+    with pytest.raises(AssertionError):
+        sc_role_001(exchange_only)
+    # Its token then needs no supported role in wids.
+    sc_token = tf.token(aud=SC.token_resource, wids=[wellknown.EXCHANGE_ADMINISTRATOR])
+    token_002(sc_token, facts, SC)
+
+
+def test_security_compliance_role_groups_unread_stay_an_error_naming_what_the_auditor_needs() -> None:
+    from cbacheck.facts import Unavailable
+
+    unread = Unavailable("the app's Security & Compliance role groups", "Exchange refused Get-ServicePrincipal: 401")
+    facts = sc_tenant(role_assignments=(tf.role(),), profile_rbac={SC.name: unread})
+    with pytest.raises(FactUnavailable) as caught:
+        sc_role_001(facts)
+    assert "Microsoft Exchange Online Protection" in caught.value.missing.missing_permission
+    assert "cannot be ruled out" in caught.value.missing.reason

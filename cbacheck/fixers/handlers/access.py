@@ -14,12 +14,18 @@ from cbacheck.fixers.verify import Probe
 
 
 def _claim_probe(
-    action_id: str, ctx: ProbeContext, waiting_for: str, claim: str, present: Callable[[TokenAttempt], bool]
+    action_id: str,
+    ctx: ProbeContext,
+    waiting_for: str,
+    claim: str,
+    present: Callable[[TokenAttempt], bool],
+    profile: str = "",
 ) -> Probe:
-    """A probe that waits for the app's token to carry the granted role (consent and roles reach tokens late)."""
+    """A probe that waits for the app's token (a profile's, when named) to carry the granted role (consent and roles
+    reach tokens late)."""
 
     def in_token(round_number: int) -> str | None:
-        token, missing = ctx.token(round_number)
+        token, missing = ctx.token(round_number, profile)
         if token is None:
             return missing
         return None if present(token) else f"token {claim} are {list(getattr(token, claim))}"
@@ -84,6 +90,7 @@ class GrantAppRoleHandler(Handler[GrantAppRole]):
             f"{action.app_role_name} to appear in the token",
             "roles",
             lambda token: action.app_role_name in token.roles,
+            action.token_profile,
         )
 
 

@@ -103,9 +103,10 @@ class ProbeContext:
         sp = self.facts(round_number).app_sp
         return sp if isinstance(sp, ServicePrincipal) else None
 
-    def token(self, round_number: int) -> tuple[TokenAttempt | None, str | None]:
-        """The app's token this round, and why it has none (None when it has one)."""
-        token = self.facts(round_number).token
+    def token(self, round_number: int, profile: str = "") -> tuple[TokenAttempt | None, str | None]:
+        """The app's token this round (the named profile's when given), and why it has none (None when it has one)."""
+        facts = self.facts(round_number)
+        token = facts.profile_tokens.get(profile, facts.token) if profile else facts.token
         if isinstance(token, Unavailable):
             return None, str(token)
         missing = token_missing(token)

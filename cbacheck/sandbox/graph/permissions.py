@@ -88,14 +88,22 @@ class Caller:
     roles: frozenset[str]
 
 
-def authenticate(signer: TokenSigner, tenant_id: str, headers: Mapping[str, str]) -> Caller:
+def graph_audiences(cloud: str) -> frozenset[str]:
+    """The audiences Graph accepts in a tenant of that cloud (https://graph.microsoft.us in GCC High,
+    https://learn.microsoft.com/graph/deployments)."""
+    return GRAPH_AUDIENCES | {wellknown.CLOUDS[cloud].graph_resource}
+
+
+def authenticate(
+    signer: TokenSigner, tenant_id: str, headers: Mapping[str, str], audiences: frozenset[str] = GRAPH_AUDIENCES
+) -> Caller:
     """The caller of a Graph request, or GraphFault 401 with the reason the token is refused."""
     auth = headers.get("Authorization") or headers.get("authorization") or ""
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer":
         token = ""
     try:
-        claims = signer.decode(token.strip(), audiences=GRAPH_AUDIENCES, tenant_id=tenant_id)
+        claims = signer.decode(token.strip(), audiences=audiences, tenant_id=tenant_id)
     except AccessTokenError as exc:
         raise GraphFault(
             "invalid_token", headers={"WWW-Authenticate": 'Bearer realm="", error="invalid_token"'}, reason=exc

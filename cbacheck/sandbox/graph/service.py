@@ -19,7 +19,7 @@ from cbacheck.sandbox.entra.signer import TokenSigner
 from cbacheck.sandbox.faults import SandboxFault
 from cbacheck.sandbox.graph import batch
 from cbacheck.sandbox.graph.errors import GraphFault
-from cbacheck.sandbox.graph.permissions import authenticate, readable, require
+from cbacheck.sandbox.graph.permissions import authenticate, graph_audiences, readable, require
 from cbacheck.sandbox.graph.routes import graph_routes
 from cbacheck.sandbox.graph.shaping import (
     Expander,
@@ -99,7 +99,7 @@ class GraphService:
         """Route, authenticate, authorize and run one Graph request; errors become Graph errors."""
         try:
             endpoint, args = self._route(path, method)
-            caller = authenticate(self.signer, self.state.tenant_id, headers)
+            caller = authenticate(self.signer, self.state.tenant_id, headers, graph_audiences(self.state.cloud))
             _check_options(query)
             request = GraphRequest(method, path, query, headers, body, call, caller, dict(args))
             if endpoint == "batch":
