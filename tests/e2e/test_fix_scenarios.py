@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cbacheck import cli, profiles, results
+from cbacheck import cli, profiles, results, wellknown
 from cbacheck.commands import demo as democommand
 from cbacheck.sandbox import Sandbox, scenario_names
 
@@ -55,6 +55,11 @@ def test_fix_apply_mends_what_it_plans_and_keeps_everything(name: str, tmp_path:
 
         # Nothing that existed before the apply is gone after it.
         assert existing_objects(state_before) <= existing_objects(state_after)
+        # No fix raises privilege: no over-privileged directory role is ever assigned.
+        added_roles = {r["roleDefinitionId"] for r in state_after["roleAssignments"]} - {
+            r["roleDefinitionId"] for r in state_before["roleAssignments"]
+        }
+        assert not added_roles & wellknown.OVER_PRIVILEGED_ROLES
 
         if not fixable:
             assert not after_json.exists(), "an after-run happened although nothing was applied"
