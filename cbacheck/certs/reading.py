@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from cbacheck.certs import validated
 from cbacheck.certs.inspecting import certificate_facts, key_matches, key_type
 from cbacheck.config import Settings
 from cbacheck.errors import CertificateError, InputError
@@ -373,8 +374,20 @@ def _load_pem(data: bytes, path: Path, password: str | None, source: str, passwo
 def _load_pem_key(
     block: bytes, path: Path, password: str | None, source: str, password_env: str
 ) -> tuple[PrivateKeyTypes, bool]:
+    """The key and whether it was encrypted; OpenSSL validates it unless these very bytes were validated before."""
+    digest = validated.key_digest(block)
+    known = validated.validated_before(digest)
+    key, encrypted = _parse_pem_key(block, path, password, source, password_env, known)
+    if not known and isinstance(key, rsa.RSAPrivateKey):
+        validated.remember(digest)
+    return key, encrypted
+
+
+def _parse_pem_key(
+    block: bytes, path: Path, password: str | None, source: str, password_env: str, validated_before: bool
+) -> tuple[PrivateKeyTypes, bool]:
     try:
-        return serialization.load_pem_private_key(block, None), False
+        return serialization.load_pem_private_key(block, None, unsafe_skip_rsa_key_validation=validated_before), False
     except TypeError:
         pass  # encrypted: needs the password
     except (ValueError, UnsupportedAlgorithm) as err:
@@ -392,7 +405,10 @@ def _load_pem_key(
             _password_next_step(password_env),
         )
     try:
-        return serialization.load_pem_private_key(block, password.encode("utf-8")), True
+        key = serialization.load_pem_private_key(
+            block, password.encode("utf-8"), unsafe_skip_rsa_key_validation=validated_before
+        )
+        return key, True
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise PasswordProblem(
             str(path),
