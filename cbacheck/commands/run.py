@@ -70,7 +70,10 @@ class RunObserver:
         self.collect_early = collect_early
         self.verbose = False
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
+        # tryfirst: right after the cbacheck plugin's (tryfirst, registered later, so called first), before the
+        # other plugins' configure (pytest-html compiles its template), so the collection starts sooner.
         # The reports' plan shows what --fix apply will do with the command line's opt-ins.
         config.stash[fix_opt_ins_key] = self.opt_ins
         self.verbose = config.option.verbose > 0  # `cbacheck run ... -- -v` shows every setting
