@@ -1,7 +1,8 @@
 """Benchmark of a whole `cbacheck run` against the sandbox, next to a bare pytest session writing the same reports.
 
 For each scenario and latency it times `python -m cbacheck run` in a fresh process (median of --runs), with
-the discovery cache cold (emptied before each run) and warm (kept from the previous run), and, in the same
+the user's cache folder cold (emptied before each run: no discovery document, no key known to be validated)
+and warm (kept from the previous run), and, in the same
 loop, the yardstick: a pytest session of as many trivial tests, importing the libraries a run imports and
 writing self-contained HTML and JUnit reports. It prints each request the sandbox served (a timeline), the
 dependent round trips seen in it, and (wall at 100 ms - wall at 0 ms) / 100 ms.
@@ -222,12 +223,23 @@ def report(scenario: str, figures: dict[int, dict[str, Any]]) -> bool:
         met &= seen <= TARGET_ROUND_TRIPS[mode] and at100[mode].median <= allowed
     print(f"  {'yardstick (pytest)':24}{yard:8.3f}")
     # Paired: each run against the yardstick run right after it, so a busy moment touches both.
-    ratio = statistics.median(run / y for run, y in zip(at0["warm"].walls, at0["yardstick"].walls, strict=True))
-    print(f"  at 0 ms: run / yardstick = {ratio:.2f} (target <= {TARGET_RATIO_AT_0_MS})")
-    met &= ratio <= TARGET_RATIO_AT_0_MS
-    print_timeline("100 ms, discovery cache cold", at100["cold"].timeline)
-    print_timeline("100 ms, discovery cache warm", at100["warm"].timeline)
-    return met
+    ratios = {
+        mode: statistics.median(run / y for run, y in zip(at0[mode].walls, at0["yardstick"].walls, strict=True))
+        for mode in ("cold", "warm")
+    }
+    print(
+        f"  at 0 ms: run / yardstick = {ratios['warm']:.2f} warm, {ratios['cold']:.2f} cold "
+        f"(target <= {TARGET_RATIO_AT_0_MS}, judged warm)"
+    )
+    met &= ratios["warm"] <= TARGET_RATIO_AT_0_MS
+    print_timeline("100 ms, cache cold", at100["cold"].timeline)
+    print_timeline("100 ms, cache warm", at100["warm"].timeline)
+    return bool(met)
+
+
+def load() -> str:
+    """The 1, 5 and 15 minute load averages: other work on the machine slows both sides of every ratio."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         help="cache byte code (PYTHONPYCACHEPREFIX) even if PYTHONDONTWRITEBYTECODE is set",
     )
     args = parser.parse_args(argv)
+    print(f"{os.cpu_count()} CPUs, load average {load()} at the start")
     log = ServerLog()
     instrument(log)
     met = True
@@ -253,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 for latency in (0, 100)
             }
             met &= report(scenario, figures)
-    print("\ntargets " + ("met" if met else "NOT met"))
+    print(f"\nload average {load()} at the end")
+    print("targets " + ("met" if met else "NOT met"))
     return 0 if met else 1
 
 
