@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -111,12 +112,17 @@ def print_timeline(title: str, timeline: list[Served]) -> None:
         print(f"    {start_ms:7.0f} {end_ms:7.0f} ms  {label(served):30} {bar}")
 
 
-def wall(command: list[str], env: dict[str, str], ok_codes: tuple[int, ...]) -> float:
+def wall(command: list[str], env: dict[str, str], ok_codes: tuple[int, ...], cpu: list[float] | None = None) -> float:
+    """The command's wall time; its CPU time (user + system, the process alone) appended to `cpu` if given."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in ok_codes:
         raise SystemExit(f"bench: {command[:4]} exited {done.returncode}: {done.stderr[-2000:]}")
+    if cpu is not None:
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     return elapsed
 
 
@@ -166,6 +172,7 @@ def checks_in(junit: Path) -> int:
 @dataclass
 class Cell:
     walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)  # CPU seconds of the process: what load on the machine barely moves
     timeline: list[Served] = field(default_factory=list)
 
     @property
@@ -199,9 +206,9 @@ def measure(
             for mode in ("cold", "warm"):
                 if mode == "cold":
                     shutil.rmtree(cache, ignore_errors=True)
-                cells[mode].walls.append(wall(command, run_env, (0, 1)))
+                cells[mode].walls.append(wall(command, run_env, (0, 1), cells[mode].cpus))
                 cells[mode].timeline = log.take()
-            cells["yardstick"].walls.append(wall(yardstick, env, (0,)))
+            cells["yardstick"].walls.append(wall(yardstick, env, (0,), cells["yardstick"].cpus))
     return {"cells": cells, "checks": count}
 
 
@@ -232,6 +239,12 @@ def report(scenario: str, figures: dict[int, dict[str, Any]]) -> bool:
         f"(target <= {TARGET_RATIO_AT_0_MS}, judged warm)"
     )
     met &= ratios["warm"] <= TARGET_RATIO_AT_0_MS
+    cpu = {mode: statistics.median(at0[mode].cpus) for mode in ("cold", "warm", "yardstick")}
+    print(
+        f"  CPU s at 0 ms (the process alone): run {cpu['warm']:.3f} warm, {cpu['cold']:.3f} cold, "
+        f"yardstick {cpu['yardstick']:.3f}; run / yardstick = {cpu['warm'] / cpu['yardstick']:.2f} warm, "
+        f"{cpu['cold'] / cpu['yardstick']:.2f} cold"
+    )
     print_timeline("100 ms, cache cold", at100["cold"].timeline)
     print_timeline("100 ms, cache warm", at100["warm"].timeline)
     return bool(met)
