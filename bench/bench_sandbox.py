@@ -7,6 +7,8 @@ import base64
 import gc
 import json
 import resource
+import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -15,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import requests
@@ -108,8 +111,27 @@ def throughput(seconds: float) -> dict[str, float]:
         out["graph_filter_reads_per_s"] = rate(
             "Graph reads: servicePrincipals $filter", seconds, lambda: session.get(listing, headers=headers)
         )
+        out["tls_handshakes_per_s"] = handshakes(sb, seconds)
         print(f"{'(sandbox counters)':<44} {json.dumps(sb.stats.snapshot())}")
     return out
+
+
+def handshakes(sb: Sandbox, seconds: float) -> float:
+    """What each request pays because the server closes every connection: a TLS handshake, and no request."""
+    target = urlsplit(sb.info.login_url)
+    host, port = str(target.hostname), int(target.port or 443)
+    context = ssl.create_default_context(cafile=sb.info.ca_bundle)
+    count = 0
+    started, cpu = time.perf_counter(), time.thread_time()
+    while time.perf_counter() < started + seconds:
+        with socket.create_connection((host, port)) as raw, context.wrap_socket(raw, server_hostname=host):
+            count += 1
+    wall, client_cpu = time.perf_counter() - started, time.thread_time() - cpu
+    print(
+        f"{'TLS handshakes alone (connection closed)':<44} {count / wall:8.1f} /s  "
+        f"({wall / count * 1000:.1f} ms each, {client_cpu / count * 1000:.1f} ms of it the client's CPU)"
+    )
+    return count / wall
 
 
 def big_state(count: int) -> dict[str, Any]:

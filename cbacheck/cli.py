@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -67,8 +68,13 @@ def _register(subparsers: Any, name: str) -> None:
 
 
 def _handle_run(args: argparse.Namespace) -> int:
-    from cbacheck.commands import run
-
+    # Importing makes objects that live to the end, no garbage: the collector would only scan them (run.py then
+    # freezes them for the session).
+    gc.disable()
+    try:
+        from cbacheck.commands import run
+    finally:
+        gc.enable()
     return run.run(args)
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import re
-import stat
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -20,8 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from cbacheck.certs import validated
 from cbacheck.certs.inspecting import certificate_facts, key_matches, key_type
-from cbacheck.config import Settings
+from cbacheck.config import Refused, Settings, read_regular_file
 from cbacheck.errors import CertificateError, InputError
 from cbacheck.facts import CertFacts
 
@@ -145,34 +144,29 @@ def load_signing_material(
 
 
 def _read_bytes(path: Path, source: str) -> bytes:
-    def fail(reason: str, next_step: str = NEXT_STEP_NEW) -> CertificateError:
-        return CertificateError(str(path), source, reason, next_step)
-
+    """The certificate file's bytes (config.files' one regular-file reader); CertificateError worded for link 1."""
     try:
-        info = path.stat()
-        if stat.S_ISDIR(info.st_mode):
-            raise fail("it is a directory, not a certificate file")
-        if not stat.S_ISREG(info.st_mode):
-            # A pipe or device would block or never end; a certificate is always a plain file.
-            raise fail("it is not a regular file (a pipe, socket or device)")
-        if info.st_size > MAX_FILE_BYTES:
-            raise fail(f"the file is {info.st_size} bytes, far larger than any certificate file")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise fail("the file does not exist") from None
-    except IsADirectoryError:
-        raise fail("it is a directory, not a certificate file") from None
-    except PermissionError:
-        raise fail(
-            "permission denied", "Run as a user who may read the file, or fix its permissions (chmod 600)."
-        ) from None
-    except OSError as err:
-        if err.errno == errno.EISDIR:
-            raise fail("it is a directory, not a certificate file") from None
-        raise fail(f"the file cannot be read: {err.strerror or err}") from None
+        data = read_regular_file(path, MAX_FILE_BYTES)
+    except Refused as refused:
+        reason, next_step = _certificate_file_refusal(refused)
+        raise CertificateError(str(path), source, reason, next_step) from None
     if not data.strip():
-        raise fail("the file is empty")
+        raise CertificateError(str(path), source, "the file is empty", NEXT_STEP_NEW)
     return data
+
+
+def _certificate_file_refusal(refused: Refused) -> tuple[str, str]:
+    if refused.kind == "permission":
+        return "permission denied", "Run as a user who may read the file, or fix its permissions (chmod 600)."
+    reason = {
+        "missing": "the file does not exist",
+        "directory": "it is a directory, not a certificate file",
+        # A pipe or device would block or never end; a certificate is always a plain file.
+        "not-regular": "it is not a regular file (a pipe, socket or device)",
+        "too-large": f"the file is {refused.size} bytes, far larger than any certificate file",
+        "grew": f"the file grew past {MAX_FILE_BYTES} bytes while being read, far larger than any certificate file",
+    }.get(refused.kind, f"the file cannot be read: {refused.detail}")
+    return reason, NEXT_STEP_NEW
 
 
 def _malformed(path: Path, source: str, err: Exception) -> CertificateError:
@@ -373,8 +367,20 @@ def _load_pem(data: bytes, path: Path, password: str | None, source: str, passwo
 def _load_pem_key(
     block: bytes, path: Path, password: str | None, source: str, password_env: str
 ) -> tuple[PrivateKeyTypes, bool]:
+    """The key and whether it was encrypted; OpenSSL validates it unless these very bytes were validated before."""
+    digest = validated.key_digest(block)
+    known = validated.validated_before(digest)
+    key, encrypted = _parse_pem_key(block, path, password, source, password_env, known)
+    if not known and isinstance(key, rsa.RSAPrivateKey):
+        validated.remember(digest)
+    return key, encrypted
+
+
+def _parse_pem_key(
+    block: bytes, path: Path, password: str | None, source: str, password_env: str, validated_before: bool
+) -> tuple[PrivateKeyTypes, bool]:
     try:
-        return serialization.load_pem_private_key(block, None), False
+        return serialization.load_pem_private_key(block, None, unsafe_skip_rsa_key_validation=validated_before), False
     except TypeError:
         pass  # encrypted: needs the password
     except (ValueError, UnsupportedAlgorithm) as err:
@@ -392,7 +398,10 @@ def _load_pem_key(
             _password_next_step(password_env),
         )
     try:
-        return serialization.load_pem_private_key(block, password.encode("utf-8")), True
+        key = serialization.load_pem_private_key(
+            block, password.encode("utf-8"), unsafe_skip_rsa_key_validation=validated_before
+        )
+        return key, True
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise PasswordProblem(
             str(path),

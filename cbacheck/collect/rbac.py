@@ -10,6 +10,7 @@ Get-ManagementRole; those need View-Only Organization Management (or the Entra r
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 import requests
@@ -121,6 +122,28 @@ def collect_exchange_rbac(
 
 
 def read_rbac(commands: ExchangeCommands, app_id: str, cmdlets: tuple[str, ...]) -> ExchangeRbac:
+    # Role groups and cmdlet roles need nothing from the pointers: they are read beside them, on a thread in a
+    # sub-lane of the request log listed after the pointers' requests (the order they were sent in before), so
+    # the evidence does not depend on which answered first. The token comes first, so it is requested once.
+    commands.provider.token(commands.scope)
+    log = stats_of(commands.session).sources
+    beside_lane = log.sub_lane(1)
+
+    def groups_and_roles() -> tuple[tuple[RoleGroup, ...], dict[str, tuple[str, ...]]]:
+        with log.lane(*beside_lane):
+            return _groups_and_cmdlet_roles(commands, cmdlets)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cbacheck-rbac") as pool:
+        beside = pool.submit(groups_and_roles)
+        # An error of the pointers' reads wins, as when they ran first; the pool still waits for the other read.
+        pointers, assignments = _pointers_and_assignments(commands, app_id)
+        groups, cmdlet_roles = beside.result()
+    return ExchangeRbac(pointers, assignments, groups, cmdlet_roles)
+
+
+def _pointers_and_assignments(
+    commands: ExchangeCommands, app_id: str
+) -> tuple[tuple[ExchangeServicePrincipal, ...], tuple[ManagementRoleAssignment, ...]]:
     # Without -Identity the cmdlet returns every pointer (its documented caution); filtered here by AppId,
     # so a pointer with the wrong ObjectId is found too.
     pointers = tuple(
@@ -139,12 +162,18 @@ def read_rbac(commands: ExchangeCommands, app_id: str, cmdlets: tuple[str, ...])
                 continue
             raise
         assignments.extend(_assignment(pointer.object_id, item) for item in found)
+    return pointers, tuple(assignments)
+
+
+def _groups_and_cmdlet_roles(
+    commands: ExchangeCommands, cmdlets: tuple[str, ...]
+) -> tuple[tuple[RoleGroup, ...], dict[str, tuple[str, ...]]]:
     groups = tuple(_group(item) for item in commands.run("Get-RoleGroup", {}))
     cmdlet_roles = {
         cmdlet: tuple(str(role.get("Name", "")) for role in commands.run("Get-ManagementRole", {"Cmdlet": cmdlet}))
         for cmdlet in cmdlets
     }
-    return ExchangeRbac(pointers, tuple(assignments), groups, cmdlet_roles)
+    return groups, cmdlet_roles
 
 
 def _text(item: dict[str, Any], name: str) -> str:

@@ -67,29 +67,39 @@ class RequestLog(list[Source]):
 
     The auditor's and the app's paths run on their own threads; `in_lane_order` puts the log in a
     fixed order (lane by lane, each lane in the order it sent) whatever finished first, so the
-    evidence does not depend on timing.
+    evidence does not depend on timing. A lane may split into sub-lanes run on threads of their own
+    (`sub_lane`): lane (3,) lists its own requests, then those of (3, 1), then (3, 2), then lane (4,).
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.lanes: list[int] = []
+        self.lanes: list[tuple[int, ...]] = []
         self._current = threading.local()
         self._lock = threading.Lock()
 
     def append(self, source: Source) -> None:
         with self._lock:
             super().append(source)
-            self.lanes.append(int(getattr(self._current, "rank", 0)))
+            self.lanes.append(self.current_lane())
+
+    def current_lane(self) -> tuple[int, ...]:
+        """The lane of the calling thread ((0,) outside any lane)."""
+        rank: tuple[int, ...] = getattr(self._current, "rank", (0,))
+        return rank
 
     @contextmanager
-    def lane(self, rank: int) -> Iterator[None]:
+    def lane(self, *rank: int) -> Iterator[None]:
         """Entries this thread appends inside the block belong to lane `rank` (lower ranks come first)."""
-        previous = getattr(self._current, "rank", 0)
+        previous = self.current_lane()
         self._current.rank = rank
         try:
             yield
         finally:
             self._current.rank = previous
+
+    def sub_lane(self, index: int) -> tuple[int, ...]:
+        """A sub-lane of the calling thread's lane, for work it hands to another thread (listed after its own)."""
+        return (*self.current_lane(), index)
 
     def in_lane_order(self) -> list[Source]:
         with self._lock:

@@ -4,9 +4,11 @@ from cbacheck.config.files import (
     MAX_CONFIG_BYTES,
     MAX_SECRET_BYTES,
     ConfigFile,
+    Refused,
     find_config_file,
     read_config_file,
     read_input_text,
+    read_regular_file,
 )
 from cbacheck.config.resolution import endpoint_problems, resolve, validate
 from cbacheck.config.table import (
@@ -41,6 +43,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_SECRET_BYTES",
     "TENANT_RE",
+    "Refused",
     "ConfigFile",
     "Kind",
     "Settings",
@@ -54,6 +57,7 @@ __all__ = [
     "plugin_option_name",
     "read_config_file",
     "read_input_text",
+    "read_regular_file",
     "resolve",
     "role_id",
     "setting_fields",

@@ -7,7 +7,7 @@ import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cbacheck.config.table import CONFIG_FILE, ENV_PREFIX, setting_fields
 from cbacheck.errors import InputFileError
@@ -21,43 +21,81 @@ MAX_SECRET_BYTES = 64 * 1024
 COMMAND_TABLES = ("targets",)
 
 
-def read_input_text(path: Path, what: str, origin: str, *, max_bytes: int) -> str:
-    """The UTF-8 text of the regular file `path`, at most `max_bytes` long; InputFileError otherwise.
+RefusalKind = Literal[
+    "missing", "permission", "unopenable", "directory", "not-regular", "too-large", "grew", "unreadable"
+]
+
+
+class Refused(Exception):
+    """Why `read_regular_file` refused a path, as a kind each caller words in its own error."""
+
+    def __init__(self, kind: RefusalKind, detail: str = "", size: int = 0) -> None:
+        super().__init__(kind, detail)
+        self.kind = kind
+        self.detail = detail  # the system's words for "cannot be opened/read"
+        self.size = size  # the file's size for "too-large", what was read for "grew"
+
+
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of the regular file `path`, at most `max_bytes`; Refused otherwise.
 
     The file is opened without blocking and judged on the open descriptor, so a FIFO, /dev/zero or a
     device swapped in after a check is refused instead of being read forever.
     """
-
-    def fail(reason: str) -> InputFileError:
-        return InputFileError(what, str(path), origin, reason)
-
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError:
-        raise fail("does not exist; check the path") from None
+        raise Refused("missing") from None
     except PermissionError:
-        raise fail("cannot be read: permission denied; fix its permissions or run as its owner") from None
+        raise Refused("permission") from None
+    except IsADirectoryError:
+        raise Refused("directory") from None
     except (OSError, ValueError) as err:
-        raise fail(f"cannot be opened: {getattr(err, 'strerror', None) or err}") from None
+        raise Refused("unopenable", str(getattr(err, "strerror", None) or err)) from None
     try:
         info = os.fstat(descriptor)
         if stat.S_ISDIR(info.st_mode):
-            raise fail("is a directory, not a file")
+            raise Refused("directory")
         if not stat.S_ISREG(info.st_mode):
-            raise fail("is not a regular file (a pipe, socket or device); give the path of a file")
+            raise Refused("not-regular")
         if info.st_size > max_bytes:
-            raise fail(f"is {info.st_size} bytes; cbacheck reads at most {max_bytes} bytes here")
+            raise Refused("too-large", size=info.st_size)
         data = _read_at_most(descriptor, max_bytes + 1)
+    except IsADirectoryError:
+        raise Refused("directory") from None
     except OSError as err:
-        raise fail(f"cannot be read: {err.strerror or err}") from None
+        raise Refused("unreadable", str(err.strerror or err)) from None
     finally:
         os.close(descriptor)
     if len(data) > max_bytes:
-        raise fail(f"grew past {max_bytes} bytes while being read")
+        raise Refused("grew", size=len(data))
+    return data
+
+
+def read_input_text(path: Path, what: str, origin: str, *, max_bytes: int) -> str:
+    """The UTF-8 text of the regular file `path`, at most `max_bytes` long; InputFileError otherwise."""
+    try:
+        data = read_regular_file(path, max_bytes)
+    except Refused as refused:
+        raise InputFileError(what, str(path), origin, _input_file_reason(refused, max_bytes)) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise fail(f"is not UTF-8 text (byte {err.start} cannot be decoded); save it as UTF-8") from None
+        reason = f"is not UTF-8 text (byte {err.start} cannot be decoded); save it as UTF-8"
+        raise InputFileError(what, str(path), origin, reason) from None
+
+
+def _input_file_reason(refused: Refused, max_bytes: int) -> str:
+    return {
+        "missing": "does not exist; check the path",
+        "permission": "cannot be read: permission denied; fix its permissions or run as its owner",
+        "unopenable": f"cannot be opened: {refused.detail}",
+        "directory": "is a directory, not a file",
+        "not-regular": "is not a regular file (a pipe, socket or device); give the path of a file",
+        "too-large": f"is {refused.size} bytes; cbacheck reads at most {max_bytes} bytes here",
+        "grew": f"grew past {max_bytes} bytes while being read",
+        "unreadable": f"cannot be read: {refused.detail}",
+    }[refused.kind]
 
 
 def _read_at_most(descriptor: int, limit: int) -> bytes:

@@ -6,6 +6,7 @@ import dataclasses
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,10 +167,15 @@ def settings_of(config: pytest.Config) -> Settings:
     return state.settings
 
 
+@cache
+def _secret_setting_names() -> tuple[str, ...]:
+    return tuple(spec.name for spec in setting_fields() if spec.metadata["kind"] == "secret")
+
+
 def secrets_of(config: pytest.Config) -> list[str]:
-    """The secret settings' values (the PFX password), to keep out of every output."""
+    """The secret settings' values (the PFX password), to keep out of every output; asked for by every check."""
     settings = state_of(config).settings
     if settings is None:
         return []
-    values = (getattr(settings, spec.name) for spec in setting_fields() if spec.metadata["kind"] == "secret")
+    values = (getattr(settings, name) for name in _secret_setting_names())
     return [value for value in values if value]

@@ -599,3 +599,33 @@ def test_discovery_is_fetched_once_a_run_and_not_again_the_next_run(
     second = run(settings, waits)
     assert discoveries() == 1  # kept in the user's cache directory between runs
     assert isinstance(second.exchange, ExchangeProbe) and second.exchange.ok
+
+
+def test_the_rbac_reads_ask_for_role_groups_beside_the_pointers_and_log_them_in_a_fixed_order(
+    tenant: Tenant, settings: Settings, waits: Waits
+) -> None:
+    import threading
+
+    tenant.identity_platform()
+    tenant.graph()
+    tenant.exchange()
+    role_groups_asked = threading.Event()
+
+    def rbac(request: Any) -> tuple[int, dict[str, str], str]:
+        cmdlet = json.loads(request.body)["CmdletInput"]["CmdletName"]
+        if cmdlet == "Get-RoleGroup":
+            role_groups_asked.set()
+        else:
+            # The pointers answer only once the role groups were asked for: read one after the other,
+            # they would answer after the wait runs out, and the role groups would come after them.
+            role_groups_asked.wait(timeout=5)
+        return 200, {"request-id": f"{cmdlet}-asked-{role_groups_asked.is_set()}"}, json.dumps({"value": []})
+
+    tenant.mock.add_callback(responses.POST, f"{EXO}/adminapi/beta/{TENANT_ID}/InvokeCommand", callback=rbac)
+
+    facts = run(settings, waits)
+
+    rbac_ids = [source.request_id for source in facts.requests if TENANT_ID in source.url and "adminapi" in source.url]
+    # Get-RoleGroup went out while Get-ServicePrincipal was waiting, yet the log lists the pointers first.
+    assert rbac_ids == ["Get-ServicePrincipal-asked-True", "Get-RoleGroup-asked-True"]
+    assert facts.stats.token_requests == 3  # the auditor's Exchange token was asked for once

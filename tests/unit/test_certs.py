@@ -7,8 +7,10 @@ import hashlib
 import os
 import re
 import stat
+import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from certfactory import (
@@ -270,6 +272,28 @@ def test_named_pipe_is_refused_without_blocking(tmp_path: Path) -> None:
     assert "not a regular file" in read_error(pipe)
 
 
+def test_a_pipe_swapped_in_after_a_check_is_refused_on_the_open_file(
+    tmp_path: Path, files: CertFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipe = tmp_path / "cert.pem"
+    os.mkfifo(pipe)
+    regular = files.pem_with_key.stat()
+    real_stat = Path.stat
+
+    def looks_regular(self: Path, **kwargs: Any) -> os.stat_result:
+        return regular if self == pipe else real_stat(self, **kwargs)
+
+    # Whatever a look at the path said before, the file opened is judged: reading a pipe would block for ever.
+    monkeypatch.setattr(Path, "stat", looks_regular)
+    refusals: list[str] = []
+    reader = threading.Thread(target=lambda: refusals.append(read_error(pipe)), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+
+    assert not reader.is_alive(), "the reader blocks on the pipe"
+    assert "not a regular file" in refusals[0]
+
+
 def test_huge_file_is_refused(tmp_path: Path) -> None:
     huge = tmp_path / "backup.pfx"
     with huge.open("wb") as handle:
@@ -302,11 +326,15 @@ def test_malformed_part_found_late_is_a_read_error(files: CertFiles, monkeypatch
 def test_permission_denied_is_reported_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = write(tmp_path / "locked.pem", b"x")
 
-    def refuse(self: Path) -> bytes:
-        raise PermissionError(13, "Permission denied", str(self))
+    real_open = os.open
+
+    def refuse(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if Path(path) == target:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
 
     # Root ignores file modes, so the refusal is simulated to keep the test meaningful everywhere.
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(os, "open", refuse)
     assert "permission denied" in read_error(target)
 
 

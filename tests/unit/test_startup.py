@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +88,38 @@ def test_run_starts_collecting_early_only_without_pytest_arguments(monkeypatch: 
     run._evaluate({}, ["-k", "cert"], [], config_file=None, out=sys.stdout)
 
     assert [observer.collect_early for observer in observers] == [True, False]
+
+
+def test_run_starts_collecting_before_the_other_plugins_configure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from concurrent.futures import Future
+
+    import pytest_html.plugin
+
+    import cbacheck.collect
+    from cbacheck.commands import run
+    from cbacheck.errors import CredentialError
+
+    order: list[str] = []
+
+    def started(settings: object) -> Future[object]:
+        order.append("collection started")
+        future: Future[object] = Future()
+        future.set_exception(CredentialError("not this test's concern"))
+        return future
+
+    configure_html = pytest_html.plugin.pytest_configure
+
+    def html_configured(config: pytest.Config) -> None:
+        order.append("pytest-html configured")
+        configure_html(config)
+
+    monkeypatch.setattr(cbacheck.collect, "collect_in_background", started)
+    monkeypatch.setattr(pytest_html.plugin, "pytest_configure", html_configured)
+    options = {"tenant": "contoso.onmicrosoft.com", "app_id": "5e7d1c2b-8a4f-4c3e-9b1d-6f2a0e4c8d11"}
+
+    run.run_checks({**options, "report_dir": tmp_path}, [], [], out=io.StringIO())
+
+    # The settings resolved, the tenant's facts are on their way while pytest-html compiles its template.
+    assert order == ["collection started", "pytest-html configured"]
