@@ -127,3 +127,12 @@ def test_the_sandbox_imports_only_wellknown_from_the_product(module: str) -> Non
         if i.startswith("cbacheck") and not _within(i, ("cbacheck.sandbox", "cbacheck.wellknown"))
     }
     assert not product, f"{module} imports {sorted(product)} from the product"
+
+
+def test_every_test_file_has_a_basename_of_its_own() -> None:
+    """The test folders are not packages, so pytest imports each file by its basename: two alike fail collection."""
+    tests = Path(__file__).resolve().parents[1]
+    seen: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        seen.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
