@@ -10,6 +10,7 @@ OrganizationConfig endpoint takes Get-OrganizationConfig without parameters and 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 from urllib.parse import urljoin
 
@@ -57,16 +58,44 @@ def collect_admin_api(
     dropped after the probe). A profile whose resource is not known in this cloud is not asked for here."""
     resource = profiles.token_resource_in(profile, settings.cloud)
     token, access_token = acquire_app_token(settings, session, material, resource)
+    probe = probe_with_token(settings, session, profile, token, access_token)
+    del access_token  # the token is not kept beyond the probe
+    return token, probe
+
+
+def shares_exchange_token(settings: Settings, profile: profiles.Profile) -> bool:
+    """The profile's token is asked for the very scope of the default chain's Exchange token (the Admin API's
+    resource is https://outlook.office365.com, https://learn.microsoft.com/exchange/reference/admin-api-authentication),
+    so that one attempt serves both."""
+    return profiles.token_resource_in(profile, settings.cloud) == settings.cloud_endpoints.exchange_resource
+
+
+def as_profile_token(
+    token: TokenAttempt | Unavailable, profile: profiles.Profile, cloud: str
+) -> TokenAttempt | Unavailable:
+    """The default chain's attempt as this profile's evidence: an Unavailable names the profile's resource, as
+    `acquire_app_token` does when asked for it."""
+    if isinstance(token, TokenAttempt):
+        return token
+    return dataclasses.replace(token, what=f"the app's token for {profiles.token_resource_in(profile, cloud)}")
+
+
+def probe_with_token(
+    settings: Settings,
+    session: requests.Session,
+    profile: profiles.Profile,
+    token: TokenAttempt | Unavailable,
+    access_token: str | None,
+) -> ExchangeProbe | None | Unavailable:
+    """The profile's read-only probe with the app's token (None: the app got no token to try it with)."""
     if isinstance(token, Unavailable):
-        return token, Unavailable(f"the {profile.name} probe", f"no token to call it with: {token.reason}")
+        return Unavailable(f"the {profile.name} probe", f"no token to call it with: {token.reason}")
     if not (token.acquired and access_token):
-        return token, None
+        return None
     # The documented URL names the TenantID (GUID): the token's own tid, else the configured tenant.
     tenant_id = str(token.claims.get("tid") or settings.tenant or "")
     url = profiles.probe_url_in(profile, settings.cloud_endpoints, tenant_id)
-    probe = probe_admin_api(session, access_token, url, tenant_id, profile)
-    del access_token  # the token is not kept beyond the probe
-    return token, probe
+    return probe_admin_api(session, access_token, url, tenant_id, profile)
 
 
 def probe_admin_api(

@@ -23,7 +23,15 @@ from typing import Any
 import requests
 
 from cbacheck import wellknown
-from cbacheck.auditfacts import AccessPolicy, ApplicationRoleAssignment, AuditFacts, EwsPolicy, Holder
+from cbacheck.auditfacts import (
+    AccessPolicy,
+    ApplicationRoleAssignment,
+    AppLinks,
+    AuditFacts,
+    EwsPolicy,
+    Holder,
+    SuppliedFile,
+)
 from cbacheck.certs.folder import SuppliedCertificate
 from cbacheck.collect import application_rbac, audit_links
 from cbacheck.collect.graph import BatchRequest, GraphClient
@@ -54,6 +62,8 @@ RESOURCES = (
     wellknown.EXCHANGE_ONLINE_PROTECTION_APP_ID,
     wellknown.MICROSOFT_GRAPH_APP_ID,
 )
+# The links of the apps whose certificate was supplied, and every supplied file with what it matched.
+LinksRead = tuple[dict[str, AppLinks], tuple[SuppliedFile, ...]]
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
@@ -70,6 +80,7 @@ class SideBySide:
     app_management_policy: dict[str, object] | None
     application_rbac: dict[str, tuple[ApplicationRoleAssignment, ...]] | None
     access_policies: tuple[AccessPolicy, ...] | None
+    links: LinksRead
 
 
 def audited_roles(resource: ServicePrincipal) -> dict[str, str]:
@@ -194,12 +205,15 @@ def _read_side_by_side(
     not_read: dict[str, str],
     lanes: dict[str, int],
     later: list[int],
+    links_of: Callable[[list[Holder]], LinksRead],
 ) -> SideBySide:
     """Every lane at once: Graph's lists in one bounded pool, Exchange's reads in another (each service throttles
-    on its own); owner batches and the RBAC reads of the holders follow the lists, side by side."""
+    on its own); owner batches, the RBAC reads and the supplied certificates' links (`links_of`, bounded by
+    audit_links.MAX_PARALLEL) start as soon as the holders and their keyCredentials are known, side by side."""
     with (
         ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="cbacheck-audit") as pool,
         ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="cbacheck-audit-exo") as exo,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="cbacheck-audit-links") as beside,
     ):
         exchange = exo.submit(_exchange_reads, commands, exo, not_read)
         grant_futures = [pool.submit(_grants, graph, resource, lanes) for resource in resources]
@@ -220,6 +234,7 @@ def _read_side_by_side(
             # Principals granted mailbox access by RBAC for Applications are holders too, Entra grant or not.
             held[sp_id].extend(f"{wellknown.RBAC_FOR_APPLICATIONS}/{a.role}" for a in assignments)
         holders = _holders(held, sps.result(), apps.result())
+        links = beside.submit(links_of, holders)
         rbac = pool.submit(_rbac_or_none, commands, read.pointers, holders, exo, not_read)
         holders = _relations(graph, holders, pool, later)
         roles = _by_principal([*active.result(), *eligible.result()], held)
@@ -233,6 +248,7 @@ def _read_side_by_side(
             policy.result(),
             read.application_rbac,
             read.access_policies,
+            links.result(),
         )
 
 
@@ -435,11 +451,16 @@ def collect_audit(
     lanes: dict[str, int] = {}
     later: list[int] = []
     commands = ExchangeCommands(settings, session, provider, exchange_tenant(settings, None))
-    read = _read_side_by_side(graph, commands, resources, not_read, lanes, later)
     tools = frozenset(a.lower() for a in (settings.auditor_app_id, settings.admin_app_id) if a)
+
+    def links_of(read_holders: list[Holder]) -> LinksRead:
+        audited = (h for h in read_holders if h.sp.app_id.lower() not in tools)
+        pairs, files = audit_links.match_certificates(audited, supplied)
+        return audit_links.collect_links(settings, session, pairs), files
+
+    read = _read_side_by_side(graph, commands, resources, not_read, lanes, later, links_of)
     holders = tuple(h for h in read.holders if h.sp.app_id.lower() not in tools)
-    pairs, files = audit_links.match_certificates(holders, supplied)
-    links = audit_links.collect_links(settings, session, pairs)
+    links, files = read.links
     unmatched = [f"{f.name} ({f.problem or 'SHA-1 ' + f.thumbprint})" for f in files if not f.app_ids]
     if unmatched:
         not_read["supplied certificates"] = f"no audited app holds {', '.join(unmatched)}"
@@ -462,11 +483,11 @@ def collect_audit(
         not_read=not_read,
         requests_per_endpoint=dict(counts),
         round_trips=stats.graph_round_trips,
-        # The $batch of resource principals, then the longest lane of pages read side by side.
         # The $batch of resource principals, the longest lane of pages read side by side, then the rounds of
         # owner batches (the Exchange reads run beside the lists; the RBAC reads beside the owner batches).
-        # With supplied certificates, each app's token and then its Exchange probe follow, apps side by side.
-        sequential_round_trips=1 + max(lanes.values(), default=0) + sum(later) + (2 if links else 0),
+        # With supplied certificates, each app's token and then its Exchange probe run beside the owner
+        # batches too, apps side by side: the longer of the two follows the lists.
+        sequential_round_trips=1 + max(lanes.values(), default=0) + max(sum(later), 2 if links else 0),
         applications_seen=read.applications_seen,
     )
 

@@ -296,13 +296,22 @@ class _AppPath:
     profile_probes: dict[str, ExchangeProbe | None | Unavailable] = dataclasses.field(default_factory=dict)
 
 
-def _profile_tokens(settings: Settings, session: requests.Session, path: _AppPath) -> None:
+ProfileRead = tuple[TokenAttempt | Unavailable, ExchangeProbe | None | Unavailable]
+
+
+def _profile_tokens(
+    settings: Settings, session: requests.Session, path: _AppPath, read: dict[str, ProfileRead]
+) -> None:
     """The app's token for each other profile that names its resource (its claims only; the bearer is dropped
-    after that profile's read-only probe, sent the way the Exchange probe is)."""
+    after that profile's read-only probe, sent the way the Exchange probe is); `read`: profiles already read
+    with the default chain's token (`_admin_api_beside`)."""
     for name in settings.profile:
         profile = profiles.profile_named(name)
         resource = profiles.token_resource_in(profile, settings.cloud)
         if name == profiles.DEFAULT or not resource:
+            continue
+        if name in read:
+            path.profile_tokens[name], path.profile_probes[name] = read[name]
             continue
         if name == profiles.EXCHANGE_ADMIN_API:  # its own URL, body and answer (collect/adminapi.py)
             collected = adminapi.collect_admin_api(settings, session, _signing_material(settings), profile)
@@ -337,14 +346,37 @@ def _app_path(settings: Settings, session: requests.Session, token_known: Future
         raise
     token_known.set_result(_sp_id_from(token, settings))
     exchange: ExchangeProbe | None | Unavailable = None
-    if isinstance(token, TokenAttempt) and token.acquired and access_token:
-        exchange = _probe_with_token(settings, session, token, access_token)
-    elif isinstance(token, Unavailable):
-        exchange = Unavailable("the Exchange Online probe", f"no token to call Exchange with: {token.reason}")
-    del access_token  # the token is not kept beyond the probe
-    path = _AppPath(token, exchange)
-    _profile_tokens(settings, session, path)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cbacheck-admin-api") as beside:
+        read = _admin_api_beside(settings, session, token, access_token, beside)
+        if isinstance(token, TokenAttempt) and token.acquired and access_token:
+            exchange = _probe_with_token(settings, session, token, access_token)
+        elif isinstance(token, Unavailable):
+            exchange = Unavailable("the Exchange Online probe", f"no token to call Exchange with: {token.reason}")
+        del access_token  # the token is not kept beyond the probes
+        path = _AppPath(token, exchange)
+        _profile_tokens(
+            settings, session, path, {name: (attempt, probe.result()) for name, (attempt, probe) in read.items()}
+        )
     return path
+
+
+def _admin_api_beside(
+    settings: Settings,
+    session: requests.Session,
+    token: TokenAttempt | Unavailable,
+    access_token: str | None,
+    beside: ThreadPoolExecutor,
+) -> dict[str, tuple[TokenAttempt | Unavailable, Future[ExchangeProbe | None | Unavailable]]]:
+    """The Admin API read with the default chain's token when it asks for the same scope: no second token
+    request, and its probe runs beside the Exchange probe (sub-lane 1 of the app's lane, listed after it)."""
+    profile = profiles.profile_named(profiles.EXCHANGE_ADMIN_API)
+    if profile.name not in settings.profile or not adminapi.shares_exchange_token(settings, profile):
+        return {}
+    log = stats_of(session).sources
+    probe = beside.submit(
+        _in_lane, log.sub_lane(1), log, adminapi.probe_with_token, settings, session, profile, token, access_token
+    )
+    return {profile.name: (adminapi.as_profile_token(token, profile, settings.cloud), probe)}
 
 
 def _sp_id_from(token: TokenAttempt | Unavailable, settings: Settings) -> str | None:
@@ -363,8 +395,8 @@ def _sp_id_from(token: TokenAttempt | Unavailable, settings: Settings) -> str | 
     return oid if all(part.isalnum() for part in oid.split("-")) else None
 
 
-def _in_lane(lane: int, log: Any, work: Callable[..., T], *args: Any) -> T:
-    with log.lane(lane):
+def _in_lane(lane: int | tuple[int, ...], log: Any, work: Callable[..., T], *args: Any) -> T:
+    with log.lane(*(lane if isinstance(lane, tuple) else (lane,))):
         return work(*args)
 
 

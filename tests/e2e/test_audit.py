@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from cbacheck import cli, wellknown
 from cbacheck.catalogue import AUDIT_CATALOGUE, CATALOGUE
+from cbacheck.collect import audit, audit_links
 from cbacheck.commands import demo as democommand
 from cbacheck.errors import ExitCode
 from cbacheck.report.audit import AUDIT_SCHEMA
@@ -363,3 +365,30 @@ def test_apps_whose_certificate_was_supplied_get_the_token_and_exchange_links(au
     assert unmatched["thumbprint"] in document["not_read"]["supplied certificates"]
     html = (tmp_path / "reports" / "audit.html").read_text(encoding="utf-8")
     assert "admin.pem" in html and "CBA-EXO-001" in html
+
+
+def test_the_links_run_beside_the_reads_that_follow_the_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The owner batches wait (bounded) for the links to start: before, the links began only after every read.
+    links_started = threading.Event()
+    waited: list[bool] = []
+    collect_links, relations = audit_links.collect_links, audit._relations
+
+    def links_beside(*args: Any) -> Any:
+        links_started.set()
+        return collect_links(*args)
+
+    def relations_after_the_links_started(*args: Any) -> Any:
+        waited.append(links_started.wait(5))
+        return relations(*args)
+
+    monkeypatch.setattr(audit_links, "collect_links", links_beside)
+    monkeypatch.setattr(audit, "_relations", relations_after_the_links_started)
+    monkeypatch.setenv("CBACHECK_CERTIFICATES_PASSWORD", PASSWORD)
+    with Sandbox("healthy", workdir=tmp_path / "sandbox") as sb:
+        folder = _certificate_folder(sb, tmp_path / "certificates")
+        _, document = _audit(sb, tmp_path, "--certificates", str(folder))
+    assert waited == [True]
+    under_test = next(app for app in document["apps"] if app["appId"] == sb.identities["under_test"].app_id)
+    assert _record(under_test, "CBA-EXO-001")["outcome"] == "passed"
+    # The $batch of resources, one page per list, then the token and the probe beside the owner batch.
+    assert document["requests"]["sequential_round_trips"] == 4

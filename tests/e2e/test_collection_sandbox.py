@@ -206,3 +206,26 @@ def test_a_listed_cmdlet_that_is_no_cmdlet_name_is_never_sent() -> None:
     with Sandbox("rbac-only") as sb:
         facts = collect(dataclasses.replace(settings_for(sb), exchange_cmdlets=("Get-Mailbox; Remove-Mailbox",)))
     assert isinstance(facts.exchange_rbac, Unavailable) and "not a cmdlet name" in str(facts.exchange_rbac)
+
+
+def test_the_admin_api_reuses_the_exchange_token_for_the_same_resource() -> None:
+    with Sandbox("adminapi-healthy") as sandbox:
+        both = dataclasses.replace(settings_for(sandbox), profile=("exchange-online", "exchange-admin-api"))
+        facts = collect(both)
+        sent = sandbox.stats.snapshot()["token_requests"]
+
+    # The auditor's Graph and Exchange tokens and one app token for https://outlook.office365.com (was two).
+    assert facts.stats.token_requests == sent == 3
+    admin_token = facts.profile_tokens["exchange-admin-api"]
+    assert admin_token is facts.token and isinstance(admin_token, TokenAttempt) and admin_token.acquired
+    assert admin_token.scope == "https://outlook.office365.com/.default"
+    admin_probe = facts.profile_probes["exchange-admin-api"]
+    assert isinstance(admin_probe, ExchangeProbe) and admin_probe.ok, admin_probe
+    assert isinstance(facts.exchange, ExchangeProbe)  # sent with the same token (this app holds only V2)
+    # The request log keeps its order: the app's Exchange probe (by organization), the Admin API's probe beside
+    # it, then the auditor's RBAC reads (by tenant id), whichever finished first.
+    urls = [source.url for source in facts.requests]
+    exchange = urls.index(f"{sandbox.info.exchange_url}/adminapi/beta/{sandbox.info.initial_domain}/InvokeCommand")
+    admin = next(i for i, url in enumerate(urls) if url.endswith("/OrganizationConfig"))
+    rbac = urls.index(f"{sandbox.info.exchange_url}/adminapi/beta/{sandbox.info.tenant_id}/InvokeCommand")
+    assert exchange < admin < rbac, urls
