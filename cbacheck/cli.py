@@ -68,6 +68,7 @@ def _register(subparsers: Any, name: str) -> None:
 
 
 def _handle_run(args: argparse.Namespace) -> int:
+    _validate_keys_apart(args)
     # Importing makes objects that live to the end, no garbage: the collector would only scan them, at once in
     # its first young pass after the import (10 ms) and later in each session's (run.py freezes them then too).
     gc.disable()
@@ -77,6 +78,17 @@ def _handle_run(args: argparse.Namespace) -> int:
         gc.freeze()
         gc.enable()
     return run.run(args)
+
+
+def _validate_keys_apart(args: argparse.Namespace) -> None:
+    """The key files named on the command line are validated in a child while this process starts pytest."""
+    from pathlib import Path
+
+    from cbacheck.certs import validated
+
+    # The admin identity's key is read only when fixes are applied.
+    names = ["cert", "auditor_cert", *(["admin_cert"] if getattr(args, "setting_fix", None) == "apply" else [])]
+    validated.start_apart(Path(value) for name in names if (value := getattr(args, f"setting_{name}", None)))
 
 
 def _handle_demo(args: argparse.Namespace) -> int:

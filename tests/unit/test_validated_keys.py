@@ -8,7 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from certfactory import PASSWORD, CertFiles, key_pem, make_certificate, pem_bytes, rsa_key, write, write_all_formats
+from certfactory import (
+    PASSWORD,
+    CertFiles,
+    fresh_rsa_key,
+    key_pem,
+    make_certificate,
+    pem_bytes,
+    rsa_key,
+    write,
+    write_all_formats,
+)
 from cryptography.hazmat.primitives import serialization
 
 from cbacheck import certs
@@ -103,3 +113,38 @@ def test_an_unwritable_cache_folder_only_costs_the_validation(
     a_later_run(files.pem_with_key)
 
     assert skipped == [False, False]
+
+
+@pytest.fixture
+def apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No child of an earlier test answers for this one."""
+    monkeypatch.setattr(validated, "_apart", None)
+
+
+def test_a_key_the_child_validated_is_not_validated_again_here_and_is_remembered(
+    files: CertFiles, skipped: list[bool], apart: None
+) -> None:
+    validated.start_apart([files.pem_with_key, None])
+
+    facts = a_later_run(files.pem_with_key)
+
+    assert skipped == [True]
+    assert facts.private_key_matches
+    assert len(validated._digests(validated.validated_keys_file())) == 1
+
+
+def test_keys_the_child_does_not_vouch_for_are_validated_here(
+    files: CertFiles, skipped: list[bool], apart: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.pem"
+    key = fresh_rsa_key()
+    other.write_bytes(pem_bytes(make_certificate(key)) + key_pem(key))
+    validated.start_apart([other, files.encrypted_pem])  # another key, and one it cannot open
+
+    a_later_run(files.pem_with_key)
+    a_later_run(files.encrypted_pem, PASSWORD)
+    monkeypatch.setattr(validated, "_apart", None)
+    monkeypatch.setattr(validated.sys, "executable", str(tmp_path / "no-python"))
+    validated.start_apart([tmp_path / "again.pem"])  # a child that cannot start: nothing vouched for
+
+    assert skipped == [False, False, False]
