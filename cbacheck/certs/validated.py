@@ -11,7 +11,8 @@ else may write it. A key not listed, or a file that cannot be read, is validated
 A key not validated before can be validated in a child process started as a run begins (`start_apart`): the
 same cryptography call, with the check, on the machine's other core while this process imports and starts
 pytest, instead of holding the interpreter here. A key the child did not report as validated (an encrypted
-key, a failure, a child that could not run) is validated here as before, with the same errors.
+key, a failure, a child that could not run or has not finished yet) is validated here as before, with the
+same errors.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ _CONTEXT: Final = b"cbacheck: PEM private key bytes OpenSSL validated\0"
 # The PEM blocks as certs.reading finds them; a block the child splits otherwise is not found, only validated here.
 PEM_BLOCK_PATTERN: Final = rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----"
 MAX_KEY_FILE_BYTES: Final = 1024 * 1024
-CHILD_TIMEOUT_S: Final = 20.0
 # The child: loads each unencrypted PEM private key of the files named (cryptography validates an RSA key as
 # it loads it) and prints the digest of each RSA key block that loaded; never a key, never an error text.
 _CHILD_PROGRAM: Final = f"""
@@ -111,7 +111,11 @@ def remember(digest: str, path: Path | None = None) -> None:
 
 
 class _ValidationApart:
-    """The child validating keys for this process; its digests are read once, when first asked."""
+    """The child validating keys for this process; read once it has finished, never waited for.
+
+    A key asked for while the child still runs (a busy machine, no core to spare) is validated here at
+    once, as without the child: the child only ever saves time.
+    """
 
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
@@ -121,16 +125,13 @@ class _ValidationApart:
     def validated(self, digest: str) -> bool:
         with self.lock:
             if self.digests is None:
+                if self.process.poll() is None:
+                    return False
                 self.digests = self._read()
             return digest in self.digests
 
     def _read(self) -> frozenset[str]:
-        try:
-            out, _ = self.process.communicate(timeout=CHILD_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.communicate()
-            return frozenset()
+        out, _ = self.process.communicate()
         if self.process.returncode != 0:
             return frozenset()  # only a child that finished cleanly is believed
         return frozenset(line for line in out.decode("ascii", "replace").split() if re.fullmatch(r"[0-9a-f]{64}", line))
@@ -174,6 +175,6 @@ def start_apart(paths: Iterable[Path | None], path: Path | None = None) -> None:
 
 
 def validated_apart(digest: str) -> bool:
-    """These PEM key bytes were validated by the child `start_apart` started (waiting for it if it runs)."""
+    """These PEM key bytes were validated by the child `start_apart` started, which has finished."""
     apart = _apart
     return apart is not None and apart.validated(digest)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +128,8 @@ def test_a_key_the_child_validated_is_not_validated_again_here_and_is_remembered
     files: CertFiles, skipped: list[bool], apart: None
 ) -> None:
     validated.start_apart([files.pem_with_key, None])
+    assert validated._apart is not None
+    validated._apart.process.wait(timeout=30)
 
     facts = a_later_run(files.pem_with_key)
 
@@ -140,6 +145,8 @@ def test_keys_the_child_does_not_vouch_for_are_validated_here(
     key = fresh_rsa_key()
     other.write_bytes(pem_bytes(make_certificate(key)) + key_pem(key))
     validated.start_apart([other, files.encrypted_pem])  # another key, and one it cannot open
+    assert validated._apart is not None
+    validated._apart.process.wait(timeout=30)
 
     a_later_run(files.pem_with_key)
     a_later_run(files.encrypted_pem, PASSWORD)
@@ -148,3 +155,19 @@ def test_keys_the_child_does_not_vouch_for_are_validated_here(
     validated.start_apart([tmp_path / "again.pem"])  # a child that cannot start: nothing vouched for
 
     assert skipped == [False, False, False]
+
+
+def test_a_key_asked_for_while_the_child_still_runs_is_validated_here_without_waiting(
+    files: CertFiles, skipped: list[bool], apart: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    busy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        monkeypatch.setattr(validated, "_apart", validated._ValidationApart(busy))
+        started = time.monotonic()
+        a_later_run(files.pem_with_key)
+        assert time.monotonic() - started < 10
+    finally:
+        busy.kill()
+        busy.wait()
+
+    assert skipped == [False]
