@@ -130,7 +130,7 @@ def wall(command: list[str], env: dict[str, str], ok_codes: tuple[int, ...], cpu
 FROM_SOURCE = (
     "import sys; sys.path.insert(0, sys.argv.pop(1)); "
     "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]; "
-    "from cbacheck.cli import main; sys.exit(main(sys.argv[1:]))"
+    "from cbacheck.cli import main; sys.exit(main())"
 )
 
 

@@ -28,7 +28,7 @@ PASSWORD_ENV: Final = "CBACHECK_CERT_PASSWORD"
 PASSWORD_FILE_ENV: Final = "CBACHECK_CERT_PASSWORD_FILE"
 # A PFX with a long chain is a few tens of kilobytes; anything this large is the wrong file.
 MAX_FILE_BYTES: Final = 1024 * 1024
-_PEM_BLOCK_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
+_PEM_BLOCK_RE = re.compile(validated.PEM_BLOCK_PATTERN, re.DOTALL)
 _PKCS7_DATA_OID_PREFIX = bytes.fromhex("06092a864886f70d0107")  # 1.2.840.113549.1.7.x (data / signedData)
 # What cryptography raises for a certificate it will not parse: ValueError for broken DER, and classes of its
 # own (not ValueError subclasses) for an X.509 version it does not know, a duplicated extension or a general
@@ -370,7 +370,8 @@ def _load_pem_key(
     """The key and whether it was encrypted; OpenSSL validates it unless these very bytes were validated before."""
     digest = validated.key_digest(block)
     known = validated.validated_before(digest)
-    key, encrypted = _parse_pem_key(block, path, password, source, password_env, known)
+    checked_apart = not known and validated.validated_apart(digest)
+    key, encrypted = _parse_pem_key(block, path, password, source, password_env, known or checked_apart)
     if not known and isinstance(key, rsa.RSAPrivateKey):
         validated.remember(digest)
     return key, encrypted

@@ -123,3 +123,48 @@ def test_run_starts_collecting_before_the_other_plugins_configure(
 
     # The settings resolved, the tenant's facts are on their way while pytest-html compiles its template.
     assert order == ["collection started", "pytest-html configured"]
+
+
+def test_building_a_msal_client_does_not_import_msal_extensions(tmp_path: Path) -> None:
+    # msal's optional version check of msal-extensions would import it (and pdb) for every client built.
+    program = (
+        "import sys\n"
+        "import msal\n"
+        "import cbacheck.collect.tokens\n"
+        "msal.application._msal_extension_check()  # what each ClientApplication runs as it is built\n"
+        "print('msal_extensions' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=tmp_path)
+    assert done.stdout.strip().splitlines()[-1:] == ["False"], done.stderr[-2000:]
+
+
+def test_a_session_runs_with_a_higher_collector_threshold_that_is_restored_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from cbacheck.commands import run
+
+    seen: list[tuple[int, ...]] = []
+    monkeypatch.setattr(run.pytest, "main", lambda args, plugins: seen.append(gc.get_threshold()) or 0)
+    before = gc.get_threshold()
+
+    run._evaluate({}, ["-k", "cert"], [], config_file=None, out=sys.stdout)
+
+    assert seen == [(run.SESSION_GC_THRESHOLD, *before[1:])]
+    assert gc.get_threshold() == before
+
+
+def test_run_as_the_program_freezes_what_it_made_before_the_exit_collection(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    frozen: list[str] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append("frozen"))
+    monkeypatch.setitem(cli.HANDLERS, "merge", lambda args: 0)
+
+    monkeypatch.setattr(sys, "argv", ["cbacheck", "merge", "out.json", "in.json"])
+    assert cli.main() == 0
+    assert frozen == ["frozen"]
+
+    assert cli.main(["merge", "out.json", "in.json"]) == 0  # called with arguments (tests, embedding): nothing frozen
+    assert frozen == ["frozen"]

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from certfactory import PASSWORD, CertFiles, key_pem, make_certificate, pem_bytes, rsa_key, write, write_all_formats
+from certfactory import (
+    PASSWORD,
+    CertFiles,
+    fresh_rsa_key,
+    key_pem,
+    make_certificate,
+    pem_bytes,
+    rsa_key,
+    write,
+    write_all_formats,
+)
 from cryptography.hazmat.primitives import serialization
 
 from cbacheck import certs
@@ -103,3 +116,58 @@ def test_an_unwritable_cache_folder_only_costs_the_validation(
     a_later_run(files.pem_with_key)
 
     assert skipped == [False, False]
+
+
+@pytest.fixture
+def apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No child of an earlier test answers for this one."""
+    monkeypatch.setattr(validated, "_apart", None)
+
+
+def test_a_key_the_child_validated_is_not_validated_again_here_and_is_remembered(
+    files: CertFiles, skipped: list[bool], apart: None
+) -> None:
+    validated.start_apart([files.pem_with_key, None])
+    assert validated._apart is not None
+    validated._apart.process.wait(timeout=30)
+
+    facts = a_later_run(files.pem_with_key)
+
+    assert skipped == [True]
+    assert facts.private_key_matches
+    assert len(validated._digests(validated.validated_keys_file())) == 1
+
+
+def test_keys_the_child_does_not_vouch_for_are_validated_here(
+    files: CertFiles, skipped: list[bool], apart: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.pem"
+    key = fresh_rsa_key()
+    other.write_bytes(pem_bytes(make_certificate(key)) + key_pem(key))
+    validated.start_apart([other, files.encrypted_pem])  # another key, and one it cannot open
+    assert validated._apart is not None
+    validated._apart.process.wait(timeout=30)
+
+    a_later_run(files.pem_with_key)
+    a_later_run(files.encrypted_pem, PASSWORD)
+    monkeypatch.setattr(validated, "_apart", None)
+    monkeypatch.setattr(validated.sys, "executable", str(tmp_path / "no-python"))
+    validated.start_apart([tmp_path / "again.pem"])  # a child that cannot start: nothing vouched for
+
+    assert skipped == [False, False, False]
+
+
+def test_a_key_asked_for_while_the_child_still_runs_is_validated_here_without_waiting(
+    files: CertFiles, skipped: list[bool], apart: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    busy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        monkeypatch.setattr(validated, "_apart", validated._ValidationApart(busy))
+        started = time.monotonic()
+        a_later_run(files.pem_with_key)
+        assert time.monotonic() - started < 10
+    finally:
+        busy.kill()
+        busy.wait()
+
+    assert skipped == [False]
