@@ -22,20 +22,6 @@ from cbacheck.config import Settings
 from cbacheck.errors import CertificateError, CredentialError
 from cbacheck.facts import Source, TokenAttempt, Unavailable
 
-
-def _skip_msal_extensions_version_check() -> None:
-    """Nothing to warn about: msal's optional check of msal-extensions is skipped.
-
-    Each ClientApplication msal builds imports msal-extensions (azure-identity's dependency, with its file
-    locks and pdb: about 23 ms of a run) only to warn when that package is too old for msal's persistent
-    token caches. cbacheck persists no token cache, so the warning can never concern it.
-    """
-
-
-# msal's private hook; when a msal release renames it, the check simply runs again.
-if hasattr(msal.application, "_msal_extension_check"):
-    msal.application._msal_extension_check = _skip_msal_extensions_version_check
-
 # The client assertion is signed as Microsoft's certificate-credentials page says: `alg` PS256 (PSS
 # padding) with the SHA-256 thumbprint in `x5t#S256`
 # (https://learn.microsoft.com/entra/identity-platform/certificate-credentials). msal takes that path

@@ -125,19 +125,6 @@ def test_run_starts_collecting_before_the_other_plugins_configure(
     assert order == ["collection started", "pytest-html configured"]
 
 
-def test_building_a_msal_client_does_not_import_msal_extensions(tmp_path: Path) -> None:
-    # msal's optional version check of msal-extensions would import it (and pdb) for every client built.
-    program = (
-        "import sys\n"
-        "import msal\n"
-        "import cbacheck.collect.tokens\n"
-        "msal.application._msal_extension_check()  # what each ClientApplication runs as it is built\n"
-        "print('msal_extensions' in sys.modules)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=tmp_path)
-    assert done.stdout.strip().splitlines()[-1:] == ["False"], done.stderr[-2000:]
-
-
 def test_a_session_runs_with_a_higher_collector_threshold_that_is_restored_after(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
