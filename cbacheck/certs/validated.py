@@ -30,6 +30,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
+# Where ownership cannot be read (Windows has no getuid), no file is trusted: -1 matches no owner.
+_USER_ID: Final = os.getuid() if hasattr(os, "getuid") else -1
+
 FILE_NAME: Final = "validated-keys.json"
 VERSION: Final = 1
 LIMIT: Final = 32  # the newest digests kept: a few identities, and the keys a rotation replaced
@@ -79,7 +82,7 @@ def _digests(path: Path) -> list[str]:
     """The digests in the file, or none when it is absent, unreadable, not the user's or writable by others."""
     try:
         info = path.stat()
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != _USER_ID or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             return []
         content = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 from msal.individual_cache import _ExpiringMapping
 from msal.throttled_http_client import NormalizedResponse
 
+# Where ownership cannot be read (Windows has no getuid), no file is trusted: -1 matches no owner.
+_USER_ID: Final = os.getuid() if hasattr(os, "getuid") else -1
+
 # msal keeps a 2xx discovery answer for 24 hours in its http_cache and recommends persisting that cache
 # across runs of a command-line tool (ClientApplication's `http_cache` parameter,
 # https://msal-python.readthedocs.io/en/latest/#msal.ClientApplication). Its recipe pickles the cache;
@@ -81,7 +84,7 @@ def _read(path: Path) -> dict[str, Any]:
     """The file's content, or empty when absent, unreadable, not ours or writable by others."""
     try:
         info = path.stat()
-        if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        if info.st_uid != _USER_ID or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             return {}
         content = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import pytest
 from msal.individual_cache import _ExpiringMapping
 from msal.throttled_http_client import NormalizedResponse
 
@@ -104,3 +105,11 @@ def test_expired_garbage_and_writable_files_are_misses(tmp_path: Path) -> None:
 def test_the_cache_directory_follows_xdg() -> None:
     assert discovery.cache_file({"XDG_CACHE_HOME": "/x"}) == Path("/x/cbacheck/discovery.json")
     assert discovery.cache_file({}).parts[-3:] == (".cache", "cbacheck", "discovery.json")
+
+
+def test_where_ownership_cannot_be_read_the_cache_is_a_miss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "discovery.json"
+    discovery.save(msal_cache({KEY: (Answer(document()), 86400)}), LOGIN, path)
+    assert discovery.load({}, LOGIN, path) == 1
+    monkeypatch.setattr(discovery, "_USER_ID", -1)  # as on Windows, which has no os.getuid
+    assert discovery.load({}, LOGIN, path) == 0

@@ -171,3 +171,14 @@ def test_a_key_asked_for_while_the_child_still_runs_is_validated_here_without_wa
         busy.wait()
 
     assert skipped == [False]
+
+
+def test_where_ownership_cannot_be_read_the_file_is_not_trusted(
+    files: CertFiles, skipped: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a_later_run(files.pem_with_key)
+    monkeypatch.setattr(validated, "_USER_ID", -1)  # as on Windows, which has no os.getuid
+
+    a_later_run(files.pem_with_key)
+
+    assert skipped == [False, False]
