@@ -11,6 +11,7 @@ dependent round trips seen in it, and (wall at 100 ms - wall at 0 ms) / 100 ms.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -169,6 +170,13 @@ def checks_in(junit: Path) -> int:
     return sum(int(suite.get("tests", "0")) for suite in suites)
 
 
+def app_token_acquired(results: Path) -> bool:
+    """Whether the run's app token was acquired (CBA-TOKEN-001 passed): only its `oid` names the service principal
+    before Graph does, so without it the grants wait for a second Graph batch, the fallback the issue allows."""
+    document = json.loads(results.read_text(encoding="utf-8"))
+    return any(r["id"] == "CBA-TOKEN-001" and r["outcome"] == "passed" for r in document["requirements"])
+
+
 @dataclass
 class Cell:
     walls: list[float] = field(default_factory=list)
@@ -197,6 +205,7 @@ def measure(
         command = run_command(sandbox, reports, source)
         wall(command, run_env, (0, 1))  # warm-up: page cache, and the first discovery document
         count = checks_in(next(reports.glob("*.xml")))
+        acquired = app_token_acquired(next(reports.glob("*.json")))
         yard = work / f"yardstick-{scenario}-{latency_ms}"
         yard.mkdir(exist_ok=True)
         yardstick = yardstick_command(yard, count)
@@ -209,7 +218,7 @@ def measure(
                 cells[mode].walls.append(wall(command, run_env, (0, 1), cells[mode].cpus))
                 cells[mode].timeline = log.take()
             cells["yardstick"].walls.append(wall(yardstick, env, (0,), cells["yardstick"].cpus))
-    return {"cells": cells, "checks": count}
+    return {"cells": cells, "checks": count, "app_token": acquired}
 
 
 def report(scenario: str, figures: dict[int, dict[str, Any]]) -> bool:
@@ -219,15 +228,21 @@ def report(scenario: str, figures: dict[int, dict[str, Any]]) -> bool:
     print(f"\nscenario {scenario!r} ({figures[0]['checks']} checks), median of {len(at0['cold'].walls)} per cell")
     print(f"  {'':24}{'0 ms s':>8}{'100 ms s':>10}{'(100-0)/100 ms':>16}{'in timeline':>13}{'target s at 100 ms':>20}")
     met = True
+    # Without the app token's oid, the second Graph batch waits for the service principal's id: one round trip
+    # more, the fallback the issue allows ("merge the two Graph batches where the id is already known").
+    fallback = 0 if figures[0]["app_token"] else 1
+    if fallback:
+        print("  the app token is not acquired here: +1 round trip allowed for the second Graph batch (fallback)")
     for mode in ("cold", "warm"):
         estimated = (at100[mode].median - at0[mode].median) / 0.1
         seen = dependent_round_trips(at100[mode].timeline)
-        allowed = TARGET_RATIO_AT_0_MS * yard + TARGET_ROUND_TRIPS[mode] * 0.1
+        target = TARGET_ROUND_TRIPS[mode] + fallback
+        allowed = TARGET_RATIO_AT_0_MS * yard + target * 0.1
         print(
             f"  cbacheck run, {mode:10}{at0[mode].median:8.3f}{at100[mode].median:10.3f}{estimated:16.1f}"
             f"{seen:13d}{allowed:20.3f}"
         )
-        met &= seen <= TARGET_ROUND_TRIPS[mode] and at100[mode].median <= allowed
+        met &= seen <= target and at100[mode].median <= allowed
     print(f"  {'yardstick (pytest)':24}{yard:8.3f}")
     # Paired: each run against the yardstick run right after it, so a busy moment touches both.
     ratios = {
