@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
-from urllib.parse import urljoin
 
 import requests
 
@@ -22,11 +21,11 @@ from cbacheck.collect.exchange import (
     SUMMARY_PROPERTIES,
     error_text,
     is_read_only_cmdlet,
+    post_within,
     scrub,
     summarise,
 )
 from cbacheck.collect.tokens import acquire_app_token
-from cbacheck.collect.transport import send, stats_of, trusted_target
 from cbacheck.config import Settings
 from cbacheck.errors import CertificateError, ConfigError
 from cbacheck.facts import ExchangeProbe, Source, TokenAttempt, Unavailable
@@ -106,31 +105,21 @@ def probe_admin_api(
     if not is_read_only_cmdlet(cmdlet):
         raise ConfigError([f"the probe cmdlet {cmdlet!r} is not a read-only cmdlet; cbacheck sends only Get-*"])
     body, headers = request_body(cmdlet), request_headers(access_token, tenant_id)
-    stats_of(session).count("exchange_requests")
-    sent = send(session, "POST", url, json=body, headers=headers)
-    if sent.response is not None and sent.response.is_redirect:
-        followed = urljoin(url, sent.response.headers.get("location", ""))
-        if trusted_target(url, followed, profile.service_domains):
-            url = followed
-            stats_of(session).count("exchange_requests")
-            sent = send(session, "POST", url, json=body, headers=headers)
-    what = f"the Admin API answer to {cmdlet}"
-    if sent.response is None:
-        failure = type(sent.failure).__name__
-        return Unavailable(
-            what,
-            f"no answer from {url} ({failure}); check exchange_url, the network path and ca_bundle",
-            source=sent.source,
-        )
-    if sent.response.is_redirect:
-        location = scrub(sent.response.headers.get("location", ""), access_token)
-        return Unavailable(
-            what,
-            f"{url} redirected to {location!r}, outside the service domains of profile {profile.name} "
-            f"({', '.join(profile.service_domains)}), which cbacheck does not follow with the token",
-            source=sent.source,
-        )
-    return admin_api_probe_from_answer(cmdlet, url, sent.response, sent.source, access_token)
+    posted = post_within(
+        session,
+        url,
+        body,
+        headers,
+        profile.service_domains,
+        access_token,
+        f"the Admin API answer to {cmdlet}",
+        f"outside the service domains of profile {profile.name} ({', '.join(profile.service_domains)}), which "
+        "cbacheck does not follow with the token",
+    )
+    if isinstance(posted, Unavailable):
+        return posted
+    url, response, source = posted
+    return admin_api_probe_from_answer(cmdlet, url, response, source, access_token)
 
 
 def summarise_object(body: dict[str, Any]) -> dict[str, Any]:

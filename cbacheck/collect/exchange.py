@@ -143,17 +143,47 @@ def probe_exchange(
     cmdlet, url = target.cmdlet, target.url
     body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": {}}}
     headers = request_headers(access_token, anchor_tenant or tenant_for_url)
+    posted = post_within(
+        session,
+        url,
+        body,
+        headers,
+        target.service_domains,
+        access_token,
+        f"the Exchange Online answer to {cmdlet}",
+        "which cbacheck does not follow (only the same origin over https); check exchange_url and any proxy "
+        "between cbacheck and Exchange Online",
+    )
+    if isinstance(posted, Unavailable):
+        return posted
+    url, response, source = posted
+    return probe_from_answer(cmdlet, url, response, source, access_token)
+
+
+def post_within(
+    session: requests.Session,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    service_domains: tuple[str, ...],
+    access_token: str,
+    what: str,
+    not_followed: str,
+) -> tuple[str, requests.Response, Source] | Unavailable:
+    """POST a cmdlet envelope; follow one redirect only within the service domains (the token goes with it).
+
+    The answer (where it came from, the response, its Source), or Unavailable when there was none or a redirect
+    led elsewhere (`not_followed` says why that one was not followed; the token is scrubbed from the location).
+    """
     stats_of(session).count("exchange_requests")
     sent = send(session, "POST", url, json=body, headers=headers)
-    location = sent.response.headers.get("location", "") if sent.response is not None else ""
-    if sent.response is not None and sent.response.is_redirect and target.service_domains:
-        followed = urljoin(url, location)
+    if sent.response is not None and sent.response.is_redirect and service_domains:
+        followed = urljoin(url, sent.response.headers.get("location", ""))
         # A redirect keeps the token only within the profile's service domains (transport.trusted_target).
-        if trusted_target(url, followed, target.service_domains):
+        if trusted_target(url, followed, service_domains):
             url = followed
             stats_of(session).count("exchange_requests")
             sent = send(session, "POST", url, json=body, headers=headers)
-    what = f"the Exchange Online answer to {cmdlet}"
     if sent.response is None:
         failure = type(sent.failure).__name__
         return Unavailable(
@@ -163,13 +193,8 @@ def probe_exchange(
         )
     if sent.response.is_redirect:
         location = scrub(sent.response.headers.get("location", ""), access_token)
-        return Unavailable(
-            what,
-            f"{url} redirected to {location!r}, which cbacheck does not follow (only the same origin over https); "
-            "check exchange_url and any proxy between cbacheck and Exchange Online",
-            source=sent.source,
-        )
-    return probe_from_answer(cmdlet, url, sent.response, sent.source, access_token)
+        return Unavailable(what, f"{url} redirected to {location!r}, {not_followed}", source=sent.source)
+    return url, sent.response, sent.source
 
 
 def probe_from_answer(
