@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
@@ -148,6 +149,28 @@ def run_checks(
     )
 
 
+@contextlib.contextmanager
+def _collector_spared() -> Iterator[None]:
+    """The garbage collector spares a session's long-lived objects, and is as it was after."""
+    # What is loaded by now (cbacheck, pytest and their imports) lives as long as the process: frozen, the
+    # collector skips it in the session's many collections (about 20 ms of a run); thawed again after.
+    # A session makes few reference cycles but some 50,000 container objects, most of them kept to the end
+    # (reports, evidence): at the default threshold of 700 the collector ran about 80 young and 6 middle
+    # passes over them (25-40 ms of a run) and freed next to nothing. A higher threshold bounds the cycles
+    # left waiting to a few megabytes and leaves the collector on for a longer session. Frozen too before
+    # the threshold is lowered again, the session's objects join the oldest generation without a young
+    # pass over all of them (50 ms).
+    gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(SESSION_GC_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
 def _evaluate(
     settings_options: Mapping[str, Any],
     extra_args: list[str],
@@ -193,23 +216,8 @@ def _evaluate(
         ]
         if applied is not None:
             plugins.append(applied)
-        # What is loaded by now (cbacheck, pytest and their imports) lives as long as the process: frozen, the
-        # collector skips it in the session's many collections (about 20 ms of a run); thawed again after.
-        gc.freeze()
-        # A session makes few reference cycles but some 50,000 container objects, most of them kept to the end
-        # (reports, evidence): at the default threshold of 700 the collector ran about 80 young and 6 middle
-        # passes over them (25-40 ms of a run) and freed next to nothing. A higher threshold bounds the cycles
-        # left waiting to a few megabytes and leaves the collector on for a longer session. Frozen too before
-        # the threshold is lowered again, the session's objects join the oldest generation without a young
-        # pass over all of them (50 ms).
-        thresholds = gc.get_threshold()
-        gc.set_threshold(SESSION_GC_THRESHOLD, *thresholds[1:])
-        try:
+        with _collector_spared():
             status = pytest.main(args, plugins=plugins)
-        finally:
-            gc.freeze()
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
     return _close(status, observer, out), observer.state
 
 

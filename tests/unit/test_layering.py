@@ -136,3 +136,23 @@ def test_every_test_file_has_a_basename_of_its_own() -> None:
     for path in tests.rglob("test_*.py"):
         seen.setdefault(path.name, []).append(str(path.relative_to(tests)))
     assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
+
+
+def test_modules_stay_under_600_lines_and_functions_under_60_with_a_docstring_each() -> None:
+    """The size limits the project keeps, so no module or function grows past what one reader holds at once."""
+    root = Path(__file__).resolve().parents[2]
+    problems: list[str] = []
+    for path in sorted([*(root / "cbacheck").rglob("*.py"), *(root / "checks").rglob("*.py")]):
+        source = path.read_text(encoding="utf-8")
+        tree = ast.parse(source)
+        name = str(path.relative_to(root))
+        if source.count("\n") > 600:
+            problems.append(f"{name}: {source.count(chr(10))} lines")
+        if not ast.get_docstring(tree):
+            problems.append(f"{name}: no module docstring")
+        functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for node in functions:
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            if length > 60:
+                problems.append(f"{name}:{node.lineno} {node.name}: {length} lines")
+    assert problems == []

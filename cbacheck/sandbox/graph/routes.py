@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from werkzeug.routing import BaseConverter, Map, Rule
 
@@ -23,63 +23,46 @@ class ObjectRef(BaseConverter):
         return f"/{text}" if kind == "id" else f"(appId='{text}')"
 
 
+# The Graph routes the sandbox serves: (path, endpoint, methods).
+GRAPH_ROUTES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
+    ("/v1.0/applications", "applications", ("GET", "POST")),
+    ("/v1.0/applications<ref:ref>", "application", ("GET", "PATCH", "DELETE")),
+    (
+        "/v1.0/applications<ref:ref>/<any(owners,federatedIdentityCredentials):relation>",
+        "applicationRelation",
+        ("GET",),
+    ),
+    ("/v1.0/servicePrincipals", "servicePrincipals", ("GET", "POST")),
+    ("/v1.0/servicePrincipals<ref:ref>", "servicePrincipal", ("GET", "PATCH", "DELETE")),
+    (
+        "/v1.0/servicePrincipals<ref:ref>/<any(appRoleAssignments,appRoleAssignedTo):nav>",
+        "assignments",
+        ("GET", "POST"),
+    ),
+    (
+        "/v1.0/servicePrincipals<ref:ref>/<any(appRoleAssignments,appRoleAssignedTo):nav>/<aid>",
+        "assignment",
+        ("GET", "DELETE"),
+    ),
+    ("/v1.0/roleManagement/directory/roleAssignments", "roleAssignments", ("GET", "POST")),
+    ("/v1.0/roleManagement/directory/roleAssignments/<rid>", "roleAssignment", ("GET", "DELETE")),
+    ("/v1.0/roleManagement/directory/roleDefinitions", "roleDefinitions", ("GET",)),
+    ("/v1.0/roleManagement/directory/roleDefinitions/<rid>", "roleDefinition", ("GET",)),
+    ("/v1.0/roleManagement/directory/roleEligibilitySchedules", "roleEligibilitySchedules", ("GET",)),
+    ("/v1.0/organization", "organizations", ("GET",)),
+    ("/v1.0/organization/<oid>", "organizationById", ("GET",)),
+    ("/v1.0/domains", "domains", ("GET",)),
+    ("/v1.0/domains/<did>", "domain", ("GET",)),
+    ("/v1.0/policies/defaultAppManagementPolicy", "appManagementPolicy", ("GET",)),
+    ("/beta/reports/servicePrincipalSignInActivities", "signInActivities", ("GET",)),
+    ("/v1.0/$batch", "batch", ("POST",)),
+)
+
+
 def graph_routes() -> Map:
-    """The Graph v1.0 routes the sandbox serves (the URL map, as moto's urls.py)."""
-    r = Rule
+    """The Graph v1.0 routes the sandbox serves (the URL map)."""
     return Map(
-        [
-            r("/v1.0/applications", endpoint="applications", methods=["GET", "POST"]),
-            r("/v1.0/applications<ref:ref>", endpoint="application", methods=["GET", "PATCH", "DELETE"]),
-            r(
-                "/v1.0/applications<ref:ref>/<any(owners,federatedIdentityCredentials):relation>",
-                endpoint="applicationRelation",
-                methods=["GET"],
-            ),
-            r("/v1.0/servicePrincipals", endpoint="servicePrincipals", methods=["GET", "POST"]),
-            r(
-                "/v1.0/servicePrincipals<ref:ref>",
-                endpoint="servicePrincipal",
-                methods=["GET", "PATCH", "DELETE"],
-            ),
-            r(
-                "/v1.0/servicePrincipals<ref:ref>/<any(appRoleAssignments,appRoleAssignedTo):nav>",
-                endpoint="assignments",
-                methods=["GET", "POST"],
-            ),
-            r(
-                "/v1.0/servicePrincipals<ref:ref>/<any(appRoleAssignments,appRoleAssignedTo):nav>/<aid>",
-                endpoint="assignment",
-                methods=["GET", "DELETE"],
-            ),
-            r(
-                "/v1.0/roleManagement/directory/roleAssignments",
-                endpoint="roleAssignments",
-                methods=["GET", "POST"],
-            ),
-            r(
-                "/v1.0/roleManagement/directory/roleAssignments/<rid>",
-                endpoint="roleAssignment",
-                methods=["GET", "DELETE"],
-            ),
-            r("/v1.0/roleManagement/directory/roleDefinitions", endpoint="roleDefinitions", methods=["GET"]),
-            r(
-                "/v1.0/roleManagement/directory/roleDefinitions/<rid>",
-                endpoint="roleDefinition",
-                methods=["GET"],
-            ),
-            r(
-                "/v1.0/roleManagement/directory/roleEligibilitySchedules",
-                endpoint="roleEligibilitySchedules",
-                methods=["GET"],
-            ),
-            r("/v1.0/organization", endpoint="organizations", methods=["GET"]),
-            r("/v1.0/organization/<oid>", endpoint="organizationById", methods=["GET"]),
-            r("/v1.0/domains", endpoint="domains", methods=["GET"]),
-            r("/v1.0/domains/<did>", endpoint="domain", methods=["GET"]),
-            r("/v1.0/policies/defaultAppManagementPolicy", endpoint="appManagementPolicy", methods=["GET"]),
-            r("/beta/reports/servicePrincipalSignInActivities", endpoint="signInActivities", methods=["GET"]),
-            r("/v1.0/$batch", endpoint="batch", methods=["POST"]),
-        ],
+        [Rule(path, endpoint=endpoint, methods=list(methods)) for path, endpoint, methods in GRAPH_ROUTES],
         converters={"ref": ObjectRef},
         strict_slashes=False,
         merge_slashes=False,
