@@ -17,12 +17,10 @@ import requests
 
 from cbacheck import certs, profiles, wellknown
 from cbacheck.collect.exchange import (
-    EXCERPT_CHARS,
     SUMMARY_PROPERTIES,
-    error_text,
     is_read_only_cmdlet,
     post_within,
-    scrub,
+    probe_from_answer,
     summarise,
 )
 from cbacheck.collect.tokens import acquire_app_token
@@ -138,31 +136,16 @@ def admin_api_probe_from_answer(
     cmdlet: str, url: str, response: requests.Response, source: Source, access_token: str
 ) -> ExchangeProbe:
     """The cmdlet ran (2xx with a JSON object that is no error) or the error the Admin API gave."""
-    status = response.status_code
-    common: dict[str, Any] = {"request_id": source.request_id, "elapsed_ms": source.elapsed_ms}
-    try:
-        body: Any = response.json() if response.content else None
-    except ValueError:
-        shown = " ".join(response.text.split())[:EXCERPT_CHARS]
-        message = scrub(f"HTTP {status}, not JSON: {shown!r}", access_token)
-        return ExchangeProbe(
-            cmdlet, url, status, ok=False, error_code="InvalidResponse", error_message=message, **common
-        )
-    if 200 <= status < 300 and isinstance(body, dict) and "error" not in body:
-        return ExchangeProbe(cmdlet, url, status, ok=True, summary=summarise_object(body), **common)
-    code, message = error_text(body)
-    if not message:
-        message = (
-            "the answer is not a JSON object" if 200 <= status < 300 else f"HTTP {status} without an error message"
-        )
-    if status >= 500:
-        message += " (Exchange Online server error; run again later)"
-    return ExchangeProbe(
+    return probe_from_answer(
         cmdlet,
         url,
-        status,
-        ok=False,
-        error_code=scrub(code or f"HTTP{status}", access_token),
-        error_message=scrub(message, access_token),
-        **common,
+        response,
+        source,
+        access_token,
+        summary_of=_object_summary,
+        unrecognised="the answer is not a JSON object",
     )
+
+
+def _object_summary(body: Any) -> dict[str, Any] | None:
+    return summarise_object(body) if isinstance(body, dict) and "error" not in body else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin
@@ -197,10 +198,22 @@ def post_within(
     return url, sent.response, sent.source
 
 
+def value_list_summary(body: Any) -> dict[str, Any] | None:
+    """The summary of an answer that shows the cmdlet ran (a `value` list), else None."""
+    return summarise(body) if isinstance(body, dict) and isinstance(body.get("value"), list) else None
+
+
 def probe_from_answer(
-    cmdlet: str, url: str, response: requests.Response, source: Source, access_token: str
+    cmdlet: str,
+    url: str,
+    response: requests.Response,
+    source: Source,
+    access_token: str,
+    *,
+    summary_of: Callable[[Any], dict[str, Any] | None] = value_list_summary,
+    unrecognised: str = "the answer has no 'value' list",
 ) -> ExchangeProbe:
-    """What an answer of the admin API says: the cmdlet ran (a `value` list) or the error it gave."""
+    """What an answer says: the cmdlet ran (a 2xx body `summary_of` recognises) or the error it gave."""
     status = response.status_code
     common: dict[str, Any] = {"request_id": source.request_id, "elapsed_ms": source.elapsed_ms}
     try:
@@ -216,12 +229,12 @@ def probe_from_answer(
             error_message=scrub(f"HTTP {status}, not JSON: {shown!r}", access_token),
             **common,
         )
-    if 200 <= status < 300 and isinstance(body, dict) and isinstance(body.get("value"), list):
-        return ExchangeProbe(cmdlet, url, status, ok=True, summary=summarise(body), **common)
+    summary = summary_of(body) if 200 <= status < 300 else None
+    if summary is not None:
+        return ExchangeProbe(cmdlet, url, status, ok=True, summary=summary, **common)
     code, message = error_text(body)
     if not message:
-        answered = 200 <= status < 300
-        message = "the answer has no 'value' list" if answered else f"HTTP {status} without an error message"
+        message = unrecognised if 200 <= status < 300 else f"HTTP {status} without an error message"
     if status >= 500:
         message += " (Exchange Online server error; run again later)"
     return ExchangeProbe(
