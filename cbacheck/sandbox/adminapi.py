@@ -23,6 +23,7 @@ from werkzeug.wrappers import Request, Response
 from cbacheck import wellknown
 from cbacheck.sandbox.entra.signer import AccessTokenError, TokenSigner
 from cbacheck.sandbox.exchange import EXCHANGE_AUDIENCES, ExchangeService
+from cbacheck.sandbox.faults import TableFault
 from cbacheck.sandbox.response import Call, json_response
 from cbacheck.sandbox.state import TenantState
 from cbacheck.sandbox.values import JsonObject
@@ -66,13 +67,10 @@ ADMIN_API_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
 }
 
 
-class AdminApiFault(Exception):
+class AdminApiFault(TableFault):
     """An Admin API error (a row of ADMIN_API_ERRORS)."""
 
-    def __init__(self, key: str, **values: str) -> None:
-        self.status, self.code, template = ADMIN_API_ERRORS[key]
-        self.message = template.format(**values)
-        super().__init__(self.message)
+    TABLE = ADMIN_API_ERRORS
 
 
 @dataclass(frozen=True)

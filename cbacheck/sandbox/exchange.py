@@ -12,6 +12,7 @@ from werkzeug.wrappers import Request, Response
 
 from cbacheck import wellknown
 from cbacheck.sandbox.entra.signer import AccessTokenError, TokenSigner
+from cbacheck.sandbox.faults import TableFault
 from cbacheck.sandbox.rbac import COMPLIANCE_TABLES, ExchangeRbac, RbacTables, pointer_names
 from cbacheck.sandbox.response import Call, json_response
 from cbacheck.sandbox.state import TenantState
@@ -93,13 +94,10 @@ EXCHANGE_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
 }
 
 
-class ExchangeFault(Exception):
+class ExchangeFault(TableFault):
     """An admin API error (a row of EXCHANGE_ERRORS); rendered as the JSON error the module reads."""
 
-    def __init__(self, key: str, **values: str) -> None:
-        self.status, self.code, template = EXCHANGE_ERRORS[key]
-        self.message = template.format(**values)
-        super().__init__(self.message)
+    TABLE = EXCHANGE_ERRORS
 
 
 class RbacCmdlets:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 
 class SandboxError(Exception):
@@ -39,3 +40,14 @@ class InvalidRequest(SandboxFault):
 
 class Conflict(SandboxFault):
     """The object to create exists already."""
+
+
+class TableFault(Exception):
+    """An error answer of an admin endpoint: a row (status, code, message template) of the subclass's TABLE."""
+
+    TABLE: ClassVar[Mapping[str, tuple[int, str, str]]]
+
+    def __init__(self, key: str, **values: str) -> None:
+        self.status, self.code, template = self.TABLE[key]
+        self.message = template.format(**values)
+        super().__init__(self.message)

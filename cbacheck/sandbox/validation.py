@@ -393,9 +393,7 @@ def _directory_roles(
     check.unique(assignments, "id", f"$.{name}")
 
 
-def _exchange(
-    check: _Check, value: object, key: str = "exchange", tables: RbacTables = EXCHANGE_TABLES
-) -> JsonObject:
+def _exchange(check: _Check, value: object, key: str = "exchange", tables: RbacTables = EXCHANGE_TABLES) -> JsonObject:
     """The Exchange (or Security & Compliance) RBAC objects, in the shape the cmdlets print them (PascalCase)."""
     root = check.obj(value, f"$.{key}")
     for collection in root:

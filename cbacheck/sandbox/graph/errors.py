@@ -90,9 +90,7 @@ GRAPH_ERRORS: Final[dict[str, GraphErrorSpec]] = {
         unconfirmed=False,
     ),
     "invalid_key_id": _bad("Invalid value '{key_id}' for property 'keyId': not a GUID."),
-    "invalid_key_window": _bad(
-        "Key credential end date must be after the start date and at most one year after it."
-    ),
+    "invalid_key_window": _bad("Key credential end date must be after the start date and at most one year after it."),
     "invalid_certificate": _bad("Invalid certificate: Key value is invalid certificate", unconfirmed=False),
     "duplicate_key_id": _bad("Duplicate keyId in keyCredentials."),
     "invalid_resource_app_id": _bad("Invalid requiredResourceAccess: 'resourceAppId' must be a GUID."),
