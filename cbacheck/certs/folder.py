@@ -44,6 +44,9 @@ def read_certificate_folder(folder: Path, password: str | None) -> tuple[Supplie
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
     except OSError as err:
         raise InputError([f"{source}: cannot list the folder ({err.strerror or type(err).__name__})"]) from None
+    if not files:
+        # An empty folder is almost always the wrong one: say so rather than audit without the files meant.
+        raise InputError([f"{source}: no .pfx, .p12 or .pem file in the folder; check the path"])
     if len(files) > MAX_FILES:
         raise InputError([f"{source}: {len(files)} certificate files; at most {MAX_FILES} are read"])
     supplied = []

@@ -16,6 +16,7 @@ from cbacheck.commands.run_options import add_setting_options, setting_dest
 from cbacheck.errors import CbaCheckError, ConfigError, ExitCode, InputError
 from cbacheck.report.audit import audit_document, compare_principals, unread_document
 from cbacheck.report.audit_html import audit_csv, audit_html, audit_markdown
+from cbacheck.report.console import console_safe
 from cbacheck.report.exceptions import ExceptionsFile, load_exceptions
 from cbacheck.report.sarif import audit_sarif_log
 
@@ -182,8 +183,10 @@ def _summary(
         f"{counts['applications_seen']} applications; {counts['failed']} failed, {counts['error']} not verified",
         file=stdout,
     )
-    if "tenant" in document["not_read"]:
-        print(f"  {who}not read: {document['not_read']['tenant']}", file=stdout)
+    # What could not be read is said here too, not only in the reports: it is why an app is "not verified".
+    for what, why in document["not_read"].items():
+        line = f"not read: {why}" if what == "tenant" else f"{what}: {why}"
+        print(console_safe(f"  {who}{line}"), file=stdout)
     for kind, names in (compared or {}).items():
         print(f"  {kind} since {settings.compare}: {', '.join(names) or 'none'}", file=stdout)
     print(f"verdict: {who}{document['verdict']} (reports in {settings.report_dir})", file=stdout)

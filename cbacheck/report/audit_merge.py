@@ -29,7 +29,8 @@ def check_input(document: Any, name: str) -> dict[str, Any]:
     if kind == MERGED_SCHEMA_NAME:
         raise InputError([f"{name}: is already a merged audit; merge the audit.json files it was made from"])
     if kind != AUDIT_SCHEMA["properties"]["schema"]["const"]:
-        raise InputError([f"{name}: not an audit.json of `cbacheck audit` (schema {str(kind)[:40]!r})"])
+        found = "no schema field" if kind is None else f"schema {str(kind)[:40]!r}"
+        raise InputError([f"{name}: not an audit.json of `cbacheck audit` ({found}); give the audits' JSON files"])
     if version != SCHEMA_VERSION:
         raise InputError(
             [f"{name}: audit schema_version {str(version)[:20]}; this cbacheck merges version {SCHEMA_VERSION}"]

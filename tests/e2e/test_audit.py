@@ -220,7 +220,9 @@ def test_last_sign_in_and_the_app_management_policy_are_read_and_shown(audited: 
     assert "read: app management policy" in html and "passwordAddition" in html
 
 
-def test_sign_in_activity_and_app_management_policy_unreadable_are_named_and_the_audit_goes_on(tmp_path: Path) -> None:
+def test_sign_in_activity_and_app_management_policy_unreadable_are_named_and_the_audit_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     doc = json.loads(SCENARIO.read_text(encoding="utf-8"))
     unread = {wellknown.GRAPH_PERMISSION_IDS["AuditLog.Read.All"], wellknown.GRAPH_PERMISSION_IDS["Policy.Read.All"]}
     state = doc["state"]
@@ -231,6 +233,8 @@ def test_sign_in_activity_and_app_management_policy_unreadable_are_named_and_the
         _, document = _audit(sb, tmp_path)
     assert "needs AuditLog.Read.All" in document["not_read"]["last sign-in"]
     assert "needs Policy.Read.All" in document["not_read"]["app management policy"]
+    console = capsys.readouterr().out  # said on the console too, not only in the reports
+    assert "last sign-in: not read" in console and "app management policy: not read" in console
     assert all(app["lastSignIn"] is None for app in document["apps"])
     for app in document["apps"]:  # CBA-AUD-013 cannot pass unread
         for record in (r for r in app["requirements"] if r["id"] == "CBA-AUD-013"):

@@ -62,6 +62,12 @@ def test_a_missing_folder_is_an_input_error(tmp_path: Path) -> None:
         read_certificate_folder(tmp_path / "absent", None)
 
 
+def test_a_folder_without_certificate_files_is_an_input_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a certificate", encoding="utf-8")
+    with pytest.raises(InputError, match=r"no \.pfx, \.p12 or \.pem file in the folder"):
+        read_certificate_folder(tmp_path, None)
+
+
 def test_files_match_the_apps_whose_uploaded_key_they_hold_and_the_rest_are_listed(tmp_path: Path) -> None:
     thumbprint = _pfx(tmp_path / "app.pfx", PASSWORD)
     _pfx(tmp_path / "other.pfx", PASSWORD)
