@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 HELP = "list every app that can act on Exchange Online as itself, and judge each without its private key"
 EARLIER_SCHEMAS = ("cbacheck-audit", "cbacheck-audit-merged")
+# An audit of 10,000 holders is tens of megabytes; far past that is no audit.json.
+MAX_EARLIER_BYTES = 512 * 1024 * 1024
 
 
 def add_parser(subparsers: Any) -> None:
@@ -112,10 +114,7 @@ def audits(args: argparse.Namespace, settings: config.Settings) -> list[tuple[Ta
 def _earlier(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
-    try:
-        earlier = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise InputError([f"--compare {path}: {err}"]) from None
+    earlier = config.read_input_json(path, "earlier audit", "option --compare", max_bytes=MAX_EARLIER_BYTES)
     if not isinstance(earlier, dict) or earlier.get("schema") not in EARLIER_SCHEMAS:
         raise InputError([f"--compare {path}: not an audit.json written by `cbacheck audit` or `cbacheck merge`"])
     return earlier

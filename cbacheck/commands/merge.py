@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from cbacheck.config import read_input_json
 from cbacheck.errors import ExitCode, InputError
 
 HELP = "combine the audit.json files of several tenants (or shards) into one report"
@@ -38,42 +37,22 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _read(path: Path) -> Any:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_INPUT_BYTES + 1)
-    except OSError as err:
-        raise InputError([f"{path}: cannot be read: {err.strerror or err}"]) from None
-    if len(data) > MAX_INPUT_BYTES:
-        raise InputError([f"{path}: larger than {MAX_INPUT_BYTES} bytes; not an audit.json"])
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise InputError([f"{path}: not JSON ({str(err)[:120]})"]) from None
+    return read_input_json(path, "audit file", "an input of cbacheck merge", max_bytes=MAX_INPUT_BYTES)
 
 
 def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Read and check every input, merge, write OUT.json and the reports asked for, print the summary."""
-    from cbacheck.report.audit_html import audit_csv, audit_html, audit_markdown
+    from cbacheck.commands.audit import write_reports
     from cbacheck.report.audit_merge import check_input, merge_documents
-    from cbacheck.report.sarif import audit_sarif_log
 
     stdout = out or sys.stdout
-    outputs = [p for p in (args.output, args.html, args.csv, args.markdown, args.sarif) if p is not None]
-    clash = sorted({str(p) for p in outputs} & {str(p) for p in args.inputs})
+    asked = {"json": args.output, "html": args.html, "csv": args.csv, "md": args.markdown, "sarif": args.sarif}
+    outputs = {kind: path for kind, path in asked.items() if path is not None}
+    clash = sorted({str(p) for p in outputs.values()} & {str(p) for p in args.inputs})
     if clash:
         raise InputError([f"{clash[0]} is both an input and an output; write the merged report elsewhere"])
     merged = merge_documents([(str(path), check_input(_read(path), str(path))) for path in args.inputs])
-    writers: list[tuple[Path | None, Callable[[], str]]] = [
-        (args.output, lambda: json.dumps(merged, indent=2) + "\n"),
-        (args.html, lambda: audit_html(merged, None)),
-        (args.csv, lambda: audit_csv(merged)),
-        (args.markdown, lambda: audit_markdown(merged)),
-        (args.sarif, lambda: json.dumps(audit_sarif_log(merged), indent=2) + "\n"),
-    ]
-    for path, text in writers:
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text(), encoding="utf-8")
+    write_reports(merged, outputs)
     counts = merged["counts"]
     print(
         f"cbacheck merge: {counts['tenants']} tenants, {counts['apps']} principals with Exchange app-only "

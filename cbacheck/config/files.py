@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import tomllib
@@ -72,12 +73,30 @@ def read_regular_file(path: Path, max_bytes: int) -> bytes:
     return data
 
 
-def read_input_text(path: Path, what: str, origin: str, *, max_bytes: int) -> str:
-    """The UTF-8 text of the regular file `path`, at most `max_bytes` long; InputFileError otherwise."""
+def read_input_bytes(path: Path, what: str, origin: str, *, max_bytes: int) -> bytes:
+    """The bytes of the regular file `path`, at most `max_bytes`; InputFileError naming it and its source otherwise."""
     try:
-        data = read_regular_file(path, max_bytes)
+        return read_regular_file(path, max_bytes)
     except Refused as refused:
         raise InputFileError(what, str(path), origin, _input_file_reason(refused, max_bytes)) from None
+
+
+def parse_input_json(data: bytes, path: Path, what: str, origin: str) -> Any:
+    """The JSON value of an input file's bytes (UTF-8); InputFileError naming the file when it is not JSON."""
+    try:
+        return json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise InputFileError(what, str(path), origin, f"is not JSON ({str(err)[:120]})") from None
+
+
+def read_input_json(path: Path, what: str, origin: str, *, max_bytes: int) -> Any:
+    """The JSON value of the regular file `path` (results, audits), read as every input file is."""
+    return parse_input_json(read_input_bytes(path, what, origin, max_bytes=max_bytes), path, what, origin)
+
+
+def read_input_text(path: Path, what: str, origin: str, *, max_bytes: int) -> str:
+    """The UTF-8 text of the regular file `path`, at most `max_bytes` long; InputFileError otherwise."""
+    data = read_input_bytes(path, what, origin, max_bytes=max_bytes)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -87,7 +106,7 @@ def read_input_text(path: Path, what: str, origin: str, *, max_bytes: int) -> st
 
 def _input_file_reason(refused: Refused, max_bytes: int) -> str:
     return {
-        "missing": "does not exist; check the path",
+        "missing": "cannot be read: it does not exist; check the path",
         "permission": "cannot be read: permission denied; fix its permissions or run as its owner",
         "unopenable": f"cannot be opened: {refused.detail}",
         "directory": "is a directory, not a file",

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cbacheck.config import Settings
-from cbacheck.errors import ConfigError
+from cbacheck.config import Settings, parse_input_json, read_input_bytes
+from cbacheck.errors import ConfigError, InputFileError
 from cbacheck.report.exceptions import PROFILE
 from cbacheck.report.gate import result_key
 
@@ -40,13 +39,12 @@ def load_previous(settings: Settings) -> Previous | None:
     if path is None:
         return None
     where = f"compare = {str(path)!r} ({settings.source('compare')})"
+    origin = settings.source("compare")
     try:
-        data = path.read_bytes()[: MAX_RESULTS_BYTES + 1]
-        document = json.loads(data.decode("utf-8"))
-    except OSError as err:
-        raise ConfigError([f"{where} cannot be read: {err.strerror or err}"]) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConfigError([f"{where} is not a JSON results file: {err}"]) from None
+        data = read_input_bytes(path, "results file", origin, max_bytes=MAX_RESULTS_BYTES)
+        document = parse_input_json(data, path, "results file", origin)
+    except InputFileError as err:  # the plugin reports setting problems as ConfigError (exit 2)
+        raise ConfigError([str(err)]) from None
     schema = document.get("schema") if isinstance(document, dict) else None
     version = str(schema).removeprefix(SCHEMA_PREFIX) if isinstance(schema, str) else ""
     if not isinstance(schema, str) or not schema.startswith(SCHEMA_PREFIX) or version not in READABLE_VERSIONS:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +177,26 @@ def test_an_output_that_is_also_an_input_is_refused(tmp_path: Path, capsys: pyte
     (path,) = _files(tmp_path, audit("contoso.onmicrosoft.com", "passed", 1))
     assert cli.main(["merge", path, path]) == ExitCode.USAGE
     assert "both an input and an output" in capsys.readouterr().err
+
+
+APP_ID = "5e7d1c2b-8a4f-4c3e-9b1d-6f2a0e4c8d11"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo") or not Path("/dev/zero").exists(), reason="needs FIFOs and /dev/zero")
+@pytest.mark.parametrize("command", ["merge", "audit --compare", "run --compare"])
+def test_a_pipe_or_device_given_as_an_earlier_or_merged_audit_is_named_not_read(command: str, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    for given in (str(fifo), "/dev/zero"):
+        verb, *option = command.split()
+        args = (
+            [str(tmp_path / "out.json"), given]
+            if verb == "merge"
+            else ["--tenant", "contoso.onmicrosoft.com", "--app-id", APP_ID, *option, given]
+        )
+        # A child with a deadline: a reader that blocks on the pipe, or reads /dev/zero forever, fails the test.
+        done = subprocess.run(
+            [sys.executable, "-m", "cbacheck", verb, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
+        assert done.returncode == ExitCode.USAGE, done.stderr
+        assert given in done.stderr and "not a regular file" in done.stderr, done.stderr
