@@ -18,20 +18,15 @@ same errors.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-import stat
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-# Where ownership cannot be read (Windows has no getuid), no file is trusted: -1 matches no owner.
-_USER_ID: Final = os.getuid() if hasattr(os, "getuid") else -1
+from cbacheck import usercache
 
 FILE_NAME: Final = "validated-keys.json"
 VERSION: Final = 1
@@ -68,9 +63,7 @@ for name in sys.argv[1:]:
 
 def validated_keys_file(environ: dict[str, str] | None = None) -> Path:
     """$XDG_CACHE_HOME/cbacheck/validated-keys.json, or ~/.cache/cbacheck/validated-keys.json."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cbacheck" / FILE_NAME
+    return usercache.cache_file(FILE_NAME, environ)
 
 
 def key_digest(block: bytes) -> str:
@@ -80,16 +73,8 @@ def key_digest(block: bytes) -> str:
 
 def _digests(path: Path) -> list[str]:
     """The digests in the file, or none when it is absent, unreadable, not the user's or writable by others."""
-    try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != _USER_ID or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return []
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    if not isinstance(content, dict) or content.get("version") != VERSION or not isinstance(content.get("keys"), list):
-        return []
-    return [digest for digest in content["keys"] if isinstance(digest, str)]
+    keys = usercache.read_trusted(path, VERSION).get("keys")
+    return [digest for digest in keys if isinstance(digest, str)] if isinstance(keys, list) else []
 
 
 def validated_before(digest: str, path: Path | None = None) -> bool:
@@ -100,17 +85,8 @@ def remember(digest: str, path: Path | None = None) -> None:
     """Add a digest of key bytes OpenSSL has just validated (atomically, mode 0600); a write that fails is ignored."""
     target = path or validated_keys_file()
     kept = [known for known in _digests(target) if known != digest][-(LIMIT - 1) :] + [digest]
-    try:
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".validated-keys-", suffix=".json")
-    except OSError:
-        return  # not remembered: the next run validates the key again, nothing more
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:  # mkstemp creates it 0600
-            json.dump({"version": VERSION, "keys": kept}, out)
-        os.replace(temporary, target)
-    except OSError:
-        Path(temporary).unlink(missing_ok=True)
+    # Not remembered (a write that failed): the next run validates the key again, nothing more.
+    usercache.write_private(target, {"version": VERSION, "keys": kept})
 
 
 class _ValidationApart:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import stat
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -14,8 +11,7 @@ from urllib.parse import urlsplit
 from msal.individual_cache import _ExpiringMapping
 from msal.throttled_http_client import NormalizedResponse
 
-# Where ownership cannot be read (Windows has no getuid), no file is trusted: -1 matches no owner.
-_USER_ID: Final = os.getuid() if hasattr(os, "getuid") else -1
+from cbacheck import usercache
 
 # msal keeps a 2xx discovery answer for 24 hours in its http_cache and recommends persisting that cache
 # across runs of a command-line tool (ClientApplication's `http_cache` parameter,
@@ -34,9 +30,7 @@ INDEX: Final = "_index_"  # msal's bookkeeping entry in the http_cache
 
 def cache_file(environ: dict[str, str] | None = None) -> Path:
     """$XDG_CACHE_HOME/cbacheck/discovery.json, or ~/.cache/cbacheck/discovery.json."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cbacheck" / FILE_NAME
+    return usercache.cache_file(FILE_NAME, environ)
 
 
 def host_of(login_url: str) -> str:
@@ -82,16 +76,8 @@ def _valid_entry(entry: Any, host: str, now: int) -> bool:
 
 def _read(path: Path) -> dict[str, Any]:
     """The file's content, or empty when absent, unreadable, not ours or writable by others."""
-    try:
-        info = path.stat()
-        if info.st_uid != _USER_ID or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return {}
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(content, dict) or content.get("version") != VERSION or not isinstance(content.get("hosts"), dict):
-        return {}
-    return content
+    content = usercache.read_trusted(path, VERSION)
+    return content if isinstance(content.get("hosts"), dict) else {}
 
 
 def load(http_cache: dict[str, Any], login_url: str, path: Path | None = None) -> int:
@@ -155,14 +141,5 @@ def save(http_cache: dict[str, Any], login_url: str, path: Path | None = None) -
     }
     kept = dict(list({name: entries for name, entries in hosts.items() if entries}.items())[-(MAX_HOSTS - 1) :])
     kept[host] = found
-    try:
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".discovery-", suffix=".json")
-    except OSError:
-        return  # a cache that cannot be written costs one discovery next time, nothing more
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:  # mkstemp creates it 0600
-            json.dump({"version": VERSION, "hosts": kept}, out)
-        os.replace(temporary, target)
-    except OSError:
-        Path(temporary).unlink(missing_ok=True)
+    # A cache that cannot be written costs one discovery next time, nothing more.
+    usercache.write_private(target, {"version": VERSION, "hosts": kept})

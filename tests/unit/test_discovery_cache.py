@@ -11,6 +11,7 @@ import pytest
 from msal.individual_cache import _ExpiringMapping
 from msal.throttled_http_client import NormalizedResponse
 
+from cbacheck import usercache
 from cbacheck.collect import discovery
 
 LOGIN = "https://login.microsoftonline.com"
@@ -111,5 +112,5 @@ def test_where_ownership_cannot_be_read_the_cache_is_a_miss(tmp_path: Path, monk
     path = tmp_path / "discovery.json"
     discovery.save(msal_cache({KEY: (Answer(document()), 86400)}), LOGIN, path)
     assert discovery.load({}, LOGIN, path) == 1
-    monkeypatch.setattr(discovery, "_USER_ID", -1)  # as on Windows, which has no os.getuid
+    monkeypatch.setattr(usercache, "_USER_ID", -1)  # as on Windows, which has no os.getuid
     assert discovery.load({}, LOGIN, path) == 0

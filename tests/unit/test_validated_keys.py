@@ -24,7 +24,7 @@ from certfactory import (
 )
 from cryptography.hazmat.primitives import serialization
 
-from cbacheck import certs
+from cbacheck import certs, usercache
 from cbacheck.certs import reading, validated
 
 
@@ -177,7 +177,7 @@ def test_where_ownership_cannot_be_read_the_file_is_not_trusted(
     files: CertFiles, skipped: list[bool], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a_later_run(files.pem_with_key)
-    monkeypatch.setattr(validated, "_USER_ID", -1)  # as on Windows, which has no os.getuid
+    monkeypatch.setattr(usercache, "_USER_ID", -1)  # as on Windows, which has no os.getuid
 
     a_later_run(files.pem_with_key)
 
